@@ -1,0 +1,2 @@
+//! ringleader balancer (work in progress).
+#![forbid(unsafe_code)]

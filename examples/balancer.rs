@@ -1,0 +1,2 @@
+//! Example: balancer (placeholder until its issue lands).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Example: idgen (placeholder until its issue lands).
+fn main() {}

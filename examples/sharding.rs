@@ -1,0 +1,2 @@
+//! Example: sharding (placeholder until its issue lands).
+fn main() {}

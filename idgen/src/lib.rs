@@ -1,0 +1,2 @@
+//! ringleader idgen (work in progress).
+#![forbid(unsafe_code)]

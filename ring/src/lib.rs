@@ -1,0 +1,2 @@
+//! ringleader ring (work in progress).
+#![forbid(unsafe_code)]
