@@ -31,7 +31,9 @@ mod jump;
 mod maglev;
 mod modulo;
 mod placement;
+mod range;
 mod rendezvous;
+mod slots;
 
 pub use error::Error;
 pub use hash::{hash_key, hash_vnode};
@@ -40,4 +42,6 @@ pub use jump::{jump_hash, Jump};
 pub use maglev::{Maglev, MAGLEV_MIN_TABLE};
 pub use modulo::Modulo;
 pub use placement::Placement;
+pub use range::{RangeId, RangeMap, RangeRef, RangeStats, SplitPolicy};
 pub use rendezvous::Rendezvous;
+pub use slots::{hash_slot, hash_tag, Rebalance, SlotMap, SlotMove, DEFAULT_SLOTS, MAX_SLOTS};
