@@ -1,2 +1,47 @@
-//! ringleader ring (work in progress).
+//! `ringleader-ring`: where does a key live, and how much moves when the
+//! cluster changes.
+//!
+//! - [`HashRing`]: weighted virtual-node consistent hashing (xxh3, sorted
+//!   `Vec`, binary search), distinct-node [`replicas`](HashRing::replicas)
+//!   and opt-in [bounded loads](HashRing::get_bounded);
+//! - [`Modulo`], [`Jump`], [`Rendezvous`], [`Maglev`]: the other classic
+//!   placements, all behind the [`Placement`] trait;
+//!
+//! Hashing is `XXH3_64` over explicit bytes (see [`hash_key`] and
+//! [`hash_vnode`]), so placement is identical across processes and versions.
+//!
+//! ```
+//! use ringleader_ring::{HashRing, Placement};
+//! let ring = HashRing::from_nodes(
+//!     vec![("cache-a".to_string(), 1), ("cache-b".to_string(), 1), ("cache-c".to_string(), 1)],
+//!     160,
+//! )?;
+//! let owner = ring.get(b"user:42").unwrap();
+//! let replicas = ring.replicas(b"user:42", 2);
+//! assert_eq!(replicas[0], owner);
+//! assert_eq!(ring.locate(b"user:42"), Some(owner));
+//! # Ok::<(), ringleader_ring::Error>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod error;
+mod hash;
+mod hashring;
+mod jump;
+mod maglev;
+mod modulo;
+mod placement;
+mod range;
+mod rendezvous;
+mod slots;
+
+pub use error::Error;
+pub use hash::{hash_key, hash_vnode};
+pub use hashring::{Candidates, HashRing, DEFAULT_VNODES, MAX_POINTS_PER_NODE};
+pub use jump::{jump_hash, Jump};
+pub use maglev::{Maglev, MAGLEV_MIN_TABLE};
+pub use modulo::Modulo;
+pub use placement::Placement;
+pub use range::{RangeId, RangeMap, RangeRef, RangeStats, SplitPolicy};
+pub use rendezvous::Rendezvous;
+pub use slots::{hash_slot, hash_tag, Rebalance, SlotMap, SlotMove, DEFAULT_SLOTS, MAX_SLOTS};
