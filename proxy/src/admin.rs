@@ -1,0 +1,171 @@
+//! The admin endpoints: `GET /metrics` (Prometheus text) and `GET /status` (JSON).
+use crate::body::ProxyBody;
+use crate::metrics::{counter, gauge};
+use crate::proxy::Proxy;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use std::fmt::Write as _;
+
+/// Answer one admin request.
+pub(crate) fn handle<B>(proxy: &Proxy, req: &Request<B>) -> Response<ProxyBody> {
+    let (status, ctype, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            proxy.metrics_text(),
+        ),
+        (&Method::GET, "/status") => (
+            StatusCode::OK,
+            "application/json",
+            proxy.status_json().to_string(),
+        ),
+        (&Method::GET, "/") => (
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ringleader admin: GET /metrics (Prometheus), GET /status (JSON)\n".to_string(),
+        ),
+        (&Method::GET, _) => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n".to_string(),
+        ),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "GET only\n".to_string(),
+        ),
+    };
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Proxy {
+    /// Every upstream's backends with health, in-flight, EWMA latency and counts, as JSON.
+    pub fn status_json(&self) -> serde_json::Value {
+        let state = self.shared.state.load();
+        let m = &self.shared.metrics;
+        let mut ups = serde_json::Map::new();
+        for (name, up) in &state.upstreams {
+            let backends: Vec<serde_json::Value> = up
+                .lb
+                .backends()
+                .iter()
+                .map(|b| {
+                    serde_json::json!({
+                        "id": b.id(),
+                        "addr": b.addr(),
+                        "weight": b.weight(),
+                        "health": b.health().to_string(),
+                        "available": b.is_available(),
+                        "in_flight": b.in_flight(),
+                        "ewma_ms": b.ewma().as_secs_f64() * 1e3,
+                        "requests": b.requests(),
+                        "failures": b.failures(),
+                        "ejections": b.ejections(),
+                    })
+                })
+                .collect();
+            ups.insert(
+                name.clone(),
+                serde_json::json!({
+                    "strategy": up.strategy.to_string(),
+                    "active_checks": up.config.health.is_some(),
+                    "backends": backends,
+                }),
+            );
+        }
+        serde_json::json!({
+            "uptime_secs": self.shared.started.elapsed().as_secs(),
+            "requests": m.requests.load(std::sync::atomic::Ordering::Relaxed),
+            "retries": m.retries.load(std::sync::atomic::Ordering::Relaxed),
+            "upstreams": ups,
+        })
+    }
+
+    /// All metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.shared.metrics.render(&mut out);
+        let state = self.shared.state.load();
+        let families: [(&str, &str, &str); 7] = [
+            (
+                "ringleader_backend_in_flight",
+                "gauge",
+                "Requests in flight per backend.",
+            ),
+            (
+                "ringleader_backend_up",
+                "gauge",
+                "1 when the backend is available (up and not ejected).",
+            ),
+            (
+                "ringleader_backend_health",
+                "gauge",
+                "Backend health state (1 for the current state).",
+            ),
+            (
+                "ringleader_backend_ewma_seconds",
+                "gauge",
+                "Peak-EWMA response time per backend.",
+            ),
+            (
+                "ringleader_backend_requests_total",
+                "counter",
+                "Requests sent per backend.",
+            ),
+            (
+                "ringleader_backend_failures_total",
+                "counter",
+                "Failed requests per backend.",
+            ),
+            (
+                "ringleader_backend_ejections_total",
+                "counter",
+                "Passive ejections per backend.",
+            ),
+        ];
+        for (i, (name, kind, help)) in families.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (uname, up) in &state.upstreams {
+                for b in up.lb.backends() {
+                    let l = format!(
+                        "upstream=\"{}\",backend=\"{}\"",
+                        label(uname),
+                        label(b.id())
+                    );
+                    let _ = match i {
+                        0 => writeln!(out, "{name}{{{l}}} {}", b.in_flight()),
+                        1 => writeln!(out, "{name}{{{l}}} {}", u8::from(b.is_available())),
+                        2 => writeln!(out, "{name}{{{l},state=\"{}\"}} 1", b.health()),
+                        3 => writeln!(out, "{name}{{{l}}} {}", b.ewma().as_secs_f64()),
+                        4 => writeln!(out, "{name}{{{l}}} {}", b.requests()),
+                        5 => writeln!(out, "{name}{{{l}}} {}", b.failures()),
+                        _ => writeln!(out, "{name}{{{l}}} {}", b.ejections()),
+                    };
+                }
+            }
+        }
+        counter(
+            &mut out,
+            "ringleader_uptime_seconds_total",
+            "Seconds since start.",
+            self.shared.started.elapsed().as_secs(),
+        );
+        gauge(
+            &mut out,
+            "ringleader_upstreams",
+            "Configured upstreams.",
+            state.upstreams.len() as f64,
+        );
+        out
+    }
+}

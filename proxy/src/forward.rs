@@ -1,0 +1,270 @@
+//! Forwarding one request to an upstream: body handling, the attempt loop, retries and outcomes.
+use crate::body::{TapBody, UpstreamBody};
+use crate::config::HashKey;
+use crate::error::Error;
+use crate::headers::is_idempotent;
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+use bytes::Bytes;
+use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use ringleader_balancer::RequestCtx;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A backend's answer and which backend (index into `Upstream::authorities`) gave it.
+pub(crate) type Answer = (Response<Incoming>, usize);
+
+/// Where the request body is between attempts.
+enum BodyState {
+    /// Replayable: a fresh copy for every attempt.
+    Replay(UpstreamBody),
+    /// Streamed; `back` returns it if an attempt dropped it unread.
+    Stream {
+        body: Option<UpstreamBody>,
+        back: Option<oneshot::Receiver<Incoming>>,
+    },
+}
+
+impl BodyState {
+    /// The body for the next attempt, or `None` if it was (partly) sent already.
+    fn take(&mut self, retry_possible: bool) -> Option<UpstreamBody> {
+        match self {
+            BodyState::Replay(b) => b.try_clone(),
+            BodyState::Stream { body, back } => {
+                if let Some(rx) = back.as_mut() {
+                    if body.is_none() {
+                        // The previous attempt's body comes back only if nothing was read from it.
+                        let inner = rx.try_recv().ok()?;
+                        *back = None;
+                        *body = Some(UpstreamBody::Stream(inner));
+                    }
+                }
+                let b = body.take()?;
+                match b {
+                    UpstreamBody::Stream(inner) if retry_possible => {
+                        let (tap, rx) = TapBody::new(inner);
+                        *back = Some(rx);
+                        Some(UpstreamBody::Tap(tap))
+                    }
+                    other => Some(other),
+                }
+            }
+        }
+    }
+}
+
+fn hash_key_bytes(key: &HashKey, parts: &Parts, peer: SocketAddr) -> Option<Bytes> {
+    match key {
+        HashKey::ClientIp => Some(match peer.ip() {
+            IpAddr::V4(ip) => Bytes::copy_from_slice(&ip.octets()),
+            IpAddr::V6(ip) => Bytes::copy_from_slice(&ip.octets()),
+        }),
+        HashKey::Header(name) => parts
+            .headers
+            .get(name)
+            .map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        HashKey::Path => Some(Bytes::copy_from_slice(parts.uri.path().as_bytes())),
+        HashKey::Cookie(name) => parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Bytes::copy_from_slice(v.as_bytes())),
+        HashKey::Query(name) => parts
+            .uri
+            .query()?
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Bytes::copy_from_slice(v.as_bytes())),
+    }
+}
+
+/// The error and its causes on one line.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// Send `parts` + `body` to `up`, retrying per its policy. On success the
+/// response head is back; its body still streams from the backend.
+pub(crate) async fn forward(
+    up: &Upstream,
+    mut parts: Parts,
+    body: Incoming,
+    peer: SocketAddr,
+    request_timeout: Duration,
+    metrics: &Metrics,
+) -> Result<Answer, Error> {
+    let policy = &up.retry;
+    let retryable = policy.attempts > 0 && is_idempotent(&parts.method, &parts.headers);
+    up.budget.deposit();
+
+    let mut body = if body.is_end_stream() {
+        BodyState::Replay(UpstreamBody::Empty)
+    } else if retryable
+        && body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= policy.max_body_bytes as u64)
+    {
+        // Small enough to keep for a retry: read it (bounded by its declared length).
+        let limited = http_body_util::Limited::new(body, policy.max_body_bytes);
+        match tokio::time::timeout(request_timeout, limited.collect()).await {
+            Ok(Ok(c)) => BodyState::Replay(UpstreamBody::Full(Some(c.to_bytes()))),
+            Ok(Err(e)) => return Err(Error::ClientBody(e.to_string())),
+            Err(_) => {
+                return Err(Error::ClientBody(
+                    "timed out reading the request body".into(),
+                ))
+            }
+        }
+    } else {
+        BodyState::Stream {
+            body: Some(UpstreamBody::Stream(body)),
+            back: None,
+        }
+    };
+
+    let key = up
+        .hash_key
+        .as_ref()
+        .and_then(|k| hash_key_bytes(k, &parts, peer));
+    let ctx = match &key {
+        Some(k) => RequestCtx::with_key(k),
+        None => RequestCtx::new(),
+    };
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+
+    let mut candidates = up.lb.candidates(&ctx);
+    let mut tries: u32 = 0;
+    let mut last_err: Option<Error> = None;
+    let mut fallback: Option<Answer> = None;
+    loop {
+        let Some(pick) = candidates.next() else { break };
+        let Some(idx) = up.index_of_pick(&pick) else {
+            continue;
+        };
+        let more = retryable && tries < policy.attempts;
+        let Some(this_body) = body.take(more) else {
+            break;
+        };
+        tries += 1;
+
+        let mut uparts = http::uri::Parts::default();
+        uparts.scheme = Some(Scheme::HTTP);
+        uparts.authority = Some(up.authorities[idx].1.clone());
+        uparts.path_and_query = Some(pq.clone());
+        let uri = match Uri::from_parts(uparts) {
+            Ok(u) => u,
+            Err(_) => return Err(Error::BadRequest("request target cannot be forwarded")),
+        };
+        let mut req = Request::new(this_body);
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = if more {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(request_timeout, up.client.request(req)).await;
+        let retry_wanted = match outcome {
+            Ok(Ok(resp)) => {
+                if resp.status().is_server_error() {
+                    pick.failure();
+                    if more && policy.on_5xx {
+                        fallback = Some((resp, idx));
+                        true
+                    } else {
+                        return Ok((resp, idx));
+                    }
+                } else {
+                    pick.success(started.elapsed());
+                    return Ok((resp, idx));
+                }
+            }
+            Ok(Err(e)) => {
+                if is_refused(&e) {
+                    pick.connect_refused();
+                } else {
+                    pick.failure();
+                }
+                let msg = describe(&e);
+                tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, error = %msg, "attempt failed");
+                last_err = Some(if is_parse_error(&e) {
+                    Error::UpstreamProtocol(msg)
+                } else {
+                    Error::UpstreamConnect(msg)
+                });
+                more && policy.on_connect_error
+            }
+            Err(_) => {
+                pick.failure();
+                tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, "attempt timed out");
+                last_err = Some(Error::UpstreamTimeout);
+                more && policy.on_timeout
+            }
+        };
+        if !retry_wanted {
+            break;
+        }
+        if !up.budget.try_withdraw() {
+            metrics.retries_budget_exhausted.fetch_add(1, Relaxed);
+            break;
+        }
+        metrics.retries.fetch_add(1, Relaxed);
+    }
+    if let Some(answer) = fallback {
+        return Ok(answer);
+    }
+    Err(last_err.unwrap_or(Error::NoHealthyBackend))
+}

@@ -1,0 +1,168 @@
+//! Header rewriting: hop-by-hop stripping (both ways), X-Forwarded-*, request IDs, idempotency.
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Method;
+
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `Idempotency-Key`: makes any method retryable.
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers of RFC 9110 §7.6.1 plus the non-standard
+/// `Proxy-Connection` and `Keep-Alive`; they describe one connection and are
+/// never forwarded.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Remove hop-by-hop headers, including every header the `Connection`
+/// header names.
+///
+/// ```
+/// use http::HeaderMap;
+/// let mut h = HeaderMap::new();
+/// h.insert("connection", "x-secret, keep-alive".parse().unwrap());
+/// h.insert("x-secret", "1".parse().unwrap());
+/// h.insert("keep-alive", "timeout=5".parse().unwrap());
+/// h.insert("x-kept", "1".parse().unwrap());
+/// ringleader_proxy::strip_hop_by_hop(&mut h);
+/// assert_eq!(h.len(), 1);
+/// assert!(h.contains_key("x-kept"));
+/// ```
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        // Only allocates when the Connection header names extra headers.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in fixed_hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+/// Set `X-Forwarded-For` (appending the client), `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (the original host, when there is one).
+pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<HeaderValue>) {
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+                .unwrap_or_else(|_| client_ip.clone())
+        }
+        _ => client_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+}
+
+/// Whether a request may be retried: an idempotent method (RFC 9110 §9.2.2)
+/// or an `Idempotency-Key` header.
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// let mut h = HeaderMap::new();
+/// assert!(ringleader_proxy::is_idempotent(&Method::GET, &h));
+/// assert!(!ringleader_proxy::is_idempotent(&Method::POST, &h));
+/// h.insert("idempotency-key", "abc".parse().unwrap());
+/// assert!(ringleader_proxy::is_idempotent(&Method::POST, &h));
+/// ```
+pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    ) || headers.contains_key(&IDEMPOTENCY_KEY)
+}
+
+/// Host part of a `Host` header value or URI authority: port removed, IPv6 brackets kept.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_fixed_and_named() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, X-Named"),
+            ("x-named", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic x"),
+            ("upgrade", "websocket"),
+            ("host", "a"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["host"]
+        );
+    }
+
+    #[test]
+    fn xff_appends() {
+        let ip = HeaderValue::from_static("10.0.0.9");
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, &ip, Some(HeaderValue::from_static("example.com")));
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.9");
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
+        set_forwarded(&mut h, &ip, None);
+        assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.0.0.9");
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
+        assert_eq!(h[&X_FORWARDED_HOST], "example.com");
+    }
+
+    #[test]
+    fn host_port_is_removed() {
+        assert_eq!(host_without_port("a.example:8080"), "a.example");
+        assert_eq!(host_without_port("a.example"), "a.example");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+    }
+}

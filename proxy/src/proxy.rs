@@ -1,0 +1,343 @@
+//! The proxy's shared state (an `ArcSwap` snapshot of routes and upstreams), reloads, and the request handler.
+use crate::body::ProxyBody;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::forward::forward;
+use crate::headers::{self, X_REQUEST_ID};
+use crate::health;
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+use arc_swap::ArcSwap;
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+use ringleader_idgen::{Generator, WorkerId};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::task::JoinHandle;
+
+/// One route of the snapshot.
+#[derive(Debug)]
+pub(crate) struct Route {
+    host: Option<Box<str>>,
+    prefix: Box<str>,
+    upstream: Arc<Upstream>,
+}
+
+/// Everything a request needs, swapped whole on reload.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: Arc<Config>,
+    routes: Vec<Route>,
+    pub(crate) upstreams: BTreeMap<String, Arc<Upstream>>,
+}
+
+impl State {
+    fn route(&self, host: Option<&str>, path: &str, absolute: bool) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            let host_ok = match &r.host {
+                Some(h) => host.is_some_and(|x| x.eq_ignore_ascii_case(h)),
+                // An absolute-form request must name a host a route serves explicitly.
+                None => !absolute,
+            };
+            host_ok && path.starts_with(&*r.prefix)
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: ArcSwap<State>,
+    pub(crate) metrics: Metrics,
+    ids: Generator,
+    health_tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) started: Instant,
+}
+
+/// A handle on a running proxy's state: reload it, read its status and metrics.
+/// Cheap to clone.
+///
+/// ```no_run
+/// # async fn f(cfg: ringleader_proxy::Config) -> Result<(), ringleader_proxy::Error> {
+/// let server = ringleader_proxy::Server::bind(cfg).await?;
+/// let proxy = server.proxy().clone();
+/// proxy.reload_file(std::path::Path::new("ringleader.toml"))?; // what SIGHUP does
+/// println!("{}", proxy.status_json());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub(crate) shared: Arc<Shared>,
+}
+
+fn build_state(config: Config, prev: Option<&State>) -> Result<State> {
+    // Dry-run every balancer first so a failure leaves the running state untouched.
+    for up in config.upstreams.values() {
+        Upstream::check(up)?;
+    }
+    let mut upstreams = BTreeMap::new();
+    for (name, cfg) in &config.upstreams {
+        let old = prev.and_then(|p| p.upstreams.get(name)).map(|u| &**u);
+        upstreams.insert(name.clone(), Arc::new(Upstream::build(name, cfg, old)?));
+    }
+    let routes = config
+        .routes
+        .iter()
+        .filter_map(|r| {
+            Some(Route {
+                host: r.host.as_deref().map(Into::into),
+                prefix: r.path_prefix.as_str().into(),
+                upstream: upstreams.get(r.upstream.get_ref())?.clone(),
+            })
+        })
+        .collect();
+    Ok(State {
+        config: Arc::new(config),
+        routes,
+        upstreams,
+    })
+}
+
+/// Worker id of the request-ID generator: `RINGLEADER_WORKER_ID`, 0 when unset.
+fn worker_id() -> Result<WorkerId> {
+    if std::env::var_os(ringleader_idgen::WORKER_ID_ENV).is_some() {
+        Ok(WorkerId::from_env()?)
+    } else {
+        Ok(WorkerId::new(0))
+    }
+}
+
+impl Proxy {
+    /// Build the proxy state from a validated config and start its health
+    /// checks. Must be called inside a tokio runtime.
+    pub fn new(config: Config) -> Result<Proxy> {
+        let ids = Generator::new(ringleader_idgen::Layout::TWITTER, worker_id()?)?;
+        let state = build_state(config, None)?;
+        let shared = Arc::new(Shared {
+            state: ArcSwap::from_pointee(state),
+            metrics: Metrics::default(),
+            ids,
+            health_tasks: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        });
+        let p = Proxy { shared };
+        p.restart_health();
+        Ok(p)
+    }
+
+    fn restart_health(&self) {
+        let state = self.shared.state.load_full();
+        let mut tasks = self.shared.health_tasks.lock();
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+        for up in state.upstreams.values() {
+            tasks.extend(health::spawn_checks(up));
+        }
+    }
+
+    /// Swap in a new config: routes and upstreams change atomically, requests
+    /// in flight finish on the old ones, backends still configured keep their
+    /// statistics. Listener addresses, `workers` and `max_connections` need a
+    /// restart; the other server settings apply to new connections.
+    pub fn reload(&self, config: Config) -> Result<()> {
+        let old = self.shared.state.load_full();
+        if config.server.listen != old.config.server.listen
+            || config.server.admin != old.config.server.admin
+        {
+            tracing::warn!("listen/admin addresses changed; they take effect after a restart");
+        }
+        let state = match build_state(config, Some(&old)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.shared.metrics.reload_failures.fetch_add(1, Relaxed);
+                return Err(e);
+            }
+        };
+        self.shared.state.store(Arc::new(state));
+        self.restart_health();
+        self.shared.metrics.reloads.fetch_add(1, Relaxed);
+        tracing::info!("config reloaded");
+        Ok(())
+    }
+
+    /// Load, validate and apply a config file; on any error the old config
+    /// keeps serving and the error is logged and returned.
+    pub fn reload_file(&self, path: &Path) -> Result<()> {
+        let res = Config::load(path).and_then(|c| self.reload(c));
+        if let Err(e) = &res {
+            if matches!(e, Error::Config { .. } | Error::ReadConfig { .. }) {
+                self.shared.metrics.reload_failures.fetch_add(1, Relaxed);
+            }
+            tracing::warn!(error = %e, "reload rejected; the previous config keeps serving");
+        }
+        res
+    }
+
+    /// The config currently serving.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.state.load().config.clone()
+    }
+
+    /// Proxy-wide counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Stop the health checks (done by [`crate::Server`] on shutdown).
+    pub fn stop_health(&self) {
+        for t in self.shared.health_tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Handle one client request.
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        peer_ip: &HeaderValue,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let m = &self.shared.metrics;
+        m.requests.fetch_add(1, Relaxed);
+        let version = req.version();
+        let (mut parts, body) = req.into_parts();
+        let req_id = match parts.headers.get(&X_REQUEST_ID) {
+            Some(v) => v.clone(),
+            None => {
+                let v = match self.shared.ids.next_id() {
+                    Ok(id) => HeaderValue::from(u64::from(id)),
+                    Err(_) => HeaderValue::from_static("0"),
+                };
+                parts.headers.insert(X_REQUEST_ID.clone(), v.clone());
+                v
+            }
+        };
+
+        let state = self.shared.state.load();
+        let access_log = state.config.server.access_log;
+        let request_timeout = state.config.server.request_timeout;
+        let routed: Result<Arc<Upstream>> = (|| {
+            if parts.method == Method::CONNECT {
+                return Err(Error::BadRequest("CONNECT is not supported"));
+            }
+            let absolute = parts.uri.authority().is_some();
+            let host = match parts.uri.authority() {
+                Some(a) => Some(a.host()),
+                None => match parts.headers.get(HOST) {
+                    Some(h) => Some(
+                        h.to_str()
+                            .map_err(|_| Error::BadRequest("invalid Host header"))?,
+                    ),
+                    None if version == Version::HTTP_11 => {
+                        return Err(Error::BadRequest("missing Host header"))
+                    }
+                    None => None,
+                },
+            };
+            let host = host.map(headers::host_without_port);
+            let route = state
+                .route(host, parts.uri.path(), absolute)
+                .ok_or(Error::NoRoute)?;
+            Ok(route.upstream.clone())
+        })();
+        drop(state);
+
+        let result = match routed {
+            Ok(up) => {
+                if let Some(a) = parts.uri.authority() {
+                    // Absolute form: the authority is the host (RFC 9112 §3.2.2).
+                    if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                        parts.headers.insert(HOST, v);
+                    }
+                }
+                headers::strip_hop_by_hop(&mut parts.headers);
+                let host = parts.headers.get(HOST).cloned();
+                headers::set_forwarded(&mut parts.headers, peer_ip, host);
+                let method = access_log.then(|| parts.method.clone());
+                let path = access_log.then(|| parts.uri.path().to_string());
+                let res = forward(&up, parts, body, peer, request_timeout, m).await;
+                if access_log {
+                    let (status, backend) = match &res {
+                        Ok((r, i)) => (r.status().as_u16(), up.authorities[*i].0.as_str()),
+                        Err(e) => (e.status().as_u16(), "-"),
+                    };
+                    tracing::info!(
+                        target: "ringleader::access",
+                        method = %method.unwrap_or_default(),
+                        path = %path.unwrap_or_default(),
+                        status,
+                        upstream = %up.name,
+                        backend,
+                        latency_us = start.elapsed().as_micros() as u64,
+                        request_id = req_id.to_str().unwrap_or("-"),
+                    );
+                }
+                res.map(|(r, _)| r)
+            }
+            Err(e) => {
+                if access_log {
+                    tracing::info!(
+                        target: "ringleader::access",
+                        method = %parts.method,
+                        path = %parts.uri.path(),
+                        status = e.status().as_u16(),
+                        upstream = "-",
+                        backend = "-",
+                        latency_us = start.elapsed().as_micros() as u64,
+                        request_id = req_id.to_str().unwrap_or("-"),
+                    );
+                }
+                Err(e)
+            }
+        };
+
+        let resp = match result {
+            Ok(resp) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut rparts.headers);
+                if !rparts.headers.contains_key(&X_REQUEST_ID) {
+                    rparts.headers.insert(X_REQUEST_ID.clone(), req_id);
+                }
+                rparts.version = version;
+                Response::from_parts(rparts, ProxyBody::Upstream(rbody))
+            }
+            Err(e) => {
+                if matches!(e, Error::NoHealthyBackend) {
+                    m.no_healthy_backend.fetch_add(1, Relaxed);
+                }
+                error_response(&e, req_id)
+            }
+        };
+        m.observe(resp.status().as_u16(), start.elapsed());
+        resp
+    }
+}
+
+/// The response the proxy sends for a failure of its own (status from [`Error::status`]).
+pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBody> {
+    let status = e.status();
+    let reason = match status {
+        StatusCode::SERVICE_UNAVAILABLE => "no healthy backend\n",
+        StatusCode::BAD_GATEWAY => "bad gateway\n",
+        StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request headers too large\n",
+        StatusCode::BAD_REQUEST => "bad request\n",
+        StatusCode::NOT_FOUND => "no route\n",
+        _ => "proxy error\n",
+    };
+    let mut r = Response::new(ProxyBody::full(reason));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(X_REQUEST_ID.clone(), req_id);
+    r
+}

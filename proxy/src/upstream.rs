@@ -1,0 +1,284 @@
+//! An upstream: its balancer (kept across reloads), pooled HTTP client, retry policy and budget.
+use crate::body::UpstreamBody;
+use crate::config::{HashKey, RetryOn, UpstreamConfig};
+use crate::error::Result;
+use http::uri::Authority;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ringleader_balancer::{
+    BackendSpec, Balancer, BalancerConfig, EjectionPolicy, HealthPolicy, StrategyKind,
+};
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The pooled keep-alive client the proxy uses to talk to backends.
+pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+
+/// When and how often to retry.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// Retry on transport failures before a response head.
+    pub on_connect_error: bool,
+    /// Retry when no response head came within `request_timeout`.
+    pub on_timeout: bool,
+    /// Retry on a 5xx answer.
+    pub on_5xx: bool,
+    /// Largest request body kept in memory for a retry.
+    pub max_body_bytes: usize,
+}
+
+/// Retry budget: every request deposits `percent / 100` of a token, every
+/// retry takes a whole one. The balance starts full at [`RetryBudget::RESERVE`]
+/// tokens and never exceeds it, so a quiet proxy can still retry a little
+/// and a retry storm is held to `percent` of the traffic (the token-bucket
+/// form of Finagle's RetryBudget / Envoy's retry budgets).
+#[derive(Debug)]
+pub struct RetryBudget {
+    /// Balance in thousandths of a token.
+    milli: AtomicI64,
+    deposit: i64,
+}
+
+impl RetryBudget {
+    /// Tokens the budget starts with, and its cap.
+    pub const RESERVE: i64 = 100;
+
+    /// A budget that lets retries add `percent` of the request rate (0 = no retries).
+    pub fn new(percent: u32) -> RetryBudget {
+        let deposit = i64::from(percent) * 10;
+        let start = if deposit == 0 {
+            0
+        } else {
+            Self::RESERVE * 1000
+        };
+        RetryBudget {
+            milli: AtomicI64::new(start),
+            deposit,
+        }
+    }
+
+    /// Count one original request.
+    pub fn deposit(&self) {
+        // Read first: in steady state the bucket is full and this stays a plain load.
+        if self.deposit == 0 || self.milli.load(Relaxed) >= Self::RESERVE * 1000 {
+            return;
+        }
+        let _ = self.milli.fetch_update(Relaxed, Relaxed, |b| {
+            Some((b + self.deposit).min(Self::RESERVE * 1000))
+        });
+    }
+
+    /// Take one retry token; `false` when the budget is spent.
+    pub fn try_withdraw(&self) -> bool {
+        self.deposit > 0
+            && self
+                .milli
+                .fetch_update(Relaxed, Relaxed, |b| (b >= 1000).then_some(b - 1000))
+                .is_ok()
+    }
+}
+
+/// One configured upstream, as the request path sees it.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its name in the config.
+    pub name: String,
+    /// The balancer; the same `Arc` survives reloads so backend stats do too.
+    pub lb: Arc<Balancer>,
+    /// Pooled HTTP/1.1 client.
+    pub client: UpstreamClient,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Retry budget (kept across reloads).
+    pub budget: Arc<RetryBudget>,
+    /// What `consistent_hash` hashes on.
+    pub hash_key: Option<HashKey>,
+    /// `(backend id, authority)` in config order.
+    pub authorities: Vec<(String, Authority)>,
+    /// Strategy name.
+    pub strategy: StrategyKind,
+    /// The config it was built from.
+    pub config: UpstreamConfig,
+}
+
+/// Backend specs and balancer config for an upstream config.
+pub fn balancer_parts(
+    cfg: &UpstreamConfig,
+) -> Result<(Vec<BackendSpec>, BalancerConfig, StrategyKind)> {
+    let strategy: StrategyKind = cfg.strategy.get_ref().parse()?;
+    let specs = cfg
+        .backends
+        .iter()
+        .map(|b| BackendSpec {
+            id: b.addr.get_ref().clone(),
+            addr: b.addr.get_ref().clone(),
+            weight: b.weight,
+        })
+        .collect();
+    let health = cfg.health.clone().unwrap_or_default();
+    let p = &cfg.passive;
+    let config = BalancerConfig {
+        strategy,
+        health: HealthPolicy {
+            rise: health.rise,
+            fall: health.fall,
+        },
+        ejection: EjectionPolicy {
+            consecutive_failures: p.consecutive_failures,
+            base_time: p.ejection_time,
+            max_time: p.max_ejection_time,
+            max_percent: p.max_ejection_percent,
+        },
+        panic_mode: false,
+        ..BalancerConfig::default()
+    };
+    Ok((specs, config, strategy))
+}
+
+fn build_client(connect_timeout: Duration) -> UpstreamClient {
+    let mut conn = HttpConnector::new();
+    conn.set_connect_timeout(Some(connect_timeout));
+    conn.set_nodelay(true);
+    conn.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .retry_canceled_requests(true)
+        .build(conn)
+}
+
+impl Upstream {
+    /// Build from config. With `prev` (the same upstream in the config being
+    /// replaced) the balancer is updated in place, keeping backend stats.
+    ///
+    /// Call [`Upstream::check`] for every upstream first: `update` is applied
+    /// here and is not undone if a later upstream fails.
+    pub fn build(name: &str, cfg: &UpstreamConfig, prev: Option<&Upstream>) -> Result<Upstream> {
+        let (specs, bconfig, strategy) = balancer_parts(cfg)?;
+        let (lb, budget) = match prev {
+            Some(p) => {
+                p.lb.update(specs, bconfig)?;
+                let budget = if p.config.retry.budget_percent == cfg.retry.budget_percent {
+                    p.budget.clone()
+                } else {
+                    Arc::new(RetryBudget::new(cfg.retry.budget_percent))
+                };
+                (p.lb.clone(), budget)
+            }
+            None => (
+                Arc::new(Balancer::new(specs, bconfig)?),
+                Arc::new(RetryBudget::new(cfg.retry.budget_percent)),
+            ),
+        };
+        let client = match prev {
+            Some(p) if p.config.connect_timeout == cfg.connect_timeout => p.client.clone(),
+            _ => build_client(cfg.connect_timeout),
+        };
+        let authorities = cfg
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let a: Authority = b.addr.get_ref().parse().ok()?;
+                Some((b.addr.get_ref().clone(), a))
+            })
+            .collect();
+        let on = |o: RetryOn| {
+            cfg.retry
+                .on
+                .iter()
+                .any(|s| RetryOn::parse(s.get_ref()) == Some(o))
+        };
+        let retry = RetryPolicy {
+            attempts: cfg.retry.attempts,
+            on_connect_error: on(RetryOn::ConnectError),
+            on_timeout: on(RetryOn::Timeout),
+            on_5xx: on(RetryOn::Status5xx),
+            max_body_bytes: cfg.retry.max_body_bytes,
+        };
+        let hash_key = match (&cfg.hash_key, cfg.strategy.get_ref().as_str()) {
+            (Some(k), _) => HashKey::parse(k.get_ref()).ok(),
+            (None, "consistent_hash") => Some(HashKey::ClientIp),
+            _ => None,
+        };
+        Ok(Upstream {
+            name: name.to_string(),
+            lb,
+            client,
+            retry,
+            budget,
+            hash_key,
+            authorities,
+            strategy,
+            config: cfg.clone(),
+        })
+    }
+
+    /// Dry run of [`Upstream::build`]: would the balancer accept this config?
+    pub fn check(cfg: &UpstreamConfig) -> Result<()> {
+        let (specs, bconfig, _) = balancer_parts(cfg)?;
+        Balancer::new(specs, bconfig)?;
+        Ok(())
+    }
+
+    /// Index of a backend id in [`Upstream::authorities`].
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.authorities.iter().position(|(i, _)| i == id)
+    }
+
+    /// Index of a picked backend in [`Upstream::authorities`]: its snapshot
+    /// position when that still names it (always, unless a reload raced).
+    pub fn index_of_pick(&self, pick: &ringleader_balancer::Pick) -> Option<usize> {
+        let i = pick.index();
+        match self.authorities.get(i) {
+            Some((id, _)) if id == pick.backend().id() => Some(i),
+            _ => self.index_of(pick.backend().id()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_limits_retries_to_share_of_requests() {
+        let b = RetryBudget::new(20);
+        let mut reserve = 0;
+        while b.try_withdraw() {
+            reserve += 1;
+        }
+        assert_eq!(reserve, RetryBudget::RESERVE);
+        // After the reserve is spent: 100 requests allow 20 retries.
+        for _ in 0..100 {
+            b.deposit();
+        }
+        let mut n = 0;
+        while b.try_withdraw() {
+            n += 1;
+        }
+        assert_eq!(n, 20);
+    }
+
+    #[test]
+    fn zero_budget_never_retries() {
+        let b = RetryBudget::new(0);
+        b.deposit();
+        assert!(!b.try_withdraw());
+    }
+
+    #[test]
+    fn budget_is_capped() {
+        let b = RetryBudget::new(100);
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        let mut n = 0;
+        while b.try_withdraw() {
+            n += 1;
+        }
+        assert_eq!(n, RetryBudget::RESERVE);
+    }
+}
