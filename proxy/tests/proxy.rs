@@ -1,0 +1,809 @@
+//! End-to-end tests: real hyper backends and the proxy on 127.0.0.1:0.
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use ringleader_proxy::Config;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const FAST_HEALTH: &str =
+    "[upstream.app.health]\npath = \"/healthz\"\ninterval = \"50ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n";
+
+async fn sequential(
+    n: usize,
+    addr: std::net::SocketAddr,
+    headers: &[(&str, &str)],
+) -> HashMap<String, usize> {
+    let c = client();
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let a = send(&c, addr, "GET", "/", headers, "").await;
+        assert_eq!(a.status, 200, "{a:?}");
+        *seen.entry(a.backend.unwrap()).or_default() += 1;
+    }
+    seen
+}
+
+/// `workers` concurrent clients sending `per_worker` GETs each; returns statuses seen.
+async fn concurrent(
+    workers: usize,
+    per_worker: usize,
+    addr: std::net::SocketAddr,
+) -> Vec<StatusCode> {
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let mut v = Vec::new();
+            for _ in 0..per_worker {
+                v.push(get(&c, addr, "/").await.status);
+            }
+            v
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+// ---------- distribution per strategy ----------
+
+#[tokio::test]
+async fn round_robin_spreads_evenly() {
+    let b = backends(3).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+        "strategy = \"round_robin\"",
+        "",
+    ))
+    .await;
+    let seen = sequential(30, s.proxy_addr(), &[]).await;
+    assert_eq!(
+        seen.values().copied().collect::<Vec<_>>(),
+        vec![10, 10, 10],
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn weighted_round_robin_follows_weights() {
+    let b = backends(3).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 2), (&b[2], 3)],
+        "strategy = \"weighted_round_robin\"",
+        "",
+    ))
+    .await;
+    let seen = sequential(60, s.proxy_addr(), &[]).await;
+    assert_eq!(
+        (seen["b0"], seen["b1"], seen["b2"]),
+        (10, 20, 30),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn random_reaches_every_backend() {
+    let b = backends(3).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+        "strategy = \"random\"",
+        "",
+    ))
+    .await;
+    let seen = sequential(90, s.proxy_addr(), &[]).await;
+    // Binomial(90, 1/3): fewer than 10 or more than 55 is a >4 sigma event.
+    for name in ["b0", "b1", "b2"] {
+        let n = seen.get(name).copied().unwrap_or(0);
+        assert!((10..=55).contains(&n), "{seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn consistent_hash_keeps_a_key_on_one_backend() {
+    let b = backends(3).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+        "strategy = \"consistent_hash\"\nhash_key = \"header:x-user-id\"",
+        "",
+    ))
+    .await;
+    let c = client();
+    let mut owners = HashMap::new();
+    for round in 0..3 {
+        for user in 0..20 {
+            let id = format!("user-{user}");
+            let a = send(&c, s.proxy_addr(), "GET", "/", &[("x-user-id", &id)], "").await;
+            let backend = a.backend.unwrap();
+            let owner = owners.entry(id.clone()).or_insert_with(|| backend.clone());
+            assert_eq!(*owner, backend, "{id} moved in round {round}");
+        }
+    }
+    let distinct: std::collections::HashSet<_> = owners.values().collect();
+    assert!(
+        distinct.len() >= 2,
+        "20 keys all on one backend: {owners:?}"
+    );
+}
+
+/// Load-aware strategies send less to a backend that is 60 ms slower.
+async fn slow_backend_gets_less(strategy: &str, concurrency: usize) {
+    let b = backends(3).await;
+    b[0].set_delay(Duration::from_millis(60));
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+        &format!("strategy = \"{strategy}\""),
+        "",
+    ))
+    .await;
+    let statuses = concurrent(concurrency, 30, s.proxy_addr()).await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    let total = (concurrency * 30) as u64;
+    let slow = b[0].requests();
+    assert_eq!(slow + b[1].requests() + b[2].requests(), total);
+    assert!(
+        slow * 6 < total,
+        "{strategy}: slow backend got {slow} of {total}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_connections_avoids_the_slow_backend() {
+    slow_backend_gets_less("least_connections", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_response_time_avoids_the_slow_backend() {
+    slow_backend_gets_less("least_response_time", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_of_two_avoids_the_slow_backend() {
+    slow_backend_gets_less("power_of_two", 4).await;
+}
+
+// ---------- failover, health, retries ----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_backend_under_load_fails_no_request_and_it_comes_back() {
+    let b = backends(3).await;
+    let tail = format!("{FAST_HEALTH}[upstream.app.passive]\nejection_time = \"300ms\"\nmax_ejection_time = \"1s\"\n");
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+        "strategy = \"round_robin\"",
+        &tail,
+    ))
+    .await;
+    let addr = s.proxy_addr();
+    let done = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (done, failures, stop) = (done.clone(), failures.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Relaxed) {
+                let a = get(&c, addr, "/").await;
+                if a.status != 200 {
+                    failures.fetch_add(1, Relaxed);
+                }
+                done.fetch_add(1, Relaxed);
+            }
+        }));
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "200 requests before the kill",
+        || {
+            let d = done.load(Relaxed);
+            async move { d >= 200 }
+        },
+    )
+    .await;
+    b[1].kill();
+    let at_kill = done.load(Relaxed);
+    wait_until(
+        Duration::from_secs(10),
+        "600 requests after the kill",
+        || {
+            let d = done.load(Relaxed);
+            async move { d >= at_kill + 600 }
+        },
+    )
+    .await;
+    let admin = s.admin_addr();
+    let dead = b[1].addr();
+    wait_until(
+        Duration::from_secs(5),
+        "killed backend shown down in /status",
+        || async move { health_of(admin, dead).await.as_deref() == Some("down") },
+    )
+    .await;
+    stop.store(true, Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        failures.load(Relaxed),
+        0,
+        "failed responses during failover"
+    );
+
+    b[1].revive().await.unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "revived backend shown up in /status",
+        || async move { health_of(admin, dead).await.as_deref() == Some("up") },
+    )
+    .await;
+    let before = b[1].requests();
+    sequential(30, addr, &[]).await;
+    assert!(
+        b[1].requests() >= before + 5,
+        "revived backend gets traffic again"
+    );
+}
+
+#[tokio::test]
+async fn refused_connections_eject_at_once_then_no_healthy_backend_is_503() {
+    let b = backends(1).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1)],
+        "",
+        "[upstream.app.passive]\nmax_ejection_percent = 100\n",
+    ))
+    .await;
+    b[0].kill();
+    tokio::task::yield_now().await;
+    let c = client();
+    // Wait for the listener to be gone, then: one refused connect (502) ejects it.
+    wait_until(
+        Duration::from_secs(5),
+        "backend refuses connections",
+        || async { TcpStream::connect(b[0].addr()).await.is_err() },
+    )
+    .await;
+    let first = get(&c, s.proxy_addr(), "/").await;
+    assert_eq!(first.status, 502, "{first:?}");
+    assert_eq!(
+        health_of(s.admin_addr(), b[0].addr()).await.as_deref(),
+        Some("ejected")
+    );
+    let second = get(&c, s.proxy_addr(), "/").await;
+    assert_eq!(second.status, 503, "{second:?}");
+    assert!(second.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn post_to_a_dead_backend_is_not_retried_but_get_is() {
+    let b = backends(2).await;
+    // No ejection, no health checks: the dead backend stays in rotation.
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1)],
+        "strategy = \"round_robin\"",
+        "[upstream.app.passive]\nmax_ejection_percent = 0\n",
+    ))
+    .await;
+    b[1].kill();
+    wait_until(
+        Duration::from_secs(5),
+        "backend refuses connections",
+        || async { TcpStream::connect(b[1].addr()).await.is_err() },
+    )
+    .await;
+    let c = client();
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(
+            send(&c, s.proxy_addr(), "POST", "/", &[], "payload")
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    codes.sort_unstable();
+    assert_eq!(codes, vec![200, 200, 502, 502]);
+    assert_eq!(
+        b[0].posts(),
+        2,
+        "POSTs that hit the dead backend were not resent"
+    );
+    for _ in 0..4 {
+        assert_eq!(get(&c, s.proxy_addr(), "/").await.status, 200);
+    }
+    // With an Idempotency-Key a POST is retried too.
+    for _ in 0..2 {
+        let a = send(
+            &c,
+            s.proxy_addr(),
+            "POST",
+            "/",
+            &[("idempotency-key", "k1")],
+            "payload",
+        )
+        .await;
+        assert_eq!(a.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn retries_go_to_a_different_backend() {
+    let b = backends(3).await;
+    b[0].set_failing(Some(StatusCode::INTERNAL_SERVER_ERROR));
+    b[1].set_failing(Some(StatusCode::SERVICE_UNAVAILABLE));
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+        "strategy = \"random\"",
+        "[upstream.app.passive]\nmax_ejection_percent = 0\n[upstream.app.retry]\nattempts = 2\non = [\"5xx\"]\n",
+    ))
+    .await;
+    let c = client();
+    for i in 0..30 {
+        let before = [b[0].requests(), b[1].requests(), b[2].requests()];
+        let a = get(&c, s.proxy_addr(), "/").await;
+        assert_eq!(a.status, 200, "request {i}: {a:?}");
+        assert_eq!(a.backend.as_deref(), Some("b2"));
+        for (k, be) in b.iter().enumerate() {
+            assert!(
+                be.requests() - before[k] <= 1,
+                "request {i} tried backend {k} twice"
+            );
+        }
+    }
+    let m = get(&c, s.admin_addr(), "/metrics").await.body;
+    let retries: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("ringleader_retries_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        retries >= 20,
+        "random picks hit a failing backend first most of the time: {retries}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_timeout_is_504_and_5xx_passes_through_without_retry_config() {
+    let b = backends(1).await;
+    let s = start(config(
+        "request_timeout = \"150ms\"",
+        &[(&b[0], 1)],
+        "",
+        "[upstream.app.retry]\non = []\n",
+    ))
+    .await;
+    let c = client();
+    let started = Instant::now();
+    let a = get(&c, s.proxy_addr(), "/slow?ms=2000").await;
+    assert_eq!(a.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    b[0].set_failing(Some(StatusCode::BAD_GATEWAY));
+    let a = get(&c, s.proxy_addr(), "/").await;
+    assert_eq!(a.status, 502);
+    assert!(
+        a.body.contains("failing on purpose"),
+        "the backend's own 5xx body: {a:?}"
+    );
+}
+
+// ---------- limits and bad input ----------
+
+async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn slow_client_is_cut_off_by_the_header_timeout() {
+    let b = backends(1).await;
+    let s = start(config(
+        "header_read_timeout = \"200ms\"",
+        &[(&b[0], 1)],
+        "",
+        "",
+    ))
+    .await;
+    let mut conn = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap(); // head never finished
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let res = tokio::time::timeout(Duration::from_secs(3), conn.read_to_end(&mut buf)).await;
+    assert!(res.is_ok(), "connection still open after 3 s");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(150),
+        "closed before the timeout: {took:?}"
+    );
+    assert_eq!(b[0].requests(), 0);
+}
+
+#[tokio::test]
+async fn oversize_headers_get_431_and_garbage_gets_400() {
+    let b = backends(1).await;
+    let s = start(config("max_header_bytes = 4096", &[(&b[0], 1)], "", "")).await;
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    assert!(raw(s.proxy_addr(), big.as_bytes())
+        .await
+        .starts_with("HTTP/1.1 431"));
+    // Just under the limit passes.
+    let ok = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(3_000)
+    );
+    assert!(raw(s.proxy_addr(), ok.as_bytes())
+        .await
+        .starts_with("HTTP/1.1 200"));
+    assert!(raw(s.proxy_addr(), b"GARBAGE\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 400"));
+    let no_host = raw(
+        s.proxy_addr(),
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+    assert_eq!(b[0].requests(), 1);
+}
+
+#[tokio::test]
+async fn absolute_form_for_an_unserved_host_is_never_forwarded() {
+    let b = backends(1).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1)],
+        "",
+        "[[route]]\nhost = \"api.test\"\nupstream = \"app\"\n",
+    ))
+    .await;
+    let open_proxy = raw(
+        s.proxy_addr(),
+        b"GET http://evil.example/ HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(open_proxy.starts_with("HTTP/1.1 404"), "{open_proxy}");
+    let other_host = raw(
+        s.proxy_addr(),
+        b"GET / HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(other_host.starts_with("HTTP/1.1 404"), "{other_host}");
+    assert_eq!(b[0].requests(), 0);
+    let served = raw(
+        s.proxy_addr(),
+        b"GET http://API.test:80/x HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    assert_eq!(b[0].requests(), 1);
+}
+
+// ---------- headers ----------
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_stripped_both_ways_and_xff_appended() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let c = client();
+    let a = send(
+        &c,
+        s.proxy_addr(),
+        "GET",
+        "/echo-headers",
+        &[
+            ("connection", "x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("te", "trailers"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-kept", "yes"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let seen: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    for gone in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+    ] {
+        assert!(seen.get(gone).is_none(), "{gone} was forwarded: {seen}");
+    }
+    assert_eq!(seen["x-kept"], "yes");
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], s.proxy_addr().to_string());
+    assert_eq!(seen["host"], s.proxy_addr().to_string(), "Host is kept");
+    let id = seen["x-request-id"].as_str().unwrap();
+    assert!(id.parse::<u64>().unwrap() > 0);
+    assert_eq!(
+        a.headers["x-request-id"], id,
+        "the client sees the same request id"
+    );
+
+    let a = get(&c, s.proxy_addr(), "/hop").await;
+    assert_eq!(a.status, 200);
+    for gone in ["x-hop-secret", "keep-alive", "proxy-authenticate"] {
+        assert!(
+            !a.headers.contains_key(gone),
+            "{gone} came back: {:?}",
+            a.headers
+        );
+    }
+    // A client's own request id is kept.
+    let a = send(
+        &c,
+        s.proxy_addr(),
+        "GET",
+        "/echo-headers",
+        &[("x-request-id", "abc-1")],
+        "",
+    )
+    .await;
+    let seen: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(seen["x-request-id"], "abc-1");
+}
+
+// ---------- streaming ----------
+
+/// A request body fed chunk by chunk from a channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// Send `chunks` x 256 KiB to /echo and read each chunk back before sending
+/// the next: impossible unless both directions stream.
+async fn lockstep_echo(proxy: std::net::SocketAddr, method: &str, chunks: usize) {
+    const CHUNK: usize = 256 * 1024;
+    let stream = TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let req = http::Request::builder()
+        .method(method)
+        .uri("/echo")
+        .header("host", "test")
+        .header("content-length", (CHUNK * chunks).to_string())
+        .body(ChannelBody(rx))
+        .unwrap();
+    let chunk = Bytes::from(vec![7u8; CHUNK]);
+    tx.send(chunk.clone()).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("no response head while the body is still being sent")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut received = 0usize;
+    for sent in 1..=chunks {
+        while received < sent * CHUNK {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .expect("echo stalled: the proxy is buffering")
+                .expect("body ended early")
+                .unwrap();
+            if let Ok(d) = frame.into_data() {
+                received += d.len();
+            }
+        }
+        if sent < chunks {
+            tx.send(chunk.clone()).await.unwrap();
+        }
+    }
+    drop(tx);
+    assert_eq!(received, CHUNK * chunks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_through_without_whole_buffering() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    // 16 MiB POST (never retried: plain streaming) and PUT (retryable, larger
+    // than retry.max_body_bytes: streamed with the tap).
+    lockstep_echo(s.proxy_addr(), "POST", 64).await;
+    lockstep_echo(s.proxy_addr(), "PUT", 64).await;
+    // A 32 MiB download streams too.
+    let c = client();
+    let a = get(&c, s.proxy_addr(), "/bytes?n=33554432").await;
+    assert_eq!(a.body.len(), 32 << 20);
+}
+
+// ---------- reload ----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_backends_keeps_in_flight_and_stats() {
+    let b = backends(3).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1)],
+        "strategy = \"round_robin\"",
+        "",
+    ))
+    .await;
+    let addr = s.proxy_addr();
+    sequential(10, addr, &[]).await;
+    assert_eq!((b[0].requests(), b[1].requests()), (5, 5));
+
+    // Two slow requests in flight, one on each old backend.
+    let slow: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(&client(), addr, "/slow?ms=500").await }))
+        .collect();
+    wait_until(
+        Duration::from_secs(5),
+        "slow requests in flight",
+        || async { b[0].requests() + b[1].requests() == 12 },
+    )
+    .await;
+    s.proxy()
+        .reload(config(
+            "",
+            &[(&b[1], 1), (&b[2], 1)],
+            "strategy = \"round_robin\"",
+            "",
+        ))
+        .unwrap();
+    for t in slow {
+        assert_eq!(
+            t.await.unwrap().status,
+            200,
+            "in-flight request survived the reload"
+        );
+    }
+    let st = status(s.admin_addr()).await;
+    let list = st["upstreams"]["app"]["backends"].as_array().unwrap();
+    let addrs: Vec<_> = list
+        .iter()
+        .map(|x| x["addr"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        addrs,
+        vec![b[1].addr().to_string(), b[2].addr().to_string()]
+    );
+    assert_eq!(list[0]["requests"], 6, "kept backend keeps its stats");
+    assert_eq!(list[1]["requests"], 0);
+
+    let a_before = b[0].requests();
+    let seen = sequential(10, addr, &[]).await;
+    assert_eq!(b[0].requests(), a_before, "removed backend gets nothing");
+    assert_eq!((seen["b1"], seen["b2"]), (5, 5));
+}
+
+#[tokio::test]
+async fn invalid_reload_keeps_the_old_config() {
+    let b = backends(2).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let dir = std::env::temp_dir().join(format!("ringleader-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[upstream.app]\nbackends = [{{ addr = \"{}\" }}]\nbogus = 1\n",
+            b[1].addr()
+        ),
+    )
+    .unwrap();
+    let err = s.proxy().reload_file(&path).unwrap_err().to_string();
+    assert!(err.contains("bad.toml:3:1"), "{err}");
+    let c = client();
+    for _ in 0..4 {
+        let a = get(&c, s.proxy_addr(), "/").await;
+        assert_eq!(a.backend.as_deref(), Some("b0"));
+    }
+    // And a valid file applies.
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[upstream.app]\nbackends = [{{ addr = \"{}\" }}]\n", b[1].addr()),
+    )
+    .unwrap();
+    s.proxy().reload_file(&path).unwrap();
+    assert_eq!(
+        get(&c, s.proxy_addr(), "/").await.backend.as_deref(),
+        Some("b1")
+    );
+    let m = get(&c, s.admin_addr(), "/metrics").await.body;
+    assert!(m.contains("ringleader_reload_failures_total 1"), "{m}");
+    assert!(m.contains("ringleader_reloads_total 1"), "{m}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------- admin, shutdown ----------
+
+#[tokio::test]
+async fn metrics_expose_counters_and_backend_state() {
+    let b = backends(2).await;
+    let s = start(config("", &[(&b[0], 1), (&b[1], 1)], "", "")).await;
+    sequential(6, s.proxy_addr(), &[]).await;
+    let m = get(&client(), s.admin_addr(), "/metrics").await;
+    assert_eq!(m.status, 200);
+    let text = m.body;
+    assert!(text.contains("ringleader_requests_total 6"), "{text}");
+    assert!(
+        text.contains("ringleader_responses_total{class=\"2xx\"} 6"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ringleader_request_duration_seconds_count 6"),
+        "{text}"
+    );
+    let line = format!(
+        "ringleader_backend_requests_total{{upstream=\"app\",backend=\"{}\"}} 3",
+        b[0].addr()
+    );
+    assert!(text.contains(&line), "{text}");
+    assert!(text.contains("ringleader_backend_up{"), "{text}");
+    assert_eq!(get(&client(), s.admin_addr(), "/nope").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests_and_stops_accepting() {
+    let b = backends(1).await;
+    let s = start(config("shutdown_grace = \"5s\"", &[(&b[0], 1)], "", "")).await;
+    let addr = s.proxy_addr();
+    let slow = tokio::spawn(async move { get(&client(), addr, "/slow?ms=400").await });
+    wait_until(Duration::from_secs(5), "slow request in flight", || async {
+        b[0].requests() == 1
+    })
+    .await;
+    let started = Instant::now();
+    s.shutdown().await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "shutdown waited for the request"
+    );
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+}
+
+#[test]
+fn example_config_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/ringleader.toml");
+    let c = Config::load(std::path::Path::new(path)).unwrap();
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.upstreams.len(), 2);
+}
