@@ -116,7 +116,7 @@ shutdown_grace = "2s"
 access_log = true
 
 [upstream.demo]
-strategy = "least_response_time"
+strategy = "power_of_two"
 connect_timeout = "250ms"
 backends = [{}]
 
@@ -171,7 +171,7 @@ pub fn demo(args: DemoArgs) -> Result<(), CliError> {
   proxy    http://{p}/
   admin    http://{a}/status   http://{a}/metrics
   backends alpha http://{}  bravo http://{}  charlie http://{} (80 ms slower)
-  strategy least_response_time, active checks every 1s, retries on connect_error/timeout/5xx
+  strategy power_of_two (peak EWMA), active checks every 1s, retries on connect_error/timeout/5xx
 
 Try:
   curl -i http://{p}/                                   # x-backend says who answered
