@@ -1,4 +1,5 @@
 //! Body types: what the proxy sends upstream and returns downstream, streaming without boxing.
+use crate::pool::Checkin;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -135,8 +136,14 @@ impl Drop for TapBody {
 /// Body of a response sent to the client.
 #[derive(Debug)]
 pub enum ProxyBody {
-    /// A backend's response body, streamed through.
-    Upstream(Incoming),
+    /// A backend's response body, streamed through; its connection returns
+    /// to the pool when the body has been read to the end.
+    Upstream {
+        /// The backend's body.
+        body: Incoming,
+        /// Returns the connection to its pool at the end of the body.
+        checkin: Option<Checkin>,
+    },
     /// A body the proxy made itself (errors, admin pages).
     Full(Option<Bytes>),
 }
@@ -145,6 +152,22 @@ impl ProxyBody {
     /// A body from static or owned bytes.
     pub fn full(b: impl Into<Bytes>) -> ProxyBody {
         ProxyBody::Full(Some(b.into()))
+    }
+
+    /// A backend's body; `checkin` runs once it is read to the end
+    /// (at once if it is empty).
+    pub fn upstream(body: Incoming, checkin: Checkin) -> ProxyBody {
+        if body.is_end_stream() {
+            checkin.done();
+            return ProxyBody::Upstream {
+                body,
+                checkin: None,
+            };
+        }
+        ProxyBody::Upstream {
+            body,
+            checkin: Some(checkin),
+        }
     }
 }
 
@@ -157,21 +180,39 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut *self {
-            ProxyBody::Upstream(s) => Pin::new(s).poll_frame(cx),
+            ProxyBody::Upstream { body, checkin } => {
+                let res = Pin::new(&mut *body).poll_frame(cx);
+                match &res {
+                    Poll::Ready(None) => {
+                        if let Some(c) = checkin.take() {
+                            c.done();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
+                        if let Some(c) = checkin.take() {
+                            c.done();
+                        }
+                    }
+                    // An error: the connection is dropped with the checkin.
+                    Poll::Ready(Some(Err(_))) => *checkin = None,
+                    _ => {}
+                }
+                res
+            }
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream(s) => s.is_end_stream(),
+            ProxyBody::Upstream { body, .. } => body.is_end_stream(),
             ProxyBody::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream(s) => s.size_hint(),
+            ProxyBody::Upstream { body, .. } => body.size_hint(),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }

@@ -45,6 +45,7 @@ struct DemoState {
     delay_ms: AtomicU64,
     requests: AtomicU64,
     posts: AtomicU64,
+    connections: AtomicU64,
     fail_status: AtomicU16,
     unhealthy: AtomicBool,
 }
@@ -59,6 +60,7 @@ impl DemoBackend {
             delay_ms: AtomicU64::new(delay.as_millis() as u64),
             requests: AtomicU64::new(0),
             posts: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             fail_status: AtomicU16::new(0),
             unhealthy: AtomicBool::new(false),
         });
@@ -85,6 +87,11 @@ impl DemoBackend {
     /// Requests answered, health checks not counted.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Relaxed)
+    }
+
+    /// TCP connections accepted.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Relaxed)
     }
 
     /// POST requests received.
@@ -160,6 +167,7 @@ async fn accept_loop(
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let _ = stream.set_nodelay(true);
+        state.connections.fetch_add(1, Relaxed);
         let state = state.clone();
         let task = task.clone();
         conns.spawn(async move {

@@ -4,11 +4,13 @@ use crate::config::HashKey;
 use crate::error::Error;
 use crate::headers::is_idempotent;
 use crate::metrics::Metrics;
+use crate::pool::{Checkin, SendError};
 use crate::upstream::Upstream;
 use bytes::Bytes;
+use http::header::HOST;
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -18,8 +20,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// A backend's answer and which backend (index into `Upstream::authorities`) gave it.
-pub(crate) type Answer = (Response<Incoming>, usize);
+/// A backend's answer, which backend (index into `Upstream::authorities`)
+/// gave it, and the connection to return to the pool when its body is done.
+pub(crate) type Answer = (Response<Incoming>, usize, Checkin);
 
 /// Where the request body is between attempts.
 enum BodyState {
@@ -90,44 +93,6 @@ fn hash_key_bytes(key: &HashKey, parts: &Parts, peer: SocketAddr) -> Option<Byte
     }
 }
 
-/// The error and its causes on one line.
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
-        }
-        cur = c.source();
-    }
-    false
-}
-
-fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if let Some(h) = c.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() {
-                return true;
-            }
-        }
-        cur = c.source();
-    }
-    false
-}
-
 /// Send `parts` + `body` to `up`, retrying per its policy. On success the
 /// response head is back; its body still streams from the backend.
 pub(crate) async fn forward(
@@ -176,11 +141,20 @@ pub(crate) async fn forward(
         Some(k) => RequestCtx::with_key(k),
         None => RequestCtx::new(),
     };
-    let pq = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // Backends get origin-form targets (`/path?query`).
+    let mut target = if parts.uri.authority().is_some() {
+        let mut p = http::uri::Parts::default();
+        p.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        Uri::from_parts(p).map_err(|_| Error::BadRequest("request target cannot be forwarded"))?
+    } else {
+        std::mem::take(&mut parts.uri)
+    };
 
     let mut candidates = up.lb.candidates(&ctx);
     let mut tries: u32 = 0;
@@ -197,53 +171,56 @@ pub(crate) async fn forward(
         };
         tries += 1;
 
-        let mut uparts = http::uri::Parts::default();
-        uparts.scheme = Some(Scheme::HTTP);
-        uparts.authority = Some(up.authorities[idx].1.clone());
-        uparts.path_and_query = Some(pq.clone());
-        let uri = match Uri::from_parts(uparts) {
-            Ok(u) => u,
-            Err(_) => return Err(Error::BadRequest("request target cannot be forwarded")),
-        };
         let mut req = Request::new(this_body);
         *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = uri;
+        *req.uri_mut() = if more {
+            target.clone()
+        } else {
+            std::mem::take(&mut target)
+        };
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = if more {
             parts.headers.clone()
         } else {
             std::mem::take(&mut parts.headers)
         };
+        if !req.headers().contains_key(HOST) {
+            // An HTTP/1.0 client without Host: name the backend.
+            if let Ok(v) = HeaderValue::from_str(up.authorities[idx].1.as_str()) {
+                req.headers_mut().insert(HOST, v);
+            }
+        }
 
         let started = Instant::now();
-        let outcome = tokio::time::timeout(request_timeout, up.client.request(req)).await;
+        let pool = &up.conns[idx];
+        let outcome = tokio::time::timeout(request_timeout, pool.send(req)).await;
         let retry_wanted = match outcome {
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, conn))) => {
+                let checkin = Checkin::new(conn, pool.clone());
                 if resp.status().is_server_error() {
                     pick.failure();
                     if more && policy.on_5xx {
-                        fallback = Some((resp, idx));
+                        fallback = Some((resp, idx, checkin));
                         true
                     } else {
-                        return Ok((resp, idx));
+                        return Ok((resp, idx, checkin));
                     }
                 } else {
                     pick.success(started.elapsed());
-                    return Ok((resp, idx));
+                    return Ok((resp, idx, checkin));
                 }
             }
             Ok(Err(e)) => {
-                if is_refused(&e) {
+                if e.is_refused() {
                     pick.connect_refused();
                 } else {
                     pick.failure();
                 }
-                let msg = describe(&e);
-                tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, error = %msg, "attempt failed");
-                last_err = Some(if is_parse_error(&e) {
-                    Error::UpstreamProtocol(msg)
-                } else {
-                    Error::UpstreamConnect(msg)
+                tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, error = %e, "attempt failed");
+                last_err = Some(match e {
+                    SendError::ConnectTimeout => Error::UpstreamTimeout,
+                    e if e.is_protocol() => Error::UpstreamProtocol(e.to_string()),
+                    e => Error::UpstreamConnect(e.to_string()),
                 });
                 more && policy.on_connect_error
             }

@@ -265,7 +265,7 @@ impl Proxy {
                 let res = forward(&up, parts, body, peer, request_timeout, m).await;
                 if access_log {
                     let (status, backend) = match &res {
-                        Ok((r, i)) => (r.status().as_u16(), up.authorities[*i].0.as_str()),
+                        Ok((r, i, _)) => (r.status().as_u16(), up.authorities[*i].0.as_str()),
                         Err(e) => (e.status().as_u16(), "-"),
                     };
                     tracing::info!(
@@ -279,7 +279,7 @@ impl Proxy {
                         request_id = req_id.to_str().unwrap_or("-"),
                     );
                 }
-                res.map(|(r, _)| r)
+                res.map(|(r, _, c)| (r, c))
             }
             Err(e) => {
                 if access_log {
@@ -299,14 +299,14 @@ impl Proxy {
         };
 
         let resp = match result {
-            Ok(resp) => {
+            Ok((resp, checkin)) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut rparts.headers);
                 if !rparts.headers.contains_key(&X_REQUEST_ID) {
                     rparts.headers.insert(X_REQUEST_ID.clone(), req_id);
                 }
                 rparts.version = version;
-                Response::from_parts(rparts, ProxyBody::Upstream(rbody))
+                Response::from_parts(rparts, ProxyBody::upstream(rbody, checkin))
             }
             Err(e) => {
                 if matches!(e, Error::NoHealthyBackend) {

@@ -1,19 +1,13 @@
-//! An upstream: its balancer (kept across reloads), pooled HTTP client, retry policy and budget.
-use crate::body::UpstreamBody;
+//! An upstream: its balancer (kept across reloads), keep-alive connection pools, retry policy and budget.
 use crate::config::{HashKey, RetryOn, UpstreamConfig};
 use crate::error::Result;
+use crate::pool::BackendConns;
 use http::uri::Authority;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ringleader_balancer::{
     BackendSpec, Balancer, BalancerConfig, EjectionPolicy, HealthPolicy, StrategyKind,
 };
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// The pooled keep-alive client the proxy uses to talk to backends.
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// When and how often to retry.
 #[derive(Debug, Clone)]
@@ -88,8 +82,8 @@ pub struct Upstream {
     pub name: String,
     /// The balancer; the same `Arc` survives reloads so backend stats do too.
     pub lb: Arc<Balancer>,
-    /// Pooled HTTP/1.1 client.
-    pub client: UpstreamClient,
+    /// Keep-alive connection pools, aligned with `authorities`.
+    pub conns: Vec<Arc<BackendConns>>,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// Retry budget (kept across reloads).
@@ -138,18 +132,6 @@ pub fn balancer_parts(
     Ok((specs, config, strategy))
 }
 
-fn build_client(connect_timeout: Duration) -> UpstreamClient {
-    let mut conn = HttpConnector::new();
-    conn.set_connect_timeout(Some(connect_timeout));
-    conn.set_nodelay(true);
-    conn.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .retry_canceled_requests(true)
-        .build(conn)
-}
-
 impl Upstream {
     /// Build from config. With `prev` (the same upstream in the config being
     /// replaced) the balancer is updated in place, keeping backend stats.
@@ -173,18 +155,21 @@ impl Upstream {
                 Arc::new(RetryBudget::new(cfg.retry.budget_percent)),
             ),
         };
-        let client = match prev {
-            Some(p) if p.config.connect_timeout == cfg.connect_timeout => p.client.clone(),
-            _ => build_client(cfg.connect_timeout),
-        };
-        let authorities = cfg
-            .backends
-            .iter()
-            .filter_map(|b| {
-                let a: Authority = b.addr.get_ref().parse().ok()?;
-                Some((b.addr.get_ref().clone(), a))
-            })
-            .collect();
+        let mut authorities = Vec::with_capacity(cfg.backends.len());
+        let mut conns = Vec::with_capacity(cfg.backends.len());
+        for b in &cfg.backends {
+            let addr = b.addr.get_ref();
+            let Ok(a) = addr.parse::<Authority>() else {
+                continue;
+            };
+            // Warm connections of backends that stay are kept.
+            let pool = prev
+                .and_then(|p| p.index_of(addr).map(|i| p.conns[i].clone()))
+                .filter(|c| c.connect_timeout() == cfg.connect_timeout)
+                .unwrap_or_else(|| Arc::new(BackendConns::new(addr, cfg.connect_timeout)));
+            authorities.push((addr.clone(), a));
+            conns.push(pool);
+        }
         let on = |o: RetryOn| {
             cfg.retry
                 .on
@@ -206,7 +191,7 @@ impl Upstream {
         Ok(Upstream {
             name: name.to_string(),
             lb,
-            client,
+            conns,
             retry,
             budget,
             hash_key,

@@ -406,6 +406,27 @@ async fn upstream_timeout_is_504_and_5xx_passes_through_without_retry_config() {
     );
 }
 
+#[tokio::test]
+async fn backend_connections_are_kept_alive_and_reused() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let c = client();
+    for _ in 0..20 {
+        assert_eq!(get(&c, s.proxy_addr(), "/").await.status, 200);
+        // A streamed body returns its connection to the pool once read to the end.
+        assert_eq!(
+            get(&c, s.proxy_addr(), "/bytes?n=300000").await.body.len(),
+            300_000
+        );
+    }
+    assert_eq!(b[0].requests(), 40);
+    assert_eq!(
+        b[0].connections(),
+        1,
+        "one pooled connection served every request"
+    );
+}
+
 // ---------- limits and bad input ----------
 
 async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
