@@ -105,7 +105,8 @@ impl BackendConns {
                 return Ok(c);
             }
             // Checked in at body end; its connection task has not caught up yet.
-            if c.ready().await.is_ok() {
+            // Bounded: a connection that stays busy is dropped, not waited on.
+            if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, c.ready()).await {
                 return Ok(c);
             }
         }

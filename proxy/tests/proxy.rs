@@ -464,6 +464,32 @@ async fn slow_client_is_cut_off_by_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn max_connections_holds_further_clients_in_the_backlog() {
+    let b = backends(1).await;
+    let s = start(config("max_connections = 1", &[(&b[0], 1)], "", "")).await;
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    first.write_all(req).await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // `first` stays open (keep-alive): a second client is not served yet.
+    let mut second = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    second.write_all(req).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "second connection was served beyond max_connections"
+    );
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(3), second.read(&mut buf))
+        .await
+        .expect("second client served once the first left")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test]
 async fn oversize_headers_get_431_and_garbage_gets_400() {
     let b = backends(1).await;
     let s = start(config("max_header_bytes = 4096", &[(&b[0], 1)], "", "")).await;
