@@ -1,0 +1,171 @@
+//! The `ringleader` binary end to end: `check`, and `serve` with SIGHUP reloads and SIGTERM drain.
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringleader");
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringleader-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn check_prints_the_resolved_config_or_a_located_error() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/ringleader.toml");
+    let out = Command::new(BIN)
+        .args(["check", "-c", example])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("# resolved config"), "{stdout}");
+    assert!(
+        stdout.contains("upstream app: least_response_time over 3 backend(s)"),
+        "{stdout}"
+    );
+
+    let dir = temp_dir("check");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:1\" }]\nstrategy = \"fastest\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:3:12: unknown strategy \"fastest\""),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first captured log line containing `needle`, waiting up to 10 s.
+async fn wait_for_log(lines: &Arc<Mutex<Vec<String>>>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {needle:?}: {:?}",
+            lines.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn serve_config(backend: SocketAddr) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = 1\nshutdown_grace = \"5s\"\n\
+         [upstream.app]\nbackends = [{{ addr = \"{backend}\" }}]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reloads_on_sighup_and_drains_on_sigterm() {
+    let b = backends(2).await;
+    let dir = temp_dir("serve");
+    let cfg = dir.join("ringleader.toml");
+    std::fs::write(&cfg, serve_config(b[0].addr())).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log", "info", "serve", "-c"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(strip_ansi(&line));
+        }
+    });
+    let line = wait_for_log(&lines, "ringleader is serving").await;
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = child.id().to_string();
+    let c = client();
+    assert_eq!(get(&c, addr, "/").await.backend.as_deref(), Some("b0"));
+
+    // SIGHUP with a new backend: new requests go there.
+    std::fs::write(&cfg, serve_config(b[1].addr())).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until(Duration::from_secs(5), "reload applied", || {
+        let c = c.clone();
+        async move { get(&c, addr, "/").await.backend.as_deref() == Some("b1") }
+    })
+    .await;
+
+    // SIGHUP with a broken file: logged, old config keeps serving.
+    std::fs::write(&cfg, "[upstream.app]\nbackends = []\nnope = 1\n").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for_log(&lines, "reload rejected").await;
+    assert_eq!(get(&c, addr, "/").await.backend.as_deref(), Some("b1"));
+
+    // SIGTERM: a request in flight finishes, then the process exits cleanly.
+    let slow = tokio::spawn(async move { get(&client(), addr, "/slow?ms=400").await });
+    wait_until(
+        Duration::from_secs(5),
+        "slow request reached the backend",
+        || async { b[1].requests() >= 3 },
+    )
+    .await;
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(slow.await.unwrap().status, 200);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
