@@ -53,10 +53,12 @@ pub struct ServerConfig {
     pub admin: SocketAddr,
     /// Tokio worker threads; 0 = one per core, 1 = a single-threaded runtime.
     pub workers: usize,
-    /// A client must send a complete request head within this time.
+    /// A client must send a complete request head within this time; also
+    /// bounds how long an idle keep-alive connection stays open.
     #[serde(with = "dur")]
     pub header_read_timeout: Duration,
-    /// Per attempt: time the backend has to send its response head.
+    /// Per attempt: time from sending the request (body included) to the
+    /// backend's response head.
     #[serde(with = "dur")]
     pub request_timeout: Duration,
     /// Maximum size of a request head (request line + headers); larger gets 431.
@@ -427,6 +429,13 @@ impl Config {
                 u.strategy.get_ref(),
                 u.backends.len()
             );
+            if u.strategy.get_ref() == "consistent_hash" {
+                let key = u
+                    .hash_key
+                    .as_ref()
+                    .map_or("client_ip", |k| k.get_ref().as_str());
+                let _ = writeln!(out, "  hash key: {key}");
+            }
             for b in &u.backends {
                 let _ = writeln!(out, "  - {} (weight {})", b.addr.get_ref(), b.weight);
             }

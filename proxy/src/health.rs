@@ -71,7 +71,19 @@ pub async fn check_once(addr: &str, path: &str) -> std::io::Result<bool> {
         }
         n += r;
     }
-    Ok(parse_status(&buf[..n]).is_some_and(|code| (200..400).contains(&code)))
+    let pass = parse_status(&buf[..n]).is_some_and(|code| (200..400).contains(&code));
+    // Read the rest (bounded) so closing does not reset the backend's socket.
+    let drain = async {
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(r) => left = left.saturating_sub(r),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(50), drain).await;
+    Ok(pass)
 }
 
 /// Status code of an `HTTP/1.x NNN` status line.
