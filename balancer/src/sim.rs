@@ -45,8 +45,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlowPeriod {
     /// Start, from the beginning of the run.
+    #[serde(rename = "start_s", serialize_with = "secs")]
     pub start: Duration,
     /// End, from the beginning of the run.
+    #[serde(rename = "end_s", serialize_with = "secs")]
     pub end: Duration,
     /// Smallest slow-down factor.
     pub factor_min: f64,
@@ -64,6 +66,7 @@ pub struct SimBackend {
     /// Requests served in parallel; the rest queue (FIFO).
     pub workers: u32,
     /// Mean service time.
+    #[serde(rename = "mean_service_ms", serialize_with = "millis")]
     pub mean_service: Duration,
     /// Optional slow period.
     pub slow: Option<SlowPeriod>,
@@ -79,6 +82,7 @@ pub struct Scenario {
     /// Mean arrival rate, requests per second (Poisson).
     pub rate: f64,
     /// Arrivals happen during this long; the run continues until every request finished.
+    #[serde(rename = "duration_s", serialize_with = "secs")]
     pub duration: Duration,
     /// Shape (sigma) of the log-normal service-time distribution.
     pub service_sigma: f64,
@@ -89,6 +93,14 @@ pub struct Scenario {
     /// Balancer settings (the strategy field is replaced for each strategy run).
     #[serde(skip)]
     pub config: BalancerConfig,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
 }
 
 /// Utilization of the default scenarios (arrival rate / total service capacity).
@@ -264,7 +276,7 @@ impl SimReport {
     pub fn to_table(&self) -> String {
         let s = &self.scenario;
         let mut out = String::new();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "scenario {}: {} backends, {:.0} req/s Poisson for {:.0} s, seed {}",
             s.name,
@@ -273,6 +285,10 @@ impl SimReport {
             s.duration.as_secs_f64(),
             s.seed
         );
+        if let Some(eps) = s.config.bounded_load {
+            let _ = write!(out, ", consistent_hash bounded load eps {eps}");
+        }
+        out.push('\n');
         let _ = write!(
             out,
             "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}  share % of",
