@@ -6,6 +6,7 @@ use crate::{BackendSpec, BalancerConfig, Clock, EjectionPolicy, Health, HealthPo
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -34,14 +35,17 @@ pub struct Backend {
     id: String,
     addr: String,
     weight: AtomicU32,
-    in_flight: AtomicU64,
+    /// Requests picked (started); in-flight is `requests - finished`, so a pick and its
+    /// end cost one atomic add each.
     requests: AtomicU64,
+    finished: AtomicU64,
     failures: AtomicU64,
     ewma: PeakEwma,
     health: HealthCell,
     /// EWMA decay window in ns as `f64` bits (set from the config; updates may change it).
     decay_bits: AtomicU64,
-    default_rtt_ns: AtomicU64,
+    /// `ln(weight)` as `f64` bits, for the log-space latency cost.
+    ln_weight: AtomicU64,
     clock: Arc<dyn Clock>,
     epoch: Instant,
 }
@@ -60,38 +64,43 @@ impl fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// A fresh backend (no samples, `Up`). `epoch` is the balancer's time origin.
+    /// A fresh backend (no samples, `Up`) created at `created_ns` after `epoch`, the
+    /// balancer's time origin.
     pub(crate) fn new(
         spec: &BackendSpec,
         config: &BalancerConfig,
         clock: Arc<dyn Clock>,
         epoch: Instant,
+        created_ns: u64,
     ) -> Self {
-        let b = Self {
+        let decay = decay_ns(config);
+        Self {
             id: spec.id.clone(),
             addr: spec.addr.clone(),
             weight: AtomicU32::new(spec.weight),
-            in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            ewma: PeakEwma::new(),
+            ewma: PeakEwma::new(config.default_rtt.as_nanos() as f64, created_ns, decay),
             health: HealthCell::new(),
-            decay_bits: AtomicU64::new(0),
-            default_rtt_ns: AtomicU64::new(0),
+            decay_bits: AtomicU64::new(decay.to_bits()),
+            ln_weight: AtomicU64::new(f64::from(spec.weight.max(1)).ln().to_bits()),
             clock,
             epoch,
-        };
-        b.reconfigure(spec.weight, config);
-        b
+        }
     }
 
-    /// Apply a new weight and EWMA settings (statistics are kept).
-    pub(crate) fn reconfigure(&self, weight: u32, config: &BalancerConfig) {
+    /// Apply a new weight and EWMA settings at `now_ns` (statistics are kept).
+    pub(crate) fn reconfigure(&self, weight: u32, config: &BalancerConfig, now_ns: u64) {
         self.weight.store(weight, Relaxed);
-        let decay = config.ewma_decay.as_nanos() as f64;
-        self.decay_bits.store(decay.to_bits(), Relaxed);
-        self.default_rtt_ns
-            .store(saturating_ns(config.default_rtt), Relaxed);
+        self.ln_weight
+            .store(f64::from(weight.max(1)).ln().to_bits(), Relaxed);
+        let (old, new) = (self.decay_ns(), decay_ns(config));
+        let default = config.default_rtt.as_nanos() as f64;
+        if old != new || !self.ewma.sampled() {
+            self.ewma.reconfigure(now_ns, old, new, default);
+            self.decay_bits.store(new.to_bits(), Relaxed);
+        }
     }
 
     /// The stable id.
@@ -113,14 +122,18 @@ impl Backend {
     /// Requests picked for this backend and not yet finished.
     #[inline]
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Relaxed)
+        // `finished` first: it never passes `requests`, so a later `requests` is at least
+        // as large; saturating anyway, as relaxed loads of two words may be reordered.
+        let finished = self.finished.load(Relaxed);
+        self.requests.load(Relaxed).saturating_sub(finished)
     }
 
     /// Peak-EWMA response time now (decayed since the last sample); zero before any sample.
     pub fn ewma(&self) -> Duration {
-        self.ewma
-            .estimate(self.now_ns(), self.decay_ns())
-            .map_or(Duration::ZERO, |ns| Duration::from_nanos(ns as u64))
+        if !self.ewma.sampled() {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.ewma.estimate(self.now_ns(), self.decay_ns()).round() as u64)
     }
 
     /// Requests ever picked for this backend.
@@ -190,23 +203,20 @@ impl Backend {
 
     #[inline]
     pub(crate) fn start(&self) {
-        self.in_flight.fetch_add(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
     }
 
     #[inline]
     pub(crate) fn finish(&self) {
-        self.in_flight.fetch_sub(1, Relaxed);
+        self.finished.fetch_add(1, Relaxed);
     }
 
-    /// Peak EWMA (or the default RTT) x (in-flight + 1) / weight, at `now_ns`.
+    /// `ln(peak EWMA now x (in-flight + 1) / weight)` up to a term shared by every
+    /// backend of the balancer: compare, never read as a time. No clock read, no `exp`.
     #[inline]
-    pub(crate) fn latency_cost(&self, now_ns: u64) -> f64 {
-        let rtt = self
-            .ewma
-            .estimate(now_ns, self.decay_ns())
-            .unwrap_or_else(|| self.default_rtt_ns.load(Relaxed) as f64);
-        rtt * (self.in_flight() + 1) as f64 / f64::from(self.weight())
+    pub(crate) fn latency_cost(&self) -> f64 {
+        self.ewma.key() + ln_count(self.in_flight() + 1)
+            - f64::from_bits(self.ln_weight.load(Relaxed))
     }
 
     pub(crate) fn record_success(&self, latency: Duration) {
@@ -246,5 +256,21 @@ impl Backend {
             }
             None => false,
         }
+    }
+}
+
+fn decay_ns(config: &BalancerConfig) -> f64 {
+    (config.ewma_decay.as_nanos() as f64).max(1.0)
+}
+
+/// `ln(n)` for `n >= 1`, from a table for small counts (the common case on the hot path).
+#[inline]
+fn ln_count(n: u64) -> f64 {
+    const TABLE: usize = 1024;
+    static LN: OnceLock<Box<[f64]>> = OnceLock::new();
+    let table = LN.get_or_init(|| (0..TABLE).map(|i| (i.max(1) as f64).ln()).collect());
+    match table.get(n as usize) {
+        Some(&v) => v,
+        None => (n as f64).ln(),
     }
 }

@@ -263,6 +263,14 @@ fn build_snapshot(
     keep: &HashMap<&str, &Arc<Backend>>,
     old_config: Option<&BalancerConfig>,
 ) -> Result<Snapshot, Error> {
+    let now_ns = u64::try_from(
+        shared
+            .clock
+            .now()
+            .saturating_duration_since(shared.epoch)
+            .as_nanos(),
+    )
+    .unwrap_or(u64::MAX);
     let backends: Vec<Arc<Backend>> = specs
         .iter()
         .map(|spec| match keep.get(spec.id.as_str()) {
@@ -272,6 +280,7 @@ fn build_snapshot(
                 &config,
                 shared.clock.clone(),
                 shared.epoch,
+                now_ns,
             )),
         })
         .collect();
@@ -280,7 +289,7 @@ fn build_snapshot(
     // failed update leaves everything as it was.
     let previous: Vec<u32> = backends.iter().map(|b| b.weight()).collect();
     for (b, spec) in backends.iter().zip(specs) {
-        b.reconfigure(spec.weight, &config);
+        b.reconfigure(spec.weight, &config, now_ns);
     }
     let strategy = match strategy::build(&backends, &config) {
         Ok(s) => s,
@@ -288,7 +297,7 @@ fn build_snapshot(
             if let Some(old_config) = old_config {
                 for (b, w) in backends.iter().zip(previous) {
                     if keep.get(b.id()).is_some_and(|o| Arc::ptr_eq(o, b)) {
-                        b.reconfigure(w, old_config);
+                        b.reconfigure(w, old_config, now_ns);
                     }
                 }
             }

@@ -1,8 +1,7 @@
 //! Consistent hashing of the request key on `ringleader-ring`'s [`HashRing`], with optional bounded load.
-use super::{first_from, Filter, Strategy};
+use super::{first_from, Cursor, Filter, Strategy};
 use crate::{Backend, BalancerConfig, Error, RequestCtx, StrategyKind};
 use ringleader_ring::HashRing;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// A ring node: placed by the backend id's bytes, carrying its index in the snapshot.
@@ -31,7 +30,7 @@ impl AsRef<[u8]> for Node {
 pub struct ConsistentHash {
     ring: HashRing<Node>,
     bounded: Option<f64>,
-    cursor: AtomicUsize,
+    cursor: Cursor,
 }
 
 impl ConsistentHash {
@@ -51,7 +50,7 @@ impl ConsistentHash {
         Ok(Self {
             ring,
             bounded: config.bounded_load,
-            cursor: AtomicUsize::new(0),
+            cursor: Cursor::new(backends.len()),
         })
     }
 
@@ -102,7 +101,7 @@ impl Strategy for ConsistentHash {
         filter: Filter,
     ) -> Option<usize> {
         let Some(key) = ctx.key() else {
-            return first_from(backends, self.cursor.fetch_add(1, Relaxed), filter);
+            return first_from(backends, self.cursor.next(), filter);
         };
         let owner = match self.bounded {
             None => self.ring.get(key)?.index,

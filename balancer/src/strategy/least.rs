@@ -1,22 +1,23 @@
 //! Least connections (in-flight per weight) and least response time (peak EWMA x (in-flight + 1) per weight).
-use super::{rotate, Filter, Strategy};
+use super::{rotate, Cursor, Filter, Strategy};
 use crate::{Backend, RequestCtx, StrategyKind};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Fewest in-flight requests per unit of weight (nginx `least_conn`, HAProxy `leastconn`).
 ///
 /// The scan starts at a rotating offset and only a strictly lower load replaces the
 /// best, so ties are broken round robin.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LeastConnections {
-    cursor: AtomicUsize,
+    cursor: Cursor,
 }
 
 impl LeastConnections {
-    /// A new least-connections strategy.
-    pub fn new() -> Self {
-        Self::default()
+    /// Least connections over `n` backends.
+    pub fn new(n: usize) -> Self {
+        Self {
+            cursor: Cursor::new(n),
+        }
     }
 }
 
@@ -50,7 +51,7 @@ impl Strategy for LeastConnections {
 
     #[inline]
     fn pick(&self, backends: &[Arc<Backend>], _: &RequestCtx<'_>, filter: Filter) -> Option<usize> {
-        let start = self.cursor.fetch_add(1, Relaxed);
+        let start = self.cursor.next();
         least_in_flight(backends, rotate(backends.len(), start), |i| {
             filter.admits(&backends[i])
         })
@@ -74,15 +75,17 @@ impl Strategy for LeastConnections {
 /// EWMA balancer; nginx Plus `least_time`). A backend without samples counts the
 /// configured default RTT; an idle estimate decays toward zero, so a backend that was
 /// slow is re-probed after a while instead of being starved forever.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LeastResponseTime {
-    cursor: AtomicUsize,
+    cursor: Cursor,
 }
 
 impl LeastResponseTime {
-    /// A new least-response-time strategy.
-    pub fn new() -> Self {
-        Self::default()
+    /// Least response time over `n` backends.
+    pub fn new(n: usize) -> Self {
+        Self {
+            cursor: Cursor::new(n),
+        }
     }
 }
 
@@ -92,14 +95,13 @@ fn least_cost(
     order: impl Iterator<Item = usize>,
     mut admit: impl FnMut(usize) -> bool,
 ) -> Option<usize> {
-    // One clock read per pick: every backend of a balancer shares its clock and epoch.
-    let now = backends.first()?.now_ns();
+    // Log-space costs of one balancer compare directly: no clock read, no `exp`.
     let mut best: Option<(usize, f64)> = None;
     for i in order {
         if !admit(i) {
             continue;
         }
-        let cost = backends[i].latency_cost(now);
+        let cost = backends[i].latency_cost();
         match best {
             Some((_, bc)) if cost >= bc => {}
             _ => best = Some((i, cost)),
@@ -115,7 +117,7 @@ impl Strategy for LeastResponseTime {
 
     #[inline]
     fn pick(&self, backends: &[Arc<Backend>], _: &RequestCtx<'_>, filter: Filter) -> Option<usize> {
-        let start = self.cursor.fetch_add(1, Relaxed);
+        let start = self.cursor.next();
         least_cost(backends, rotate(backends.len(), start), |i| {
             filter.admits(&backends[i])
         })
@@ -148,7 +150,7 @@ mod tests {
     #[test]
     fn least_connections_per_weight() {
         let (bs, _c) = backends(&[1, 1, 2]);
-        let lc = LeastConnections::new();
+        let lc = LeastConnections::new(bs.len());
         set_in_flight(&bs[0], 3);
         set_in_flight(&bs[1], 1);
         set_in_flight(&bs[2], 3); // 1.5 per weight unit
@@ -162,7 +164,7 @@ mod tests {
     #[test]
     fn least_connections_breaks_ties_round_robin() {
         let (bs, _c) = backends(&[1, 1, 1, 1]);
-        let lc = LeastConnections::new();
+        let lc = LeastConnections::new(bs.len());
         set_in_flight(&bs[3], 5);
         let seq: Vec<_> = (0..6).map(|_| pick(&lc, &bs)).collect();
         assert_eq!(seq, vec![0, 1, 2, 0, 0, 1]);
@@ -172,7 +174,7 @@ mod tests {
     #[test]
     fn least_response_time_weighs_latency_and_load() {
         let (bs, clock) = backends(&[1, 1, 1]);
-        let lrt = LeastResponseTime::new();
+        let lrt = LeastResponseTime::new(bs.len());
         sample(&bs[0], 10);
         sample(&bs[1], 50);
         sample(&bs[2], 20);

@@ -28,10 +28,7 @@ impl PowerOfTwo {
                 u128::from(a.in_flight()) * u128::from(b.weight())
                     > u128::from(b.in_flight()) * u128::from(a.weight())
             }
-            LoadMetric::PeakEwma => {
-                let now = a.now_ns();
-                a.latency_cost(now) > b.latency_cost(now)
-            }
+            LoadMetric::PeakEwma => a.latency_cost() > b.latency_cost(),
         }
     }
 }
@@ -110,7 +107,7 @@ impl Strategy for Random {
             let x = ((u128::from(r) * u128::from(total)) >> 64) as u64;
             self.cumulative.partition_point(|&c| c <= x)
         };
-        if filter.admits(&backends[i]) {
+        if backends.get(i).is_some_and(|b| filter.admits(b)) {
             return Some(i);
         }
         first_from(backends, i + 1, filter)

@@ -1,19 +1,20 @@
 //! Round robin: an atomic cursor over the backend list.
-use super::{first_from, Filter, Strategy};
+use super::{first_from, Cursor, Filter, Strategy};
 use crate::{Backend, RequestCtx, StrategyKind};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Each backend in turn; an unavailable one is skipped for the next available.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RoundRobin {
-    cursor: AtomicUsize,
+    cursor: Cursor,
 }
 
 impl RoundRobin {
-    /// A round robin starting at the first backend.
-    pub fn new() -> Self {
-        Self::default()
+    /// A round robin over `n` backends, starting at the first.
+    pub fn new(n: usize) -> Self {
+        Self {
+            cursor: Cursor::new(n),
+        }
     }
 }
 
@@ -24,9 +25,8 @@ impl Strategy for RoundRobin {
 
     #[inline]
     fn pick(&self, backends: &[Arc<Backend>], _: &RequestCtx<'_>, filter: Filter) -> Option<usize> {
-        let n = backends.len();
-        let i = self.cursor.fetch_add(1, Relaxed) % n;
-        if filter.admits(&backends[i]) {
+        let i = self.cursor.next();
+        if filter.admits(backends.get(i)?) {
             return Some(i);
         }
         first_from(backends, i + 1, filter)
@@ -41,7 +41,7 @@ mod tests {
     #[test]
     fn cycles_and_skips_unavailable() {
         let (bs, _clock) = backends(&[1, 1, 1]);
-        let rr = RoundRobin::new();
+        let rr = RoundRobin::new(bs.len());
         let ctx = RequestCtx::new();
         let seq: Vec<_> = (0..6)
             .map(|_| rr.pick(&bs, &ctx, Filter::Available).unwrap())

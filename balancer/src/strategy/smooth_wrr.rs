@@ -13,10 +13,10 @@
 //! the live state under a `parking_lot` mutex until every peer has recovered. The same
 //! happens when the scheduled peer is down or ejected: nginx's algorithm over the
 //! remaining peers keeps their proportions.
-use super::{Filter, Strategy};
+use super::{Cursor, Filter, Strategy};
 use crate::{Backend, BalancerConfig, RequestCtx, StrategyKind};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Longest precomputed schedule; larger weight sums are scaled down proportionally.
@@ -34,7 +34,7 @@ struct Peer {
 #[derive(Debug)]
 pub struct WeightedRoundRobin {
     schedule: Box<[u32]>,
-    cursor: AtomicUsize,
+    cursor: Cursor,
     degraded: AtomicBool,
     live: Mutex<Vec<Peer>>,
     max_fails: i64,
@@ -90,6 +90,7 @@ impl WeightedRoundRobin {
     pub fn new(backends: &[Arc<Backend>], config: &BalancerConfig) -> Self {
         let weights: Vec<u32> = backends.iter().map(|b| b.weight()).collect();
         let schedule = smooth_schedule(&schedule_weights(&weights)).into_boxed_slice();
+        let cursor = Cursor::new(schedule.len());
         let live = weights
             .iter()
             .map(|&w| Peer {
@@ -100,7 +101,7 @@ impl WeightedRoundRobin {
             .collect();
         Self {
             schedule,
-            cursor: AtomicUsize::new(0),
+            cursor,
             degraded: AtomicBool::new(false),
             live: Mutex::new(live),
             max_fails: i64::from(config.ejection.consecutive_failures.max(1)),
@@ -113,7 +114,7 @@ impl WeightedRoundRobin {
         let mut peers = self.live.lock();
         let mut total = 0i64;
         let mut best: Option<usize> = None;
-        for (i, b) in backends.iter().enumerate() {
+        for (i, b) in backends.iter().enumerate().take(peers.len()) {
             if !filter.admits(b) {
                 continue;
             }
@@ -149,10 +150,8 @@ impl Strategy for WeightedRoundRobin {
         if self.degraded.load(Relaxed) {
             return self.pick_live(backends, filter);
         }
-        let len = self.schedule.len();
-        let slot = self.cursor.fetch_add(1, Relaxed) % len;
-        let i = self.schedule[slot] as usize;
-        if filter.admits(&backends[i]) {
+        let i = self.schedule[self.cursor.next()] as usize;
+        if backends.get(i).is_some_and(|b| filter.admits(b)) {
             return Some(i);
         }
         // The scheduled peer is down or ejected: nginx would run its algorithm over the
