@@ -297,3 +297,51 @@ fn worker_ids_are_range_checked() {
     assert!(Generator::new(Layout::JS_SAFE, 31u16).is_ok());
     assert!(Generator::new(Layout::SONYFLAKE, 65_535u32).is_ok());
 }
+
+/// A clock that, once armed, simulates the calling thread being preempted right after its
+/// clock read: another caller issues an ID 5 s later, then the stale reading is returned.
+struct PreemptedClock {
+    inner: ManualClock,
+    armed: std::sync::atomic::AtomicBool,
+    gen: std::sync::OnceLock<std::sync::Weak<Generator<std::sync::Arc<PreemptedClock>>>>,
+}
+
+impl Clock for PreemptedClock {
+    fn now(&self) -> Duration {
+        let reading = self.inner.now();
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.inner.advance(Duration::from_secs(5));
+            let gen = self.gen.get().and_then(|g| g.upgrade()).unwrap();
+            gen.next_id().unwrap(); // the other thread's ID, 5 s in the future of `reading`
+        }
+        reading
+    }
+
+    fn sleep(&self, duration: Duration) {
+        self.inner.sleep(duration)
+    }
+}
+
+#[test]
+fn preemption_between_clock_and_state_is_not_a_clock_step() {
+    let clock = std::sync::Arc::new(PreemptedClock {
+        inner: ManualClock::new(),
+        armed: false.into(),
+        gen: std::sync::OnceLock::new(),
+    });
+    let gen = std::sync::Arc::new(
+        Generator::builder(Layout::TWITTER)
+            .clock(std::sync::Arc::clone(&clock))
+            .backwards_tolerance(Duration::from_millis(10))
+            .build(1)
+            .unwrap(),
+    );
+    clock.gen.set(std::sync::Arc::downgrade(&gen)).unwrap();
+    let a = gen.next_id().unwrap();
+    clock.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Our clock reading is 5 s older than the state another caller just wrote: the
+    // generator must re-read, not report a 5 s backwards step.
+    let b = gen.next_id().expect("a stale reading is not a clock step");
+    assert!(b > a);
+    assert_eq!(clock.inner.slept(), Duration::ZERO);
+}
