@@ -76,4 +76,27 @@ proptest! {
             prop_assert!(layout.decode(second).unwrap() > first);
         }
     }
+
+    #[test]
+    fn timestamps_track_the_clock_across_tick_boundaries(
+        tick_ns in 1u64..5_000_000,
+        steps in proptest::collection::vec((0u64..3, 0usize..4), 1..60),
+    ) {
+        // 20 sequence bits: never exhausted here, so every ID's timestamp is the clock's tick.
+        let epoch = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let layout = Layout::new(40, 2, 20, Duration::from_nanos(tick_ns), epoch).unwrap();
+        let clock = ManualClock::starting_at(Duration::from_secs(1_700_000_000));
+        let gen = Generator::with_clock(layout, 1, clock.clone()).unwrap();
+        let mut since = 0u64;
+        let mut prev = None;
+        for (ticks, nudge) in steps {
+            // Land on, just after and just before tick boundaries.
+            since += ticks * tick_ns + [0, 1, tick_ns - 1, tick_ns / 2][nudge];
+            clock.set(Duration::from_secs(1_700_000_000) + Duration::from_nanos(since));
+            let id = gen.next_id().unwrap();
+            prop_assert_eq!(layout.decode(id).unwrap().timestamp, since / tick_ns);
+            prop_assert!(prev < Some(id));
+            prev = Some(id);
+        }
+    }
 }
