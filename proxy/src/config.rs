@@ -322,8 +322,8 @@ impl Config {
         if s.max_header_bytes < 256 {
             return Err(ctx.err(None, "server.max_header_bytes must be at least 256"));
         }
-        if s.max_connections == 0 {
-            return Err(ctx.err(None, "server.max_connections must be at least 1"));
+        if s.max_connections == 0 || s.max_connections > 1_000_000 {
+            return Err(ctx.err(None, "server.max_connections must be between 1 and 1000000"));
         }
         if s.workers > 1024 {
             return Err(ctx.err(
