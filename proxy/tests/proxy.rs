@@ -383,6 +383,77 @@ async fn retries_go_to_a_different_backend() {
 }
 
 #[tokio::test]
+async fn consecutive_5xx_eject_a_backend_for_a_while() {
+    let b = backends(2).await;
+    b[0].set_failing(Some(StatusCode::INTERNAL_SERVER_ERROR));
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1)],
+        "strategy = \"round_robin\"",
+        "[upstream.app.passive]\nconsecutive_failures = 3\nejection_time = \"200ms\"\n\
+         [upstream.app.retry]\non = []\n",
+    ))
+    .await;
+    let c = client();
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        codes.push(get(&c, s.proxy_addr(), "/").await.status.as_u16());
+    }
+    // Round robin: the failing backend answers 3 times, then it is ejected.
+    assert_eq!(codes.iter().filter(|c| **c == 500).count(), 3, "{codes:?}");
+    assert_eq!(b[0].requests(), 3);
+    assert_eq!(
+        health_of(s.admin_addr(), b[0].addr()).await.as_deref(),
+        Some("ejected")
+    );
+    // After the ejection time it gets traffic again.
+    b[0].set_failing(None);
+    let (admin, addr0) = (s.admin_addr(), b[0].addr());
+    wait_until(Duration::from_secs(3), "ejection over", || async move {
+        health_of(admin, addr0).await.as_deref() == Some("up")
+    })
+    .await;
+    sequential(4, s.proxy_addr(), &[]).await;
+    assert!(b[0].requests() >= 4);
+}
+
+#[tokio::test]
+async fn retry_budget_caps_retries() {
+    let b = backends(2).await;
+    b[0].set_failing(Some(StatusCode::INTERNAL_SERVER_ERROR));
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1)],
+        "strategy = \"round_robin\"",
+        "[upstream.app.passive]\nconsecutive_failures = 0\nmax_ejection_percent = 0\n\
+         [upstream.app.retry]\nattempts = 1\nbudget_percent = 1\non = [\"5xx\"]\n",
+    ))
+    .await;
+    let c = client();
+    let mut failed = 0;
+    for _ in 0..300 {
+        if get(&c, s.proxy_addr(), "/").await.status != 200 {
+            failed += 1;
+        }
+    }
+    // 150 requests hit the failing backend first: the reserve of 100 retries
+    // plus 1% of 300 requests rescue about 103 of them; the rest fail.
+    let m = get(&c, s.admin_addr(), "/metrics").await.body;
+    let metric = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let retries = metric("ringleader_retries_total ");
+    assert!((100..=104).contains(&retries), "retries {retries}");
+    assert_eq!(failed, 150 - retries);
+    assert_eq!(metric("ringleader_retries_budget_exhausted_total "), failed);
+}
+
+#[tokio::test]
 async fn upstream_timeout_is_504_and_5xx_passes_through_without_retry_config() {
     let b = backends(1).await;
     let s = start(config(
