@@ -4,7 +4,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Body of a request sent to a backend.
@@ -15,10 +18,7 @@ pub enum UpstreamBody {
     /// A body kept in memory (bounded by `retry.max_body_bytes`) so it can be replayed.
     Full(Option<Bytes>),
     /// The client's body, streamed through.
-    Stream(Incoming),
-    /// The client's body, streamed through; handed back when dropped before
-    /// any byte was taken, so a failed connect can still be retried.
-    Tap(TapBody),
+    Stream(StreamBody),
 }
 
 impl UpstreamBody {
@@ -44,7 +44,6 @@ impl Body for UpstreamBody {
             UpstreamBody::Empty => Poll::Ready(None),
             UpstreamBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             UpstreamBody::Stream(s) => Pin::new(s).poll_frame(cx),
-            UpstreamBody::Tap(t) => Pin::new(t).poll_frame(cx),
         }
     }
 
@@ -53,7 +52,6 @@ impl Body for UpstreamBody {
             UpstreamBody::Empty => true,
             UpstreamBody::Full(b) => b.is_none(),
             UpstreamBody::Stream(s) => s.is_end_stream(),
-            UpstreamBody::Tap(t) => t.is_end_stream(),
         }
     }
 
@@ -62,36 +60,102 @@ impl Body for UpstreamBody {
             UpstreamBody::Empty => SizeHint::with_exact(0),
             UpstreamBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             UpstreamBody::Stream(s) => s.size_hint(),
-            UpstreamBody::Tap(t) => t.size_hint(),
         }
     }
 }
 
-/// A streamed client body that returns itself through a channel if it is
-/// dropped before any frame was taken from it.
+/// How a streamed request body is moving, for the attempt's watchdog: when
+/// the last frame passed, whether the backend is waiting for the client, and
+/// when the body ended. Written by the body, read by the watchdog (`Relaxed`:
+/// each value is a self-contained observation, nothing is published through it).
 #[derive(Debug)]
-pub struct TapBody {
-    inner: Option<Incoming>,
-    taken: bool,
-    back: Option<oneshot::Sender<Incoming>>,
+pub struct Progress {
+    epoch: Instant,
+    last_frame_us: AtomicU64,
+    done_us: AtomicU64,
+    waiting_for_client: AtomicBool,
 }
 
-impl TapBody {
-    /// Wrap `body`; the receiver gets it back if it was never read.
-    pub fn new(body: Incoming) -> (TapBody, oneshot::Receiver<Incoming>) {
-        let (tx, rx) = oneshot::channel();
-        (
-            TapBody {
-                inner: Some(body),
-                taken: false,
-                back: Some(tx),
-            },
-            rx,
-        )
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            epoch: Instant::now(),
+            last_frame_us: AtomicU64::new(0),
+            done_us: AtomicU64::new(0),
+            waiting_for_client: AtomicBool::new(false),
+        }
     }
 }
 
-impl Body for TapBody {
+impl Progress {
+    fn now_us(&self) -> u64 {
+        // +1 so that 0 can mean "never".
+        self.epoch
+            .elapsed()
+            .as_micros()
+            .min(u128::from(u64::MAX - 1)) as u64
+            + 1
+    }
+
+    fn at(&self, us: u64) -> Instant {
+        self.epoch + Duration::from_micros(us.saturating_sub(1))
+    }
+
+    /// When the body ended, if it has.
+    pub fn done_at(&self) -> Option<Instant> {
+        match self.done_us.load(Relaxed) {
+            0 => None,
+            us => Some(self.at(us)),
+        }
+    }
+
+    /// When the last frame passed (the start, before the first).
+    pub fn last_frame_at(&self) -> Instant {
+        self.at(self.last_frame_us.load(Relaxed))
+    }
+
+    /// The backend asked for more and the client has not sent it yet.
+    pub fn waiting_for_client(&self) -> bool {
+        self.waiting_for_client.load(Relaxed)
+    }
+}
+
+/// The client's request body streamed to a backend. It records its
+/// [`Progress`], and when made with [`StreamBody::tapped`] it returns itself
+/// through a channel if dropped before any frame was taken, so a failed
+/// connect can still be retried.
+#[derive(Debug)]
+pub struct StreamBody {
+    inner: Option<Incoming>,
+    taken: bool,
+    back: Option<oneshot::Sender<Incoming>>,
+    progress: Arc<Progress>,
+}
+
+impl StreamBody {
+    /// Stream `body`, recording into `progress`.
+    pub fn new(body: Incoming, progress: Arc<Progress>) -> StreamBody {
+        StreamBody {
+            inner: Some(body),
+            taken: false,
+            back: None,
+            progress,
+        }
+    }
+
+    /// Like [`StreamBody::new`]; the receiver gets the body back if it was never read.
+    pub fn tapped(
+        body: Incoming,
+        progress: Arc<Progress>,
+    ) -> (StreamBody, oneshot::Receiver<Incoming>) {
+        let (tx, rx) = oneshot::channel();
+        let mut b = StreamBody::new(body, progress);
+        b.back = Some(tx);
+        (b, rx)
+    }
+}
+
+impl Body for StreamBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -102,9 +166,20 @@ impl Body for TapBody {
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let res = Pin::new(inner).poll_frame(cx);
-        if res.is_ready() {
-            self.taken = true;
+        let res = Pin::new(&mut *inner).poll_frame(cx);
+        let end = inner.is_end_stream();
+        let p = &self.progress;
+        match &res {
+            Poll::Pending => p.waiting_for_client.store(true, Relaxed),
+            Poll::Ready(r) => {
+                let now = p.now_us();
+                p.last_frame_us.store(now, Relaxed);
+                p.waiting_for_client.store(false, Relaxed);
+                if r.is_none() || end {
+                    p.done_us.store(now, Relaxed);
+                }
+                self.taken = true;
+            }
         }
         res
     }
@@ -123,7 +198,7 @@ impl Body for TapBody {
     }
 }
 
-impl Drop for TapBody {
+impl Drop for StreamBody {
     fn drop(&mut self) {
         if !self.taken {
             if let (Some(body), Some(tx)) = (self.inner.take(), self.back.take()) {

@@ -57,8 +57,9 @@ pub struct ServerConfig {
     /// bounds how long an idle keep-alive connection stays open.
     #[serde(with = "dur")]
     pub header_read_timeout: Duration,
-    /// Per attempt: time from sending the request (body included) to the
-    /// backend's response head.
+    /// Per attempt: time from the end of the request body to the backend's
+    /// response head (504). A client that sends nothing for this long while
+    /// the backend waits for more of its body gets 408.
     #[serde(with = "dur")]
     pub request_timeout: Duration,
     /// Maximum size of a request head (request line + headers); larger gets 431.

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 ///
 /// Paths: `/healthz` (200, or 503 when made unhealthy), `/echo-headers`
 /// (the request headers as JSON), `/echo` (streams the request body back),
+/// `/upload` (reads the whole body, then answers its size),
 /// `/bytes?n=N` (streams N bytes), `/slow?ms=N`, `/hop` (answers with
 /// hop-by-hop headers), `/_demo/down?secs=N` (refuses connections for N
 /// seconds); anything else answers `hello from NAME`. Every response carries
@@ -277,6 +278,18 @@ async fn answer(
                     text(StatusCode::OK, serde_json::Value::Object(map).to_string())
                 }
                 "/echo" => Response::new(req.into_body().boxed_unsync()),
+                "/upload" => {
+                    // Read the whole body (without keeping it), then answer its size.
+                    let mut body = req.into_body();
+                    let mut n = 0usize;
+                    while let Some(frame) = body.frame().await {
+                        match frame {
+                            Ok(f) => n += f.data_ref().map_or(0, |d| d.len()),
+                            Err(_) => break,
+                        }
+                    }
+                    text(StatusCode::OK, format!("received {n} bytes\n"))
+                }
                 "/bytes" => {
                     let n = query_u64(&req, "n").unwrap_or(1 << 20);
                     let body = RepeatBody {

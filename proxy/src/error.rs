@@ -74,6 +74,9 @@ pub enum Error {
     /// The request is malformed (bad Host, absolute-form URI for a foreign host, ...).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The client stopped sending its request body for `request_timeout`.
+    #[error("client sent no request body for request_timeout")]
+    ClientTimeout,
     /// The request body could not be read from the client.
     #[error("client body error: {0}")]
     ClientBody(String),
@@ -83,7 +86,8 @@ impl Error {
     /// Status code the proxy answers with when this error ends a request.
     ///
     /// No healthy backend 503, connect or protocol failure 502, upstream
-    /// timeout 504, headers too large 431, malformed request 400, no route 404.
+    /// timeout 504, headers too large 431, malformed request 400, no route 404,
+    /// a client that stalls while sending its body 408.
     pub fn status(&self) -> StatusCode {
         match self {
             Error::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
@@ -92,6 +96,7 @@ impl Error {
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::BadRequest(_) | Error::ClientBody(_) => StatusCode::BAD_REQUEST,
             Error::NoRoute => StatusCode::NOT_FOUND,
+            Error::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,5 +118,6 @@ mod tests {
         assert_eq!(Error::HeadersTooLarge.status(), 431);
         assert_eq!(Error::BadRequest("x").status(), 400);
         assert_eq!(Error::NoRoute.status(), 404);
+        assert_eq!(Error::ClientTimeout.status(), 408);
     }
 }

@@ -1,10 +1,10 @@
 //! Forwarding one request to an upstream: body handling, the attempt loop, retries and outcomes.
-use crate::body::{TapBody, UpstreamBody};
+use crate::body::{Progress, StreamBody, UpstreamBody};
 use crate::config::HashKey;
 use crate::error::Error;
 use crate::headers::is_idempotent;
 use crate::metrics::Metrics;
-use crate::pool::{Checkin, SendError};
+use crate::pool::{BackendConns, Checkin, SendError};
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::header::HOST;
@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use ringleader_balancer::RequestCtx;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -30,34 +31,81 @@ enum BodyState {
     Replay(UpstreamBody),
     /// Streamed; `back` returns it if an attempt dropped it unread.
     Stream {
-        body: Option<UpstreamBody>,
+        body: Option<Incoming>,
         back: Option<oneshot::Receiver<Incoming>>,
     },
 }
 
 impl BodyState {
-    /// The body for the next attempt, or `None` if it was (partly) sent already.
-    fn take(&mut self, retry_possible: bool) -> Option<UpstreamBody> {
+    /// The body for the next attempt (with its progress record when it
+    /// streams), or `None` if it was (partly) sent already.
+    fn take(&mut self, retry_possible: bool) -> Option<(UpstreamBody, Option<Arc<Progress>>)> {
         match self {
-            BodyState::Replay(b) => b.try_clone(),
+            BodyState::Replay(b) => b.try_clone().map(|b| (b, None)),
             BodyState::Stream { body, back } => {
-                if let Some(rx) = back.as_mut() {
-                    if body.is_none() {
-                        // The previous attempt's body comes back only if nothing was read from it.
-                        let inner = rx.try_recv().ok()?;
-                        *back = None;
-                        *body = Some(UpstreamBody::Stream(inner));
-                    }
+                if body.is_none() {
+                    // The previous attempt's body comes back only if nothing was read from it.
+                    *body = Some(back.take()?.try_recv().ok()?);
                 }
-                let b = body.take()?;
-                match b {
-                    UpstreamBody::Stream(inner) if retry_possible => {
-                        let (tap, rx) = TapBody::new(inner);
-                        *back = Some(rx);
-                        Some(UpstreamBody::Tap(tap))
-                    }
-                    other => Some(other),
+                let inner = body.take()?;
+                let progress = Arc::new(Progress::default());
+                let stream = if retry_possible {
+                    let (s, rx) = StreamBody::tapped(inner, progress.clone());
+                    *back = Some(rx);
+                    s
+                } else {
+                    StreamBody::new(inner, progress.clone())
+                };
+                Some((UpstreamBody::Stream(stream), Some(progress)))
+            }
+        }
+    }
+}
+
+/// Why an attempt's watchdog fired.
+enum Stalled {
+    /// No response head within `request_timeout` of the request (body included) being sent.
+    Upstream,
+    /// The backend waited for more request body for `request_timeout`.
+    Client,
+}
+
+/// Send on `pool` under the attempt's watchdog. A body-less or buffered
+/// request gets `t` from now; a streamed one gets `t` after its body ended,
+/// and fails as a client stall if the client sends nothing for `t` while the
+/// backend waits for it (a slow upload is not an upstream timeout).
+async fn send_watched(
+    pool: &BackendConns,
+    req: Request<UpstreamBody>,
+    t: Duration,
+    progress: Option<&Progress>,
+) -> Result<Result<(Response<Incoming>, crate::pool::Conn), SendError>, Stalled> {
+    let Some(p) = progress else {
+        return tokio::time::timeout(t, pool.send(req))
+            .await
+            .map_err(|_| Stalled::Upstream);
+    };
+    let send = pool.send(req);
+    tokio::pin!(send);
+    let mut wake = Instant::now() + t;
+    loop {
+        tokio::select! {
+            r = &mut send => return Ok(r),
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                let due = match p.done_at() {
+                    Some(done) => done + t,
+                    None => p.last_frame_at() + t,
+                };
+                if now < due {
+                    wake = due;
+                    continue;
                 }
+                return Err(if p.done_at().is_none() && p.waiting_for_client() {
+                    Stalled::Client
+                } else {
+                    Stalled::Upstream
+                });
             }
         }
     }
@@ -120,15 +168,11 @@ pub(crate) async fn forward(
         match tokio::time::timeout(request_timeout, limited.collect()).await {
             Ok(Ok(c)) => BodyState::Replay(UpstreamBody::Full(Some(c.to_bytes()))),
             Ok(Err(e)) => return Err(Error::ClientBody(e.to_string())),
-            Err(_) => {
-                return Err(Error::ClientBody(
-                    "timed out reading the request body".into(),
-                ))
-            }
+            Err(_) => return Err(Error::ClientTimeout),
         }
     } else {
         BodyState::Stream {
-            body: Some(UpstreamBody::Stream(body)),
+            body: Some(body),
             back: None,
         }
     };
@@ -166,7 +210,7 @@ pub(crate) async fn forward(
             continue;
         };
         let more = retryable && tries < policy.attempts;
-        let Some(this_body) = body.take(more) else {
+        let Some((this_body, progress)) = body.take(more) else {
             break;
         };
         tries += 1;
@@ -193,7 +237,7 @@ pub(crate) async fn forward(
 
         let started = Instant::now();
         let pool = &up.conns[idx];
-        let outcome = tokio::time::timeout(request_timeout, pool.send(req)).await;
+        let outcome = send_watched(pool, req, request_timeout, progress.as_deref()).await;
         let retry_wanted = match outcome {
             Ok(Ok((resp, conn))) => {
                 let checkin = Checkin::new(conn, pool.clone());
@@ -224,11 +268,17 @@ pub(crate) async fn forward(
                 });
                 more && policy.on_connect_error
             }
-            Err(_) => {
+            Err(Stalled::Upstream) => {
                 pick.failure();
                 tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, "attempt timed out");
                 last_err = Some(Error::UpstreamTimeout);
                 more && policy.on_timeout
+            }
+            Err(Stalled::Client) => {
+                // Not the backend's fault: no outcome recorded, no retry.
+                drop(pick);
+                last_err = Some(Error::ClientTimeout);
+                false
             }
         };
         if !retry_wanted {

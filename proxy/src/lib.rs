@@ -38,7 +38,7 @@ mod proxy;
 mod server;
 mod upstream;
 
-pub use body::{ProxyBody, TapBody, UpstreamBody};
+pub use body::{Progress, ProxyBody, StreamBody, UpstreamBody};
 pub use config::{
     line_col, BackendConfig, Config, HashKey, HealthConfig, PassiveConfig, RetryConfig, RetryOn,
     RouteConfig, ServerConfig, UpstreamConfig, STRATEGIES,

@@ -330,6 +330,7 @@ pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBo
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request headers too large\n",
         StatusCode::BAD_REQUEST => "bad request\n",
         StatusCode::NOT_FOUND => "no route\n",
+        StatusCode::REQUEST_TIMEOUT => "request body timed out\n",
         _ => "proxy error\n",
     };
     let mut r = Response::new(ProxyBody::full(reason));

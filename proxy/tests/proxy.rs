@@ -771,6 +771,70 @@ async fn large_bodies_stream_through_without_whole_buffering() {
     assert_eq!(a.body.len(), 32 << 20);
 }
 
+/// POST /upload with the body fed from a channel; returns the sender and the response future.
+async fn upload(
+    proxy: std::net::SocketAddr,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<(StatusCode, String)>,
+) {
+    let stream = TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/upload")
+        .header("host", "test")
+        .body(ChannelBody(rx))
+        .unwrap();
+    let resp = tokio::spawn(async move {
+        let r = sender.send_request(req).await.unwrap();
+        let status = r.status();
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    });
+    (tx, resp)
+}
+
+#[tokio::test]
+async fn slow_uploads_are_not_cut_by_request_timeout_but_stalled_ones_are() {
+    let b = backends(1).await;
+    let s = start(config("request_timeout = \"300ms\"", &[(&b[0], 1)], "", "")).await;
+    // 8 chunks, 100 ms apart: 800 ms in all, each gap well inside the timeout.
+    let (tx, resp) = upload(s.proxy_addr()).await;
+    for _ in 0..8 {
+        tx.send(Bytes::from(vec![1u8; 1000])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tx);
+    let (code, body) = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (code.as_u16(), body.as_str()),
+        (200, "received 8000 bytes\n")
+    );
+
+    // One chunk, then silence: 408, and the backend is not blamed.
+    let (tx, resp) = upload(s.proxy_addr()).await;
+    tx.send(Bytes::from_static(b"partial")).await.unwrap();
+    let started = Instant::now();
+    let (code, _) = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 408);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let st = status(s.admin_addr()).await;
+    assert_eq!(st["upstreams"]["app"]["backends"][0]["failures"], 0);
+    drop(tx);
+}
+
 // ---------- reload ----------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
