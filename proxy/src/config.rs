@@ -600,6 +600,12 @@ fn strip_port(host: &str) -> &str {
 }
 
 /// What a consistent-hash upstream hashes on.
+///
+/// ```
+/// use ringleader_proxy::HashKey;
+/// assert_eq!(HashKey::parse("cookie:session"), Ok(HashKey::Cookie("session".into())));
+/// assert!(HashKey::parse("body").is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HashKey {
@@ -635,6 +641,12 @@ impl HashKey {
 }
 
 /// A retry condition of `retry.on`.
+///
+/// ```
+/// use ringleader_proxy::RetryOn;
+/// assert_eq!(RetryOn::parse("5xx"), Some(RetryOn::Status5xx));
+/// assert_eq!(RetryOn::parse("4xx"), None);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RetryOn {

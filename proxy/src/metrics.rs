@@ -10,6 +10,15 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 
 /// Proxy-wide counters. All updates are `Relaxed`: they are statistics, read
 /// only for reporting, and order nothing else.
+///
+/// ```
+/// use ringleader_proxy::Metrics;
+/// let m = Metrics::default();
+/// m.observe(503, std::time::Duration::from_millis(2));
+/// let mut text = String::new();
+/// m.render(&mut text);
+/// assert!(text.contains("ringleader_responses_total{class=\"5xx\"} 1"));
+/// ```
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Requests received (after routing succeeded or failed).

@@ -29,6 +29,18 @@ pub struct RetryPolicy {
 /// tokens and never exceeds it, so a quiet proxy can still retry a little
 /// and a retry storm is held to `percent` of the traffic (the token-bucket
 /// form of Finagle's RetryBudget / Envoy's retry budgets).
+///
+/// ```
+/// use ringleader_proxy::RetryBudget;
+/// let b = RetryBudget::new(20);
+/// while b.try_withdraw() {} // spend the reserve
+/// for _ in 0..10 {
+///     b.deposit(); // ten requests ...
+/// }
+/// assert!(b.try_withdraw()); // ... earn two retries
+/// assert!(b.try_withdraw());
+/// assert!(!b.try_withdraw());
+/// ```
 #[derive(Debug)]
 pub struct RetryBudget {
     /// Balance in thousandths of a token.
