@@ -120,6 +120,10 @@ pub struct UpstreamConfig {
     /// TCP connect timeout to a backend.
     #[serde(default = "default_connect_timeout", with = "dur")]
     pub connect_timeout: Duration,
+    /// Pooled keep-alive connections idle longer than this are not reused
+    /// (keep it below the backends' own keep-alive timeout).
+    #[serde(default = "default_idle_timeout", with = "dur")]
+    pub idle_timeout: Duration,
     /// The backends (required, at least one).
     pub backends: Vec<BackendConfig>,
     /// Active health checks; absent = only passive outlier detection.
@@ -135,6 +139,10 @@ pub struct UpstreamConfig {
 
 fn default_strategy() -> Spanned<String> {
     Spanned::new(0..0, "round_robin".to_string())
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_connect_timeout() -> Duration {
@@ -500,6 +508,12 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
         return Err(ctx.err(
             ctx.upstream_span(name),
             format!("upstream {name:?} has no backends"),
+        ));
+    }
+    if up.idle_timeout.is_zero() {
+        return Err(ctx.err(
+            ctx.upstream_span(name),
+            "idle_timeout must be greater than zero",
         ));
     }
     if up.connect_timeout.is_zero() {

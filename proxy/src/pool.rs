@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// Idle connections kept per backend.
@@ -67,18 +67,27 @@ pub struct BackendConns {
     addr: String,
     sock: Option<SocketAddr>,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
+    idle_timeout: Duration,
+    /// Idle connections with the time they went idle; most recent last.
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 impl BackendConns {
-    /// A pool for `addr` (`host:port`).
-    pub fn new(addr: &str, connect_timeout: Duration) -> BackendConns {
+    /// A pool for `addr` (`host:port`); connections idle longer than
+    /// `idle_timeout` are not reused.
+    pub fn new(addr: &str, connect_timeout: Duration, idle_timeout: Duration) -> BackendConns {
         BackendConns {
             addr: addr.to_string(),
             sock: addr.parse().ok(),
             connect_timeout,
+            idle_timeout,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Idle timeout of pooled connections.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// Connect timeout of new connections.
@@ -95,10 +104,15 @@ impl BackendConns {
     async fn checkout(&self) -> Result<Conn, SendError> {
         loop {
             // The lock is held for a pop only (uncontended with one worker).
-            let Some(mut c) = self.idle.lock().pop() else {
+            let Some((mut c, since)) = self.idle.lock().pop() else {
                 break;
             };
             if c.is_closed() {
+                continue;
+            }
+            if since.elapsed() > self.idle_timeout {
+                // The ones below it went idle earlier still.
+                self.idle.lock().clear();
                 continue;
             }
             if c.is_ready() {
@@ -143,9 +157,10 @@ impl BackendConns {
         if c.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE_PER_BACKEND {
-            idle.push(c);
+            idle.push((c, now));
         }
     }
 

@@ -177,8 +177,17 @@ impl Upstream {
             // Warm connections of backends that stay are kept.
             let pool = prev
                 .and_then(|p| p.index_of(addr).map(|i| p.conns[i].clone()))
-                .filter(|c| c.connect_timeout() == cfg.connect_timeout)
-                .unwrap_or_else(|| Arc::new(BackendConns::new(addr, cfg.connect_timeout)));
+                .filter(|c| {
+                    c.connect_timeout() == cfg.connect_timeout
+                        && c.idle_timeout() == cfg.idle_timeout
+                })
+                .unwrap_or_else(|| {
+                    Arc::new(BackendConns::new(
+                        addr,
+                        cfg.connect_timeout,
+                        cfg.idle_timeout,
+                    ))
+                });
             authorities.push((addr.clone(), a));
             conns.push(pool);
         }

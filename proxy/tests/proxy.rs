@@ -498,6 +498,19 @@ async fn backend_connections_are_kept_alive_and_reused() {
     );
 }
 
+#[tokio::test]
+async fn pooled_connections_idle_past_idle_timeout_are_not_reused() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "idle_timeout = \"100ms\"", "")).await;
+    let c = client();
+    assert_eq!(get(&c, s.proxy_addr(), "/").await.status, 200);
+    assert_eq!(get(&c, s.proxy_addr(), "/").await.status, 200);
+    assert_eq!(b[0].connections(), 1, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(250)).await; // idle well past 100 ms
+    assert_eq!(get(&c, s.proxy_addr(), "/").await.status, 200);
+    assert_eq!(b[0].connections(), 2, "stale connection replaced");
+}
+
 // ---------- limits and bad input ----------
 
 async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
