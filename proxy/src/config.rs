@@ -781,6 +781,15 @@ mod tests {
     }
 
     #[test]
+    fn strategy_names_match_the_balancer() {
+        let names: Vec<&str> = ringleader_balancer::StrategyKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(names, STRATEGIES);
+    }
+
+    #[test]
     fn line_col_counts_characters() {
         assert_eq!(line_col("ab\ncdé\nx", 8), (3, 1));
         assert_eq!(line_col("ab\ncdé", 5), (2, 3));
