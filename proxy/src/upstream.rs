@@ -8,6 +8,7 @@ use ringleader_balancer::{
 };
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// When and how often to retry.
 #[derive(Debug, Clone)]
@@ -139,6 +140,11 @@ pub fn balancer_parts(
             max_percent: p.max_ejection_percent,
         },
         panic_mode: false,
+        // An unsampled backend counts as fast, so latency-aware strategies
+        // try every backend once; with the balancer's 30 ms default a proxy
+        // whose backends answer in well under 30 ms would send everything
+        // to the first backend it measured and never learn about the others.
+        default_rtt: Duration::from_micros(1),
         ..BalancerConfig::default()
     };
     Ok((specs, config, strategy))

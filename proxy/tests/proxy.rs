@@ -161,6 +161,24 @@ async fn slow_backend_gets_less(strategy: &str, concurrency: usize) {
     );
 }
 
+#[tokio::test]
+async fn least_response_time_tries_every_backend() {
+    let b = backends(3).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+        "strategy = \"least_response_time\"",
+        "",
+    ))
+    .await;
+    let seen = sequential(30, s.proxy_addr(), &[]).await;
+    assert_eq!(
+        seen.len(),
+        3,
+        "an unmeasured backend must get traffic: {seen:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connections_avoids_the_slow_backend() {
     slow_backend_gets_less("least_connections", 4).await;
