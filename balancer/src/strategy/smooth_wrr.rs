@@ -22,6 +22,10 @@ use std::sync::Arc;
 /// Longest precomputed schedule; larger weight sums are scaled down proportionally.
 const MAX_SCHEDULE: u64 = 1 << 16;
 
+/// Work budget (backends x schedule length) of building a schedule; beyond it the
+/// weights are coarsened further (only with thousands of backends of unequal weight).
+const MAX_BUILD_STEPS: u64 = 1 << 26;
+
 /// nginx's per-peer state.
 #[derive(Debug, Clone, Copy)]
 struct Peer {
@@ -42,6 +46,10 @@ pub struct WeightedRoundRobin {
 
 /// One period of nginx's smooth sequence for `weights`.
 fn smooth_schedule(weights: &[u64]) -> Vec<u32> {
+    if weights.iter().all(|&w| w == 1) {
+        // Equal weights: nginx's sequence is plain round robin (O(n) instead of O(n^2)).
+        return (0..weights.len() as u32).collect();
+    }
     let total: u64 = weights.iter().sum();
     let total_i = total as i64;
     let mut current = vec![0i64; weights.len()];
@@ -76,9 +84,10 @@ fn schedule_weights(weights: &[u32]) -> Vec<u64> {
         .max(1);
     let mut w: Vec<u64> = weights.iter().map(|&w| u64::from(w) / g).collect();
     let total: u64 = w.iter().sum();
-    if total > MAX_SCHEDULE {
+    let cap = MAX_SCHEDULE.min(MAX_BUILD_STEPS / w.len().max(1) as u64);
+    if total > cap {
         for x in &mut w {
-            *x = (*x * MAX_SCHEDULE / total).max(1);
+            *x = (*x * cap / total).max(1);
         }
     }
     w
@@ -231,6 +240,11 @@ mod tests {
         assert!(w.iter().sum::<u64>() <= MAX_SCHEDULE + 3);
         assert_eq!(w[2], 1);
         assert_eq!(schedule_weights(&[10, 20, 30]), vec![1, 2, 3]);
+        // Many backends of unequal weight: the build stays within its work budget.
+        let many: Vec<u32> = (0..20_000).map(|i| 1 + i % 7).collect();
+        let w = schedule_weights(&many);
+        assert_eq!(smooth_schedule(&w).len() as u64, w.iter().sum::<u64>());
+        assert_eq!(smooth_schedule(&[1; 5]), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub struct BalanceArgs {
     /// Seed of every random draw (same seed, same result).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Virtual seconds of arrivals (slow periods scale along).
+    /// Virtual seconds of arrivals, at most 3600 (slow periods scale along).
     #[arg(long, default_value_t = 60.0)]
     pub duration: f64,
     /// Bounded-load epsilon for consistent_hash (e.g. 0.25); plain consistent hashing if absent.
@@ -33,9 +33,9 @@ pub fn run(args: BalanceArgs) -> Result<(), CliError> {
     if !matches!(format, "table" | "json") {
         return Err(format!("unknown --format `{format}`: expected table or json").into());
     }
-    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 86_400.0) {
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3_600.0) {
         return Err(format!(
-            "--duration must be between 0 and 86400 seconds, got {}",
+            "--duration must be more than 0 and at most 3600 seconds, got {}",
             args.duration
         )
         .into());
