@@ -219,6 +219,32 @@ impl<C: Clock> Generator<C> {
     /// range is used up, and high-water-mark I/O errors when the mark cannot be advanced.
     #[inline]
     pub fn next_id(&self) -> Result<Id, Error> {
+        // Fast path: the common case (clock in range, sequence left, no wait, no mark to
+        // write, no contention) inlined; anything else goes through `reserve`. Same order
+        // and orderings as `reserve` (see the comments there).
+        let cur = self.state.load(Ordering::Acquire);
+        if let Some(since) = self.since_epoch(self.clock.now()) {
+            let now_tick = self.tick_at(since, cur >> self.seq_bits);
+            let start = cur.max(now_tick << self.seq_bits);
+            let tick = start >> self.seq_bits;
+            if now_tick <= self.max_timestamp
+                && tick <= now_tick + self.max_borrow
+                && tick <= self.max_timestamp
+                && tick <= self.reserved.load(Ordering::Acquire)
+                && self
+                    .state
+                    .compare_exchange_weak(cur, start + 1, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Ok(self.id_at(start));
+            }
+        }
+        self.next_id_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_id_slow(&self) -> Result<Id, Error> {
         let counter = self.reserve(1)?;
         Ok(self.id_at(counter))
     }
@@ -288,29 +314,40 @@ impl<C: Clock> Generator<C> {
         self.now_near(u64::MAX)
     }
 
-    /// Current tick and nanoseconds since the epoch, given a guess of the tick (the state's):
-    /// when the clock is still inside that tick, a multiply replaces the 64-bit division
-    /// (which would be a third of an uncontended `next_id`).
+    /// Current tick and nanoseconds since the epoch, given a guess of the tick (the state's).
     #[inline]
     fn now_near(&self, guess: u64) -> Result<(u64, u64), Error> {
-        let now = self.clock.now();
-        let nanos = now
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(now.subsec_nanos()));
-        let since = nanos
-            .checked_sub(self.epoch_nanos)
-            .ok_or(Error::ClockBeforeEpoch)?;
-        let guess_start = guess.saturating_mul(self.tick_nanos);
-        let tick = if since >= guess_start && since - guess_start < self.tick_nanos {
-            guess
-        } else {
-            since / self.tick_nanos
+        // (A `let else`, not `ok_or`: that would build and drop an `Error` on every call.)
+        let Some(since) = self.since_epoch(self.clock.now()) else {
+            return Err(Error::ClockBeforeEpoch);
         };
+        let tick = self.tick_at(since, guess);
         if tick > self.max_timestamp {
             return Err(self.overflow());
         }
         Ok((tick, since))
+    }
+
+    /// Nanoseconds from the layout's epoch to `now` (`None` before the epoch).
+    #[inline]
+    fn since_epoch(&self, now: Duration) -> Option<u64> {
+        now.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(now.subsec_nanos()))
+            .checked_sub(self.epoch_nanos)
+    }
+
+    /// The tick `since` falls in. When it is the `guess` (the state's tick: the clock is
+    /// still inside it), a multiply replaces the 64-bit division, which would otherwise be
+    /// a third of an uncontended `next_id`.
+    #[inline]
+    fn tick_at(&self, since: u64, guess: u64) -> u64 {
+        let guess_start = guess.saturating_mul(self.tick_nanos);
+        if since >= guess_start && since - guess_start < self.tick_nanos {
+            guess
+        } else {
+            since / self.tick_nanos
+        }
     }
 
     fn overflow(&self) -> Error {

@@ -30,7 +30,7 @@ mod persist;
 mod sync;
 mod worker;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use error::Error;
 pub use generator::{
     Generator, GeneratorBuilder, IdBatch, DEFAULT_BACKWARDS_TOLERANCE, DEFAULT_RESERVE_AHEAD,
