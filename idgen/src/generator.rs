@@ -66,6 +66,9 @@ pub struct Generator<C: Clock = SystemClock> {
     tolerance: Duration,
     reserve_ticks: u64,
     hwm: Option<Mutex<HighWaterMark>>,
+    /// Tick of the last "clock moved backwards" warning (`u64::MAX`: none yet); the
+    /// warning is logged at most once per second, not once per failed call.
+    last_warned: AtomicU64,
 }
 
 /// Options for a [`Generator`]: clock, borrowing, clock-step tolerance, high-water mark.
@@ -197,6 +200,7 @@ impl<C: Clock> GeneratorBuilder<C> {
             hwm: self
                 .hwm
                 .map(|p| Mutex::new(HighWaterMark::new(p, layout, worker))),
+            last_warned: AtomicU64::new(u64::MAX),
         };
         gen.resume()?;
         Ok(gen)
@@ -433,7 +437,7 @@ impl<C: Clock> Generator<C> {
                 let behind_ticks = issued_tick - allowed;
                 let behind = Duration::from_nanos(behind_ticks.saturating_mul(self.tick_nanos));
                 if behind > self.tolerance {
-                    tracing::warn!(?behind, tolerance = ?self.tolerance, "clock moved backwards beyond tolerance");
+                    self.warn_clock_behind(now_tick, behind);
                     return Err(Error::ClockMovedBackwards { behind });
                 }
                 if last_tick <= issued_tick {
@@ -443,6 +447,17 @@ impl<C: Clock> Generator<C> {
             }
         }
         Ok(Some(Blocked::Until(last_tick - self.max_borrow)))
+    }
+
+    /// Log a backwards clock step beyond tolerance, at most once per second of clock.
+    fn warn_clock_behind(&self, now_tick: u64, behind: Duration) {
+        let per_second = (1_000_000_000 / self.tick_nanos).max(1);
+        // Relaxed: a log rate limit; a rare duplicate warning is harmless.
+        let last = self.last_warned.load(Ordering::Relaxed);
+        if last == u64::MAX || now_tick.abs_diff(last) >= per_second {
+            self.last_warned.store(now_tick, Ordering::Relaxed);
+            tracing::warn!(?behind, tolerance = ?self.tolerance, "clock moved backwards beyond tolerance");
+        }
     }
 
     /// Make the durable mark cover `tick` (one writer at a time; others wait on the lock).
