@@ -190,6 +190,125 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system clock read from an atomic that a background thread refreshes every
+/// `resolution`: a `now` of about a nanosecond instead of a `clock_gettime` call.
+///
+/// Opt-in, for hot paths that issue IDs at tens of millions per second. The price: readings
+/// lag the system clock by up to `resolution` plus the refresher's scheduling delay, so
+/// timestamps can be that much early (uniqueness and order are unaffected: the generator's
+/// state, not the clock, guarantees them). Clones share one refresher thread, which exits
+/// within one `resolution` after the last clone is dropped. `sleep` waits in real time.
+///
+/// ```
+/// use ringleader_idgen::{CoarseClock, Generator, Layout};
+/// use std::time::Duration;
+///
+/// let clock = CoarseClock::start(Duration::from_millis(1))?;
+/// let gen = Generator::with_clock(Layout::TWITTER, 1, clock)?;
+/// assert!(gen.next_id()? < gen.next_id()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct CoarseClock {
+    shared: Arc<CoarseShared>,
+}
+
+struct CoarseShared {
+    /// Nanoseconds since the Unix epoch, as of the last refresh. Relaxed: a lone value,
+    /// nothing else is published through it.
+    nanos: std::sync::atomic::AtomicU64,
+    resolution: Duration,
+}
+
+impl CoarseClock {
+    /// Read the system clock now and start the refresher thread (named
+    /// `ringleader-idgen-clock`). Fails only if the thread cannot be spawned.
+    pub fn start(resolution: Duration) -> std::io::Result<CoarseClock> {
+        let resolution = resolution.max(Duration::from_micros(10));
+        let shared = Arc::new(CoarseShared {
+            nanos: std::sync::atomic::AtomicU64::new(saturating_nanos(SystemClock.now())),
+            resolution,
+        });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("ringleader-idgen-clock".into())
+            .spawn(move || {
+                while let Some(shared) = weak.upgrade() {
+                    shared.nanos.store(
+                        saturating_nanos(SystemClock.now()),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    drop(shared);
+                    std::thread::sleep(resolution);
+                }
+            })?;
+        Ok(CoarseClock { shared })
+    }
+
+    /// How often the refresher reads the system clock.
+    pub fn resolution(&self) -> Duration {
+        self.shared.resolution
+    }
+}
+
+impl fmt::Debug for CoarseClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoarseClock")
+            .field("now", &self.now())
+            .field("resolution", &self.shared.resolution)
+            .finish()
+    }
+}
+
+impl Clock for CoarseClock {
+    #[inline]
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.shared.nanos.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn sleep(&self, duration: Duration) {
+        SystemClock.sleep(duration)
+    }
+}
+
 fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coarse_clock_starts_at_the_system_time() {
+        let before = SystemClock.now();
+        let clock = CoarseClock::start(Duration::from_millis(1)).unwrap();
+        let reading = clock.now();
+        let after = SystemClock.now();
+        // The first value is stored before start() returns; the refresher only moves it forward.
+        assert!(
+            before <= reading && reading <= after,
+            "{before:?} {reading:?} {after:?}"
+        );
+        assert!(clock.clone().now() >= reading);
+        assert_eq!(clock.resolution(), Duration::from_millis(1));
+        assert_eq!(
+            CoarseClock::start(Duration::ZERO).unwrap().resolution(),
+            Duration::from_micros(10)
+        );
+    }
+
+    #[test]
+    fn manual_clock_sleep_advances_and_is_recorded() {
+        let clock = ManualClock::starting_at(Duration::from_secs(10));
+        clock.sleep(Duration::from_millis(3));
+        clock.set_back(Duration::from_millis(1));
+        assert_eq!(
+            clock.now(),
+            Duration::from_secs(10) + Duration::from_millis(2)
+        );
+        assert_eq!(clock.slept(), Duration::from_millis(3));
+        clock.set_back(Duration::from_secs(100));
+        assert_eq!(clock.now(), Duration::ZERO, "saturates at the epoch");
+    }
 }

@@ -66,6 +66,9 @@ pub struct Generator<C: Clock = SystemClock> {
     tolerance: Duration,
     reserve_ticks: u64,
     hwm: Option<Mutex<HighWaterMark>>,
+    /// Tick of the last "clock moved backwards" warning (`u64::MAX`: none yet); the
+    /// warning is logged at most once per second, not once per failed call.
+    last_warned: AtomicU64,
 }
 
 /// Options for a [`Generator`]: clock, borrowing, clock-step tolerance, high-water mark.
@@ -197,6 +200,7 @@ impl<C: Clock> GeneratorBuilder<C> {
             hwm: self
                 .hwm
                 .map(|p| Mutex::new(HighWaterMark::new(p, layout, worker))),
+            last_warned: AtomicU64::new(u64::MAX),
         };
         gen.resume()?;
         Ok(gen)
@@ -219,6 +223,32 @@ impl<C: Clock> Generator<C> {
     /// range is used up, and high-water-mark I/O errors when the mark cannot be advanced.
     #[inline]
     pub fn next_id(&self) -> Result<Id, Error> {
+        // Fast path: the common case (clock in range, sequence left, no wait, no mark to
+        // write, no contention) inlined; anything else goes through `reserve`. Same order
+        // and orderings as `reserve` (see the comments there).
+        let cur = self.state.load(Ordering::Acquire);
+        if let Some(since) = self.since_epoch(self.clock.now()) {
+            let now_tick = self.tick_at(since, cur >> self.seq_bits);
+            let start = cur.max(now_tick << self.seq_bits);
+            let tick = start >> self.seq_bits;
+            if now_tick <= self.max_timestamp
+                && tick <= now_tick + self.max_borrow
+                && tick <= self.max_timestamp
+                && tick <= self.reserved.load(Ordering::Acquire)
+                && self
+                    .state
+                    .compare_exchange_weak(cur, start + 1, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Ok(self.id_at(start));
+            }
+        }
+        self.next_id_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_id_slow(&self) -> Result<Id, Error> {
         let counter = self.reserve(1)?;
         Ok(self.id_at(counter))
     }
@@ -288,29 +318,40 @@ impl<C: Clock> Generator<C> {
         self.now_near(u64::MAX)
     }
 
-    /// Current tick and nanoseconds since the epoch, given a guess of the tick (the state's):
-    /// when the clock is still inside that tick, a multiply replaces the 64-bit division
-    /// (which would be a third of an uncontended `next_id`).
+    /// Current tick and nanoseconds since the epoch, given a guess of the tick (the state's).
     #[inline]
     fn now_near(&self, guess: u64) -> Result<(u64, u64), Error> {
-        let now = self.clock.now();
-        let nanos = now
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(now.subsec_nanos()));
-        let since = nanos
-            .checked_sub(self.epoch_nanos)
-            .ok_or(Error::ClockBeforeEpoch)?;
-        let guess_start = guess.saturating_mul(self.tick_nanos);
-        let tick = if since >= guess_start && since - guess_start < self.tick_nanos {
-            guess
-        } else {
-            since / self.tick_nanos
+        // (A `let else`, not `ok_or`: that would build and drop an `Error` on every call.)
+        let Some(since) = self.since_epoch(self.clock.now()) else {
+            return Err(Error::ClockBeforeEpoch);
         };
+        let tick = self.tick_at(since, guess);
         if tick > self.max_timestamp {
             return Err(self.overflow());
         }
         Ok((tick, since))
+    }
+
+    /// Nanoseconds from the layout's epoch to `now` (`None` before the epoch).
+    #[inline]
+    fn since_epoch(&self, now: Duration) -> Option<u64> {
+        now.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(now.subsec_nanos()))
+            .checked_sub(self.epoch_nanos)
+    }
+
+    /// The tick `since` falls in. When it is the `guess` (the state's tick: the clock is
+    /// still inside it), a multiply replaces the 64-bit division, which would otherwise be
+    /// a third of an uncontended `next_id`.
+    #[inline]
+    fn tick_at(&self, since: u64, guess: u64) -> u64 {
+        let guess_start = guess.saturating_mul(self.tick_nanos);
+        if since >= guess_start && since - guess_start < self.tick_nanos {
+            guess
+        } else {
+            since / self.tick_nanos
+        }
     }
 
     fn overflow(&self) -> Error {
@@ -396,7 +437,7 @@ impl<C: Clock> Generator<C> {
                 let behind_ticks = issued_tick - allowed;
                 let behind = Duration::from_nanos(behind_ticks.saturating_mul(self.tick_nanos));
                 if behind > self.tolerance {
-                    tracing::warn!(?behind, tolerance = ?self.tolerance, "clock moved backwards beyond tolerance");
+                    self.warn_clock_behind(now_tick, behind);
                     return Err(Error::ClockMovedBackwards { behind });
                 }
                 if last_tick <= issued_tick {
@@ -406,6 +447,17 @@ impl<C: Clock> Generator<C> {
             }
         }
         Ok(Some(Blocked::Until(last_tick - self.max_borrow)))
+    }
+
+    /// Log a backwards clock step beyond tolerance, at most once per second of clock.
+    fn warn_clock_behind(&self, now_tick: u64, behind: Duration) {
+        let per_second = (1_000_000_000 / self.tick_nanos).max(1);
+        // Relaxed: a log rate limit; a rare duplicate warning is harmless.
+        let last = self.last_warned.load(Ordering::Relaxed);
+        if last == u64::MAX || now_tick.abs_diff(last) >= per_second {
+            self.last_warned.store(now_tick, Ordering::Relaxed);
+            tracing::warn!(?behind, tolerance = ?self.tolerance, "clock moved backwards beyond tolerance");
+        }
     }
 
     /// Make the durable mark cover `tick` (one writer at a time; others wait on the lock).

@@ -8,6 +8,11 @@
 //! sequence runs out, rides out small backwards clock steps and reports large ones as
 //! errors, and can persist a high-water mark so a restart never reissues an ID.
 //!
+//! Time comes from a [`Clock`]: [`SystemClock`] by default, [`CoarseClock`] for cheaper
+//! reads on very hot paths, [`ManualClock`] in tests (its `sleep` advances it, so waits
+//! are instant and deterministic). Worker ids come from a [`WorkerIdSource`]: a plain
+//! integer, [`WorkerId::from_env`] (`RINGLEADER_WORKER_ID`), or your own (e.g. a lease).
+//!
 //! ```
 //! use ringleader_idgen::{Generator, Id, Layout};
 //!
@@ -30,7 +35,7 @@ mod persist;
 mod sync;
 mod worker;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use error::Error;
 pub use generator::{
     Generator, GeneratorBuilder, IdBatch, DEFAULT_BACKWARDS_TOLERANCE, DEFAULT_RESERVE_AHEAD,
