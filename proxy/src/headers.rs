@@ -48,6 +48,12 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
 /// assert!(h.contains_key("x-kept"));
 /// ```
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) names instead of a lookup per hop-by-hop name:
+    // most requests and responses carry none.
+    let hop = fixed_hop_by_hop();
+    if !headers.keys().any(|k| hop.contains(&k)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Only allocates when the Connection header names extra headers.
         let named: Vec<HeaderName> = headers
