@@ -88,7 +88,7 @@ async fn wait_for_log(lines: &Arc<Mutex<Vec<String>>>, needle: &str) -> String {
 
 fn serve_config(backend: SocketAddr) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = 1\nshutdown_grace = \"5s\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = 1\nshutdown_grace = \"5s\"\naccess_log = true\n\
          [upstream.app]\nbackends = [{{ addr = \"{backend}\" }}]\n"
     )
 }
@@ -124,6 +124,19 @@ async fn serve_reloads_on_sighup_and_drains_on_sigterm() {
     let pid = child.id().to_string();
     let c = client();
     assert_eq!(get(&c, addr, "/").await.backend.as_deref(), Some("b0"));
+    // One access log line per request: method, path, status, upstream, backend, latency, id.
+    let access = wait_for_log(&lines, "ringleader::access").await;
+    for field in [
+        "method=GET",
+        "path=/",
+        "status=200",
+        "upstream=app",
+        "latency_us=",
+        "request_id=",
+    ] {
+        assert!(access.contains(field), "{field} missing in {access}");
+    }
+    assert!(access.contains(&b[0].addr().to_string()), "{access}");
 
     // SIGHUP with a new backend: new requests go there.
     std::fs::write(&cfg, serve_config(b[1].addr())).unwrap();
