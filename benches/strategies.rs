@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ringleader::balancer::{BackendSpec, Balancer, BalancerConfig, RequestCtx, StrategyKind};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,38 @@ fn keys() -> Vec<[u8; 8]> {
     (0..KEYS as u64)
         .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes())
         .collect()
+}
+
+/// The floor of any design where a pick is a counted, `'static` guard: clone an `Arc`,
+/// advance a shared cursor, count the request started and finished, drop the `Arc`
+/// (five relaxed atomic read-modify-writes, no strategy, no snapshot swap).
+fn floor(c: &mut Criterion) {
+    struct Counters {
+        started: AtomicU64,
+        finished: AtomicU64,
+    }
+    let mut group = c.benchmark_group("pick_drop/floor_arc_guard");
+    for n in SIZES {
+        let backends: Arc<Vec<Counters>> = Arc::new(
+            (0..n)
+                .map(|_| Counters {
+                    started: AtomicU64::new(0),
+                    finished: AtomicU64::new(0),
+                })
+                .collect(),
+        );
+        let cursor = AtomicUsize::new(0);
+        group.bench_function(BenchmarkId::new("1_thread", n), |b| {
+            b.iter(|| {
+                let snap = Arc::clone(&backends);
+                let i = cursor.fetch_add(1, Relaxed) % n;
+                snap[i].started.fetch_add(1, Relaxed);
+                snap[i].finished.fetch_add(1, Relaxed);
+                black_box(i)
+            })
+        });
+    }
+    group.finish();
 }
 
 fn single_thread(c: &mut Criterion) {
@@ -93,5 +126,5 @@ fn two_threads(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, single_thread, two_threads);
+criterion_group!(benches, floor, single_thread, two_threads);
 criterion_main!(benches);

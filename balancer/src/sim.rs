@@ -3,7 +3,7 @@
 //! The model, on virtual time driven through a [`ManualClock`]:
 //!
 //! - requests arrive as a Poisson process (exponential gaps, seeded RNG);
-//! - each arrival asks a real [`Balancer`] for a [`Pick`](crate::Pick), exactly as a
+//! - each arrival asks a real [`Balancer`] for a [`Pick`], exactly as a
 //!   proxy would, so the strategy sees the true in-flight counts and the peak EWMA of
 //!   the response times it observed;
 //! - a backend is a FIFO queue in front of `workers` parallel servers (M/G/c); service
