@@ -18,10 +18,11 @@ pub const DEFAULT_RESERVE_AHEAD: Duration = Duration::from_secs(2);
 /// Issues unique, time-ordered IDs for one worker id; lock-free, `Send + Sync`.
 ///
 /// The state is one `AtomicU64` holding the next free `(tick, sequence)` pair packed as
-/// `tick << sequence_bits | sequence`. `next_id` reads the clock, proposes
+/// `tick << sequence_bits | sequence`. `next_id` reads the state, then the clock, proposes
 /// `max(state, now << sequence_bits)` and installs `proposal + 1` with a compare-exchange;
 /// the winner owns the proposal. So IDs from one generator are strictly increasing in the
-/// order the exchanges succeed, and per thread.
+/// order the exchanges succeed, and per thread. The only lock is taken when a high-water
+/// mark file must be advanced (at most once per `reserve_ahead`, by one thread).
 ///
 /// - Sequence exhausted within a tick: waits for the next tick through [`Clock::sleep`], or,
 ///   with [`max_borrow`](GeneratorBuilder::max_borrow) `> 0`, first issues from up to that
