@@ -18,10 +18,11 @@ pub const DEFAULT_RESERVE_AHEAD: Duration = Duration::from_secs(2);
 /// Issues unique, time-ordered IDs for one worker id; lock-free, `Send + Sync`.
 ///
 /// The state is one `AtomicU64` holding the next free `(tick, sequence)` pair packed as
-/// `tick << sequence_bits | sequence`. `next_id` reads the clock, proposes
+/// `tick << sequence_bits | sequence`. `next_id` reads the state, then the clock, proposes
 /// `max(state, now << sequence_bits)` and installs `proposal + 1` with a compare-exchange;
 /// the winner owns the proposal. So IDs from one generator are strictly increasing in the
-/// order the exchanges succeed, and per thread.
+/// order the exchanges succeed, and per thread. The only lock is taken when a high-water
+/// mark file must be advanced (at most once per `reserve_ahead`, by one thread).
 ///
 /// - Sequence exhausted within a tick: waits for the next tick through [`Clock::sleep`], or,
 ///   with [`max_borrow`](GeneratorBuilder::max_borrow) `> 0`, first issues from up to that
@@ -235,21 +236,27 @@ impl<C: Clock> Generator<C> {
                 && tick <= now_tick + self.max_borrow
                 && tick <= self.max_timestamp
                 && tick <= self.reserved.load(Ordering::Acquire)
-                && self
-                    .state
-                    .compare_exchange_weak(cur, start + 1, Ordering::Release, Ordering::Relaxed)
-                    .is_ok()
             {
-                return Ok(self.id_at(start));
+                match self.state.compare_exchange_weak(
+                    cur,
+                    start + 1,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(self.id_at(start)),
+                    // Lost a race: retry with the newer state but this clock reading (saves a
+                    // second clock read per contended call).
+                    Err(actual) => return self.next_id_slow(Some((actual, since))),
+                }
             }
         }
-        self.next_id_slow()
+        self.next_id_slow(None)
     }
 
     #[cold]
     #[inline(never)]
-    fn next_id_slow(&self) -> Result<Id, Error> {
-        let counter = self.reserve(1)?;
+    fn next_id_slow(&self, carried: Option<(u64, u64)>) -> Result<Id, Error> {
+        let counter = self.reserve_from(1, carried)?;
         Ok(self.id_at(counter))
     }
 
@@ -362,6 +369,13 @@ impl<C: Clock> Generator<C> {
 
     /// Reserve `n >= 1` consecutive counter values; returns the first.
     fn reserve(&self, n: u64) -> Result<u64, Error> {
+        self.reserve_from(n, None)
+    }
+
+    /// [`reserve`](Self::reserve), optionally starting from a state returned by a failed
+    /// exchange and the clock reading made before it (`(state, nanos since epoch)`); such a
+    /// state is newer than the reading, so it only counts as "fresh" after a re-read.
+    fn reserve_from(&self, n: u64, mut carried: Option<(u64, u64)>) -> Result<u64, Error> {
         'fresh: loop {
             // Uniqueness needs only that compare-exchanges on this one location are atomic and
             // totally ordered, which holds at any ordering. Acquire here (with Release on the
@@ -369,11 +383,22 @@ impl<C: Clock> Generator<C> {
             // clock reading below is never older than the readings the state was built from.
             // So "state ahead of the clock" means the clock really is behind (or the sequence
             // ran out), never that this thread was preempted between the two reads.
-            let mut cur = self.state.load(Ordering::Acquire);
-            let (now_tick, since) = self.now_near(cur >> self.seq_bits)?;
+            let (mut cur, now_tick, since, mut cur_is_fresh) = match carried.take() {
+                Some((cur, since)) => {
+                    let now_tick = self.tick_at(since, cur >> self.seq_bits);
+                    if now_tick > self.max_timestamp {
+                        return Err(self.overflow());
+                    }
+                    (cur, now_tick, since, false)
+                }
+                None => {
+                    let cur = self.state.load(Ordering::Acquire);
+                    let (now_tick, since) = self.now_near(cur >> self.seq_bits)?;
+                    (cur, now_tick, since, true)
+                }
+            };
             let floor = now_tick << self.seq_bits;
             let limit = now_tick + self.max_borrow;
-            let mut cur_is_fresh = true;
             let blocked = loop {
                 let start = cur.max(floor);
                 let last = start.checked_add(n - 1).ok_or_else(|| self.overflow())?;

@@ -17,6 +17,16 @@ fn tiny_layout() -> Layout {
     Layout::new(20, 2, 1, Duration::from_millis(1), UNIX_EPOCH).unwrap()
 }
 
+/// `loom::model` with a preemption bound of 3 unless `LOOM_MAX_PREEMPTIONS` says otherwise:
+/// unbounded exploration of these models takes tens of minutes, bound 3 about a second.
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
 fn check(mut all: Vec<Id>, per_thread: &[Vec<Id>]) {
     for ids in per_thread {
         assert!(
@@ -32,7 +42,7 @@ fn check(mut all: Vec<Id>, per_thread: &[Vec<Id>]) {
 
 #[test]
 fn concurrent_next_id_is_unique_and_per_thread_increasing() {
-    loom::model(|| {
+    model(|| {
         let clock = ManualClock::starting_at(Duration::from_secs(1));
         let gen = Arc::new(Generator::with_clock(tiny_layout(), 1, clock).unwrap());
         let spawned: Vec<_> = (0..2)
@@ -51,7 +61,7 @@ fn concurrent_next_id_is_unique_and_per_thread_increasing() {
 
 #[test]
 fn batches_and_borrowing_race_with_single_ids() {
-    loom::model(|| {
+    model(|| {
         let clock = ManualClock::starting_at(Duration::from_secs(1));
         let gen = Generator::builder(tiny_layout())
             .clock(clock)
