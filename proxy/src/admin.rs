@@ -71,6 +71,7 @@ impl Proxy {
                         "requests": b.requests(),
                         "failures": b.failures(),
                         "ejections": b.ejections(),
+                        "idle_connections": up.index_of(b.id()).map_or(0, |i| up.conns[i].idle()),
                     })
                 })
                 .collect();

@@ -514,6 +514,8 @@ async fn backend_connections_are_kept_alive_and_reused() {
         1,
         "one pooled connection served every request"
     );
+    let st = status(s.admin_addr()).await;
+    assert_eq!(st["upstreams"]["app"]["backends"][0]["idle_connections"], 1);
 }
 
 #[tokio::test]
