@@ -434,9 +434,11 @@ impl Config {
         for (name, u) in &self.upstreams {
             let _ = writeln!(
                 out,
-                "upstream {name}: {} over {} backend(s)",
+                "upstream {name}: {} over {} backend(s); connect timeout {}, idle keep-alive {}",
                 u.strategy.get_ref(),
-                u.backends.len()
+                u.backends.len(),
+                humantime::format_duration(u.connect_timeout),
+                humantime::format_duration(u.idle_timeout)
             );
             if u.strategy.get_ref() == "consistent_hash" {
                 let key = u

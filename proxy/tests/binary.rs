@@ -48,6 +48,7 @@ fn check_prints_the_resolved_config_or_a_located_error() {
         stdout.contains("upstream app: least_response_time over 3 backend(s)"),
         "{stdout}"
     );
+    assert!(stdout.contains("idle keep-alive 30s"), "{stdout}");
 
     let dir = temp_dir("check");
     let bad = dir.join("bad.toml");
