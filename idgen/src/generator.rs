@@ -225,10 +225,15 @@ impl<C: Clock> Generator<C> {
     #[inline]
     pub fn next_id(&self) -> Result<Id, Error> {
         // Fast path: the common case (clock in range, sequence left, no wait, no mark to
-        // write, no contention) inlined; anything else goes through `reserve`. Same order
-        // and orderings as `reserve` (see the comments there).
+        // write) inlined; anything else goes through `reserve`. The clock is read BEFORE the
+        // state here, unlike in `reserve`: that keeps the window between load and exchange
+        // to a few instructions (a clock read can take ~50-100 ns, and a state loaded before
+        // it would be stale under contention). Issuing at `tick <= now + max_borrow` is safe
+        // in either order; only the "ahead of the clock" decisions (wait or error) need the
+        // state-then-clock order, and those are all made in `reserve`.
+        let now = self.clock.now();
         let cur = self.state.load(Ordering::Acquire);
-        if let Some(since) = self.since_epoch(self.clock.now()) {
+        if let Some(since) = self.since_epoch(now) {
             let now_tick = self.tick_at(since, cur >> self.seq_bits);
             let start = cur.max(now_tick << self.seq_bits);
             let tick = start >> self.seq_bits;

@@ -298,21 +298,31 @@ fn worker_ids_are_range_checked() {
     assert!(Generator::new(Layout::SONYFLAKE, 65_535u32).is_ok());
 }
 
-/// A clock that, once armed, simulates the calling thread being preempted right after its
+/// A clock that, while armed, simulates the calling thread being preempted right after each
 /// clock read: another caller issues an ID 5 s later, then the stale reading is returned.
 struct PreemptedClock {
     inner: ManualClock,
-    armed: std::sync::atomic::AtomicBool,
+    /// How many more readings to make stale.
+    armed: std::sync::atomic::AtomicU32,
     gen: std::sync::OnceLock<std::sync::Weak<Generator<std::sync::Arc<PreemptedClock>>>>,
 }
 
 impl Clock for PreemptedClock {
     fn now(&self) -> Duration {
         let reading = self.inner.now();
-        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        let order = std::sync::atomic::Ordering::SeqCst;
+        if self
+            .armed
+            .fetch_update(order, order, |n| n.checked_sub(1))
+            .is_ok()
+        {
             self.inner.advance(Duration::from_secs(5));
             let gen = self.gen.get().and_then(|g| g.upgrade()).unwrap();
-            gen.next_id().unwrap(); // the other thread's ID, 5 s in the future of `reading`
+            // The other thread's ID, 5 s in the future of `reading` (its own clock readings
+            // are not made stale: park the remaining arms meanwhile).
+            let left = self.armed.swap(0, order);
+            gen.next_id().unwrap();
+            self.armed.store(left, order);
         }
         reading
     }
@@ -326,7 +336,7 @@ impl Clock for PreemptedClock {
 fn preemption_between_clock_and_state_is_not_a_clock_step() {
     let clock = std::sync::Arc::new(PreemptedClock {
         inner: ManualClock::new(),
-        armed: false.into(),
+        armed: 0.into(),
         gen: std::sync::OnceLock::new(),
     });
     let gen = std::sync::Arc::new(
@@ -338,8 +348,9 @@ fn preemption_between_clock_and_state_is_not_a_clock_step() {
     );
     clock.gen.set(std::sync::Arc::downgrade(&gen)).unwrap();
     let a = gen.next_id().unwrap();
-    clock.armed.store(true, std::sync::atomic::Ordering::SeqCst);
-    // Our clock reading is 5 s older than the state another caller just wrote: the
+    // Two stale readings: the inlined fast path's and the first one of the slow path.
+    clock.armed.store(2, std::sync::atomic::Ordering::SeqCst);
+    // Each clock reading is 5 s older than the state another caller just wrote: the
     // generator must re-read, not report a 5 s backwards step.
     let b = gen.next_id().expect("a stale reading is not a clock step");
     assert!(b > a);
