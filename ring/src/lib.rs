@@ -33,6 +33,7 @@ mod modulo;
 mod placement;
 mod range;
 mod rendezvous;
+pub mod sim;
 mod slots;
 
 pub use error::Error;
