@@ -2,7 +2,7 @@
 use std::cmp::Ordering;
 
 use crate::error::{node_name, Error};
-use crate::hash::{hash_key, hash_vnode};
+use crate::hash::{hash_key, vnode_hashes};
 use crate::placement::Placement;
 
 /// Default virtual nodes per unit of weight.
@@ -31,7 +31,9 @@ struct Entry<N> {
 ///   so a collision resolves the same way whatever the insertion order.
 ///
 /// Points live in a sorted `Vec<u64>` searched by binary search, with the
-/// owner of each point in a parallel `Vec<u32>`. `add`, `remove` and
+/// owner of each point in a parallel `Vec<u32>`; a prefix index (one `u32`
+/// per power-of-two bucket of the hash's top bits, about one per point)
+/// narrows each search to a handful of points. `add`, `remove` and
 /// `set_weight` only hash the points of the node that changed and merge them
 /// in linear time; the `with_*` variants return a new ring for snapshot-style
 /// (`ArcSwap`) updates.
@@ -56,6 +58,10 @@ pub struct HashRing<N> {
     nodes: Vec<Entry<N>>,
     hashes: Vec<u64>,
     owners: Vec<u32>,
+    /// `index[b]` = first point whose top `64 - shift` bits are `>= b`; narrows
+    /// the binary search to the few points sharing the key's prefix.
+    index: Vec<u32>,
+    shift: u32,
     vnodes: u32,
 }
 
@@ -69,6 +75,8 @@ impl<N: AsRef<[u8]>> HashRing<N> {
             nodes: Vec::new(),
             hashes: Vec::new(),
             owners: Vec::new(),
+            index: Vec::new(),
+            shift: 63,
             vnodes,
         })
     }
@@ -103,12 +111,13 @@ impl<N: AsRef<[u8]>> HashRing<N> {
         let mut points: Vec<(u64, u32, u32)> = Vec::new();
         for (idx, e) in entries.iter().enumerate() {
             let count = e.weight * vnodes;
-            points.extend((0..count).map(|i| (hash_vnode(e.node.as_ref(), i), idx as u32, i)));
+            points.extend(vnode_hashes(e.node.as_ref(), count).map(|(i, h)| (h, idx as u32, i)));
         }
         points.sort_unstable_by(|a, b| cmp_point(&entries, a, b));
         ring.hashes = points.iter().map(|p| p.0).collect();
         ring.owners = points.iter().map(|p| p.1).collect();
         ring.nodes = entries;
+        ring.rebuild_index();
         Ok(ring)
     }
 
@@ -146,14 +155,36 @@ impl<N: AsRef<[u8]>> HashRing<N> {
         Some(&self.nodes[self.owners[i] as usize].node)
     }
 
-    /// Index of the first point clockwise from `hash`.
+    /// Index of the first point clockwise from `hash`: the prefix index
+    /// gives the window of points sharing `hash`'s top bits, a binary search
+    /// finishes inside it.
     #[inline]
     fn point_for(&self, hash: u64) -> Option<usize> {
         if self.hashes.is_empty() {
             return None;
         }
-        let i = self.hashes.partition_point(|&p| p < hash);
+        let b = (hash >> self.shift) as usize;
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        let i = lo + self.hashes[lo..hi].partition_point(|&p| p < hash);
         Some(if i == self.hashes.len() { 0 } else { i })
+    }
+
+    /// Rebuild the prefix index: about one bucket per point (at most 2^22).
+    fn rebuild_index(&mut self) {
+        let n = self.hashes.len();
+        let bits = n.next_power_of_two().trailing_zeros().clamp(1, 22);
+        self.shift = 64 - bits;
+        let buckets = 1usize << bits;
+        let mut index = Vec::with_capacity(buckets + 1);
+        let mut p = 0usize;
+        for b in 0..buckets {
+            while p < n && ((self.hashes[p] >> self.shift) as usize) < b {
+                p += 1;
+            }
+            index.push(p as u32);
+        }
+        index.push(n as u32);
+        self.index = index;
     }
 
     /// Distinct physical nodes in preference order for `key`: the owner
@@ -275,6 +306,7 @@ impl<N: AsRef<[u8]>> HashRing<N> {
                 *o -= 1;
             }
         }
+        self.rebuild_index();
         Ok(self.nodes.remove(idx).node)
     }
 
@@ -312,8 +344,8 @@ impl<N: AsRef<[u8]>> HashRing<N> {
     fn merge_points_of(&mut self, idx: u32) {
         let e = &self.nodes[idx as usize];
         let count = e.weight * self.vnodes;
-        let mut new: Vec<(u64, u32, u32)> = (0..count)
-            .map(|i| (hash_vnode(e.node.as_ref(), i), idx, i))
+        let mut new: Vec<(u64, u32, u32)> = vnode_hashes(e.node.as_ref(), count)
+            .map(|(i, h)| (h, idx, i))
             .collect();
         new.sort_unstable_by(|a, b| cmp_point(&self.nodes, a, b));
         let old_h = std::mem::take(&mut self.hashes);
@@ -345,6 +377,7 @@ impl<N: AsRef<[u8]>> HashRing<N> {
         }
         self.hashes = hashes;
         self.owners = owners;
+        self.rebuild_index();
     }
 }
 
@@ -488,6 +521,7 @@ impl<N: AsRef<[u8]>> Placement for HashRing<N> {
     fn heap_bytes(&self) -> usize {
         self.hashes.capacity() * 8
             + self.owners.capacity() * 4
+            + self.index.capacity() * 4
             + self.nodes.capacity() * std::mem::size_of::<Entry<N>>()
     }
 }
