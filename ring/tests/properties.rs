@@ -167,8 +167,11 @@ proptest! {
     }
 }
 
+/// (measured share, weight share) per node.
+type Shares = Vec<(f64, f64)>;
+
 /// Share of 60,000 keys per node against the weight share.
-fn shares<F: Fn(&[u8]) -> String>(get: F, weights: &[(String, u32)]) -> Vec<(f64, f64)> {
+fn shares<F: Fn(&[u8]) -> String>(get: F, weights: &[(String, u32)]) -> Shares {
     let mut count: HashMap<String, u64> = HashMap::new();
     let keys = 60_000;
     for i in 0..keys {
@@ -201,7 +204,7 @@ fn weights_shift_load_in_proportion() {
     let hrw = Rendezvous::new(weighted()).unwrap();
     let maglev = Maglev::new(weighted()).unwrap();
     let slots = SlotMap::new(weighted(), 16384).unwrap();
-    let cases: Vec<(&str, Vec<(f64, f64)>, f64)> = vec![
+    let cases: Vec<(&str, Shares, f64)> = vec![
         // Tolerance relative to the expected share; the ring's is wider
         // because 160 points per unit of weight leave a few % of noise.
         (
