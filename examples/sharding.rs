@@ -13,7 +13,11 @@ fn main() -> Result<(), ringleader::ring::Error> {
     let ring = HashRing::from_nodes(nodes.clone(), DEFAULT_VNODES)?;
     let keys: Vec<String> = (1..=12).map(|i| format!("user:{i}")).collect();
 
-    println!("placement on {} nodes ({} points):", ring.len(), ring.points());
+    println!(
+        "placement on {} nodes ({} points):",
+        ring.len(),
+        ring.points()
+    );
     for key in &keys {
         let replicas = ring.replicas(key.as_bytes(), 3);
         let names: Vec<&str> = replicas.iter().map(|n| n.as_str()).collect();

@@ -14,7 +14,7 @@ fn key(i: u32) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn ring_add_moves_keys_only_to_the_new_node(n in 1usize..12, vnodes in 1u32..40, w in 1u32..4) {
@@ -153,8 +153,9 @@ proptest! {
         let extra = slots - floors.iter().sum::<usize>();
         let removed: usize = old.iter().filter(|(n, _)| !new.iter().any(|(m, _)| m == n)).map(|(n, _)| held[n.as_str()]).sum();
         let mut best = usize::MAX;
+        let fractional: Vec<bool> = new.iter().map(|(_, w)| (slots * *w as usize) % total_w as usize != 0).collect();
         for mask in 0u32..(1 << new.len()) {
-            if mask.count_ones() as usize != extra {
+            if mask.count_ones() as usize != extra || (0..new.len()).any(|j| (mask >> j) & 1 == 1 && !fractional[j]) {
                 continue;
             }
             let surplus: usize = new.iter().enumerate().map(|(j, (n, _))| {
