@@ -279,8 +279,9 @@ where
         .fold((f64::INFINITY, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let lo = if lo.is_finite() { lo } else { 1e-3 };
     let hi = hi.max(lo * 1.01);
-    // Many decades apart (modulo next to consistent schemes): log scale.
-    let log = percent && hi / lo > 20.0;
+    // Far apart (modulo next to consistent schemes): log scale, so the
+    // schemes near the ideal stay distinguishable.
+    let log = percent && hi / lo > 5.0;
     let labels: Vec<String> = steps
         .iter()
         .map(|s| format!("{}→{}", s.nodes_before, s.nodes_after))
@@ -305,7 +306,15 @@ where
                 .label_style(("sans-serif", 14))
                 .x_labels(x_labels)
                 .x_label_formatter(&x_fmt)
-                .y_label_formatter(&|y| fmt_value(*y, percent))
+                .y_label_formatter(&|y| {
+                    // On a log axis only label 1, 2 and 5 times a power of ten.
+                    let mantissa = *y / 10f64.powf(y.log10().floor());
+                    if !log || [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
+                        fmt_value(*y, percent)
+                    } else {
+                        String::new()
+                    }
+                })
                 .draw()?;
             for (k, alg) in report.config.algorithms.iter().enumerate() {
                 let col = color(*alg);
@@ -346,7 +355,11 @@ where
                 });
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
+                .position(if log {
+                    SeriesLabelPosition::MiddleRight
+                } else {
+                    SeriesLabelPosition::UpperRight
+                })
                 .label_font(("sans-serif", 15))
                 .background_style(WHITE.mix(0.9))
                 .border_style(BLACK)
@@ -362,7 +375,8 @@ where
         b
     };
     if log {
-        draw!(builder(area).build_cartesian_2d(x0..x1, ((lo / 2.0)..(hi * 2.5)).log_scale())?);
+        draw!(builder(area)
+            .build_cartesian_2d(x0..x1, ((lo / 1.5)..(hi * 1.3).min(1.0)).log_scale())?);
     } else {
         let top = if percent {
             hi * 1.2
