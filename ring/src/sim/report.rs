@@ -198,7 +198,12 @@ impl Report {
                 );
             }
         }
-        out
+        // No trailing spaces when a row has no note.
+        out.lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
     }
 
     /// Pretty JSON of the whole report (config, steps, summary).
