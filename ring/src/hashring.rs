@@ -203,7 +203,7 @@ impl<N: AsRef<[u8]>> HashRing<N> {
             ring: self,
             pos: start,
             steps: 0,
-            seen: vec![0u64; self.nodes.len().div_ceil(64)],
+            seen: Seen::new(self.nodes.len()),
             found: 0,
         }
     }
@@ -211,7 +211,9 @@ impl<N: AsRef<[u8]>> HashRing<N> {
     /// Up to `n` distinct physical nodes in preference order (fewer if the
     /// ring has fewer nodes); the first is [`get`](Self::get)'s answer.
     pub fn replicas(&self, key: &[u8], n: usize) -> Vec<&N> {
-        self.candidates(key).take(n).collect()
+        let mut out = Vec::with_capacity(n.min(self.nodes.len()));
+        out.extend(self.candidates(key).take(n));
+        out
     }
 
     /// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam,
@@ -471,8 +473,39 @@ pub struct Candidates<'a, N> {
     ring: &'a HashRing<N>,
     pos: usize,
     steps: usize,
-    seen: Vec<u64>,
+    seen: Seen,
     found: usize,
+}
+
+/// Bitset of nodes already yielded: inline up to 256 nodes (no allocation
+/// for the common case), on the heap beyond.
+#[derive(Debug)]
+enum Seen {
+    Inline([u64; 4]),
+    Heap(Vec<u64>),
+}
+
+impl Seen {
+    fn new(nodes: usize) -> Self {
+        if nodes <= 256 {
+            Seen::Inline([0; 4])
+        } else {
+            Seen::Heap(vec![0; nodes.div_ceil(64)])
+        }
+    }
+
+    /// Mark `i`; true if it was not marked before.
+    #[inline]
+    fn insert(&mut self, i: usize) -> bool {
+        let words: &mut [u64] = match self {
+            Seen::Inline(w) => w,
+            Seen::Heap(w) => w,
+        };
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        let fresh = words[word] & bit == 0;
+        words[word] |= bit;
+        fresh
+    }
 }
 
 impl<N> Candidates<'_, N> {
@@ -483,9 +516,7 @@ impl<N> Candidates<'_, N> {
             let owner = ring.owners[self.pos] as usize;
             self.pos = if self.pos + 1 == len { 0 } else { self.pos + 1 };
             self.steps += 1;
-            let (word, bit) = (owner / 64, 1u64 << (owner % 64));
-            if self.seen[word] & bit == 0 {
-                self.seen[word] |= bit;
+            if self.seen.insert(owner) {
                 self.found += 1;
                 return Some(owner);
             }
@@ -622,6 +653,17 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), 5);
         }
+    }
+
+    #[test]
+    fn replicas_on_large_rings_use_the_heap_bitset() {
+        let ring = HashRing::from_nodes(names(300), 2).unwrap();
+        let all = ring.replicas(b"k", 1000);
+        assert_eq!(all.len(), 300);
+        let mut dedup = all.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 300);
     }
 
     #[test]
