@@ -467,7 +467,7 @@ fn cmp_point<N: AsRef<[u8]>>(
 }
 
 /// Iterator over distinct nodes in preference order, from
-/// [`HashRing::candidates`].
+/// [`HashRing::candidates`] (which has an example): failover walks it.
 #[derive(Debug)]
 pub struct Candidates<'a, N> {
     ring: &'a HashRing<N>,

@@ -55,6 +55,14 @@ pub fn hash_slot(key: &[u8], slots: usize) -> u32 {
 }
 
 /// One step of a migration plan: move `slot` from node `from` to node `to`.
+///
+/// ```
+/// use ringleader_ring::{SlotMap, SlotMove};
+/// let map = SlotMap::new(vec![("a", 1), ("b", 1)], 4)?;
+/// let plan = map.rebalance(vec![("a", 1)])?;
+/// assert_eq!(plan.moves, vec![SlotMove { slot: 2, from: "b", to: "a" }, SlotMove { slot: 3, from: "b", to: "a" }]);
+/// # Ok::<(), ringleader_ring::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SlotMove<N> {
     /// The slot that moves.
@@ -65,7 +73,8 @@ pub struct SlotMove<N> {
     pub to: N,
 }
 
-/// The result of [`SlotMap::rebalance`]: the new map and how to get there.
+/// The result of [`SlotMap::rebalance`]: the new map and how to get there
+/// (see [`SlotMove`] for an example).
 #[derive(Debug, Clone)]
 pub struct Rebalance<N> {
     /// The map after every move is applied.

@@ -48,6 +48,13 @@ pub const MAX_KEYS: usize = 50_000_000;
 pub const MAX_NODES: usize = 10_000;
 
 /// A placement algorithm the simulator compares.
+///
+/// ```
+/// use ringleader_ring::sim::Algorithm;
+/// assert_eq!("maglev".parse::<Algorithm>()?, Algorithm::Maglev);
+/// assert_eq!(Algorithm::Maglev.to_string(), "maglev");
+/// # Ok::<(), ringleader_ring::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -150,6 +157,13 @@ impl FromStr for Algorithm {
 }
 
 /// How requests spread over keys.
+///
+/// ```
+/// use ringleader_ring::sim::KeyDistribution;
+/// assert_eq!("zipf".parse::<KeyDistribution>()?, KeyDistribution::Zipf { exponent: 1.1 });
+/// assert!("zipf:abc".parse::<KeyDistribution>().is_err());
+/// # Ok::<(), ringleader_ring::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 #[non_exhaustive]
@@ -202,6 +216,11 @@ impl FromStr for KeyDistribution {
 }
 
 /// A change to the cluster. Steps run in order, each on the previous result.
+///
+/// ```
+/// use ringleader_ring::sim::Event;
+/// assert_eq!(Event::SetWeight { node: 3, weight: 2 }.to_string(), "weight node-3=2");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -236,6 +255,20 @@ impl fmt::Display for Event {
 }
 
 /// What to simulate.
+///
+/// ```
+/// use ringleader_ring::sim::{Event, KeyDistribution, SimConfig};
+/// let config = SimConfig {
+///     nodes: 4,
+///     keys: 1_000,
+///     distribution: "zipf:1.2".parse::<KeyDistribution>()?,
+///     events: vec![Event::Remove(1), Event::GrowTo(6)],
+///     ..SimConfig::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// assert!(SimConfig { nodes: 0, ..config }.validate().is_err());
+/// # Ok::<(), ringleader_ring::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimConfig {
     /// Algorithms to compare.

@@ -76,7 +76,17 @@ pub struct Summary {
     pub worst_peak_to_mean: f64,
 }
 
-/// The whole simulation result.
+/// The whole simulation result, with three renderings.
+///
+/// ```
+/// use ringleader_ring::sim::{self, Algorithm, SimConfig};
+/// let report = sim::run(&SimConfig { keys: 2_000, algorithms: vec![Algorithm::Slots], ..SimConfig::default() })?;
+/// assert!(report.to_table().contains("slots"));
+/// assert!(report.to_csv().starts_with("step,event"));
+/// assert!(report.to_json().contains("\"moved\""));
+/// assert_eq!(report.summary[0].between_survivors, 0.0);
+/// # Ok::<(), ringleader_ring::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     /// What was simulated.
