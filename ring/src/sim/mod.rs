@@ -385,7 +385,8 @@ fn plan_steps(cfg: &SimConfig, rng: &mut SplitMix64) -> Result<Vec<(String, Clus
             Event::ShrinkTo(n) => {
                 if n == 0 || n >= cluster.len() {
                     return Err(bad(format!(
-                        "shrink to {n}: must be within 1..{} nodes",
+                        "shrink to {n}: must be 1 to {} (the cluster has {} nodes)",
+                        cluster.len().saturating_sub(1),
                         cluster.len()
                     )));
                 }
@@ -412,8 +413,8 @@ fn plan_steps(cfg: &SimConfig, rng: &mut SplitMix64) -> Result<Vec<(String, Clus
                 Event::Remove(k) => {
                     if k == 0 || k >= cluster.len() {
                         return Err(bad(format!(
-                            "remove {k}: must be within 1..{} (the cluster has {} nodes)",
-                            cluster.len(),
+                            "remove {k}: can remove 1 to {} of the {} nodes (at least one must stay)",
+                            cluster.len() - 1,
                             cluster.len()
                         )));
                     }
