@@ -1,0 +1,640 @@
+//! The lock-free generator: last (tick, sequence) in one `AtomicU64`, advanced by compare-exchange.
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::persist::HighWaterMark;
+use crate::sync::{AtomicU64, Ordering};
+use crate::worker::{self, WorkerIdSource};
+use crate::{Error, Id, Layout};
+
+/// Default for [`GeneratorBuilder::backwards_tolerance`].
+pub const DEFAULT_BACKWARDS_TOLERANCE: Duration = Duration::from_secs(1);
+/// Default for [`GeneratorBuilder::reserve_ahead`].
+pub const DEFAULT_RESERVE_AHEAD: Duration = Duration::from_secs(2);
+
+/// Issues unique, time-ordered IDs for one worker id; lock-free, `Send + Sync`.
+///
+/// The state is one `AtomicU64` holding the next free `(tick, sequence)` pair packed as
+/// `tick << sequence_bits | sequence`. `next_id` reads the state, then the clock, proposes
+/// `max(state, now << sequence_bits)` and installs `proposal + 1` with a compare-exchange;
+/// the winner owns the proposal. So IDs from one generator are strictly increasing in the
+/// order the exchanges succeed, and per thread. The only lock is taken when a high-water
+/// mark file must be advanced (at most once per `reserve_ahead`, by one thread).
+///
+/// - Sequence exhausted within a tick: waits for the next tick through [`Clock::sleep`], or,
+///   with [`max_borrow`](GeneratorBuilder::max_borrow) `> 0`, first issues from up to that
+///   many future ticks.
+/// - Clock moved backwards: keeps issuing from the last tick while the clock is behind by at
+///   most [`backwards_tolerance`](GeneratorBuilder::backwards_tolerance) (waiting for it to
+///   catch up once that tick's sequence is used), beyond it returns
+///   [`Error::ClockMovedBackwards`]. Never panics, never resets.
+/// - With a [`high_water_mark`](GeneratorBuilder::high_water_mark) file, it never issues a
+///   timestamp past the durably stored mark, and resumes after the mark on start.
+///
+/// ```
+/// use ringleader_idgen::{Generator, Layout};
+/// use std::sync::LazyLock;
+///
+/// static IDS: LazyLock<Generator> =
+///     LazyLock::new(|| Generator::new(Layout::TWITTER, 1).expect("worker 1 fits TWITTER"));
+///
+/// let a = IDS.next_id()?;
+/// let b = IDS.next_id()?;
+/// assert!(a < b);
+/// assert_eq!(Layout::TWITTER.decode(b)?.worker, 1);
+/// # Ok::<(), ringleader_idgen::Error>(())
+/// ```
+pub struct Generator<C: Clock = SystemClock> {
+    /// Next free `tick << seq_bits | sequence`. Only ever increases.
+    state: AtomicU64,
+    /// Highest tick covered by the durable high-water mark (`u64::MAX` without a file).
+    reserved: AtomicU64,
+    clock: C,
+    layout: Layout,
+    worker: u32,
+    /// `worker << seq_bits`, or-ed into every ID.
+    worker_field: u64,
+    worker_bits: u32,
+    seq_bits: u32,
+    seq_mask: u64,
+    tick_nanos: u64,
+    epoch_nanos: u64,
+    max_timestamp: u64,
+    max_borrow: u64,
+    tolerance: Duration,
+    reserve_ticks: u64,
+    hwm: Option<Mutex<HighWaterMark>>,
+    /// Tick of the last "clock moved backwards" warning (`u64::MAX`: none yet); the
+    /// warning is logged at most once per second, not once per failed call.
+    last_warned: AtomicU64,
+}
+
+/// Options for a [`Generator`]: clock, borrowing, clock-step tolerance, high-water mark.
+///
+/// ```
+/// use ringleader_idgen::{Generator, Layout, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let gen = Generator::builder(Layout::TWITTER)
+///     .clock(clock.clone())
+///     .max_borrow(2)                                  // may run up to 2 ticks ahead
+///     .backwards_tolerance(Duration::from_millis(50)) // clock steps back up to 50 ms are ridden out
+///     .build(7)?;
+/// assert_eq!(gen.worker(), 7);
+/// # Ok::<(), ringleader_idgen::Error>(())
+/// ```
+#[must_use]
+pub struct GeneratorBuilder<C: Clock = SystemClock> {
+    layout: Layout,
+    clock: C,
+    max_borrow: u64,
+    tolerance: Duration,
+    hwm: Option<PathBuf>,
+    reserve_ahead: Duration,
+}
+
+impl Generator<SystemClock> {
+    /// A generator on the system clock with default options; `worker` is anything that
+    /// yields a worker id (an integer, a [`WorkerId`](crate::WorkerId), an
+    /// [`EnvWorkerId`](crate::EnvWorkerId)) and is range-checked against `layout`.
+    pub fn new(layout: Layout, worker: impl WorkerIdSource) -> Result<Generator, Error> {
+        Generator::builder(layout).build(worker)
+    }
+
+    /// Options beyond the defaults.
+    pub fn builder(layout: Layout) -> GeneratorBuilder<SystemClock> {
+        GeneratorBuilder {
+            layout,
+            clock: SystemClock,
+            max_borrow: 0,
+            tolerance: DEFAULT_BACKWARDS_TOLERANCE,
+            hwm: None,
+            reserve_ahead: DEFAULT_RESERVE_AHEAD,
+        }
+    }
+}
+
+impl<C: Clock> Generator<C> {
+    /// A generator with default options on an injected clock.
+    pub fn with_clock(
+        layout: Layout,
+        worker: impl WorkerIdSource,
+        clock: C,
+    ) -> Result<Generator<C>, Error> {
+        Generator::builder(layout).clock(clock).build(worker)
+    }
+}
+
+impl<C: Clock> GeneratorBuilder<C> {
+    /// Use `clock` instead of the system clock.
+    pub fn clock<C2: Clock>(self, clock: C2) -> GeneratorBuilder<C2> {
+        GeneratorBuilder {
+            layout: self.layout,
+            clock,
+            max_borrow: self.max_borrow,
+            tolerance: self.tolerance,
+            hwm: self.hwm,
+            reserve_ahead: self.reserve_ahead,
+        }
+    }
+
+    /// When a tick's sequence is used up, issue from up to `ticks` future ticks before
+    /// waiting (default 0: always wait). Smooths bursts; IDs then carry timestamps up to
+    /// `ticks` ahead of the clock.
+    pub fn max_borrow(mut self, ticks: u64) -> Self {
+        self.max_borrow = ticks;
+        self
+    }
+
+    /// How far the clock may step backwards before `next_id` fails with
+    /// [`Error::ClockMovedBackwards`] (default 1 s). Within it, the generator keeps issuing
+    /// from its last tick and then waits for the clock to catch up, so a step back can stall
+    /// callers for up to this long.
+    pub fn backwards_tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Persist a high-water mark in `path` (see [`Generator`]); the file is created if missing.
+    pub fn high_water_mark(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hwm = Some(path.into());
+        self
+    }
+
+    /// How far ahead of the clock each high-water-mark write reserves (default 2 s): one
+    /// fsync per this much time at most. A restart within this window waits until the clock
+    /// passes the stored mark.
+    pub fn reserve_ahead(mut self, ahead: Duration) -> Self {
+        self.reserve_ahead = ahead;
+        self
+    }
+
+    /// Build the generator for `worker`. With a high-water mark this reads the file, waits
+    /// (through the clock) until the clock is past the stored mark, and writes a new mark.
+    pub fn build(self, worker: impl WorkerIdSource) -> Result<Generator<C>, Error> {
+        let layout = self.layout;
+        let worker = worker::checked(worker.acquire(&layout)?, &layout)?;
+        let seq_bits = u32::from(layout.sequence_bits());
+        let tick_nanos = layout.tick_nanos();
+        let max_timestamp = layout.max_timestamp();
+        let reserve_ticks = nanos(self.reserve_ahead).div_ceil(tick_nanos).max(1);
+        let gen = Generator {
+            state: AtomicU64::new(0),
+            reserved: AtomicU64::new(u64::MAX),
+            clock: self.clock,
+            layout,
+            worker,
+            worker_field: u64::from(worker) << seq_bits,
+            worker_bits: u32::from(layout.worker_bits()),
+            seq_bits,
+            seq_mask: (1u64 << seq_bits) - 1,
+            tick_nanos,
+            epoch_nanos: layout.epoch_nanos(),
+            max_timestamp,
+            max_borrow: self.max_borrow.min(max_timestamp),
+            tolerance: self.tolerance,
+            reserve_ticks,
+            hwm: self
+                .hwm
+                .map(|p| Mutex::new(HighWaterMark::new(p, layout, worker))),
+            last_warned: AtomicU64::new(u64::MAX),
+        };
+        gen.resume()?;
+        Ok(gen)
+    }
+}
+
+/// Outcome of one pass over the compare-exchange loop that did not issue.
+enum Blocked {
+    /// Wait until the clock reaches this tick.
+    Until(u64),
+    /// The durable mark must cover this tick first.
+    Persist(u64),
+}
+
+impl<C: Clock> Generator<C> {
+    /// The next ID. Lock-free: one clock read and (uncontended) one compare-exchange.
+    ///
+    /// Errors: [`Error::ClockMovedBackwards`] beyond the tolerance,
+    /// [`Error::ClockBeforeEpoch`], [`Error::TimestampOverflow`] once the layout's time
+    /// range is used up, and high-water-mark I/O errors when the mark cannot be advanced.
+    #[inline]
+    pub fn next_id(&self) -> Result<Id, Error> {
+        // Fast path: the common case (clock in range, sequence left, no wait, no mark to
+        // write) inlined; anything else goes through `reserve`. The clock is read BEFORE the
+        // state here, unlike in `reserve`: that keeps the window between load and exchange
+        // to a few instructions (a clock read can take ~50-100 ns, and a state loaded before
+        // it would be stale under contention). Issuing at `tick <= now + max_borrow` is safe
+        // in either order; only the "ahead of the clock" decisions (wait or error) need the
+        // state-then-clock order, and those are all made in `reserve`.
+        let now = self.clock.now();
+        let cur = self.state.load(Ordering::Acquire);
+        if let Some(since) = self.since_epoch(now) {
+            let now_tick = self.tick_at(since, cur >> self.seq_bits);
+            let start = cur.max(now_tick << self.seq_bits);
+            let tick = start >> self.seq_bits;
+            if now_tick <= self.max_timestamp
+                && tick <= now_tick + self.max_borrow
+                && tick <= self.max_timestamp
+                && tick <= self.reserved.load(Ordering::Acquire)
+            {
+                match self.state.compare_exchange_weak(
+                    cur,
+                    start + 1,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(self.id_at(start)),
+                    // Lost a race: retry with the newer state but this clock reading (saves a
+                    // second clock read per contended call).
+                    Err(actual) => return self.next_id_slow(Some((actual, since))),
+                }
+            }
+        }
+        self.next_id_slow(None)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_id_slow(&self, carried: Option<(u64, u64)>) -> Result<Id, Error> {
+        let counter = self.reserve_from(1, carried)?;
+        Ok(self.id_at(counter))
+    }
+
+    /// `n` consecutive IDs reserved with one compare-exchange, as an iterator.
+    ///
+    /// `n` may be at most `2^sequence_bits * (max_borrow + 1)` (what the generator may
+    /// issue without running past its borrowing bound); more is [`Error::BatchTooLarge`].
+    ///
+    /// ```
+    /// use ringleader_idgen::{Generator, Layout};
+    ///
+    /// let gen = Generator::new(Layout::TWITTER, 3)?;
+    /// let ids: Vec<_> = gen.next_ids(1000)?.collect();
+    /// assert_eq!(ids.len(), 1000);
+    /// assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    /// assert!(gen.next_id()? > ids[999]);
+    /// # Ok::<(), ringleader_idgen::Error>(())
+    /// ```
+    pub fn next_ids(&self, n: u64) -> Result<IdBatch, Error> {
+        let max = self.max_batch();
+        if n > max {
+            return Err(Error::BatchTooLarge { requested: n, max });
+        }
+        let start = if n == 0 { 0 } else { self.reserve(n)? };
+        Ok(IdBatch {
+            next: start,
+            end: start + n,
+            worker_field: self.worker_field,
+            worker_bits: self.worker_bits,
+            seq_mask: self.seq_mask,
+        })
+    }
+
+    /// The most IDs one [`next_ids`](Generator::next_ids) call may reserve.
+    pub fn max_batch(&self) -> u64 {
+        (1u64 << self.seq_bits).saturating_mul(self.max_borrow.saturating_add(1))
+    }
+
+    /// The layout IDs are generated in.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The worker id stamped into every ID.
+    pub fn worker(&self) -> u32 {
+        self.worker
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    #[inline]
+    fn id_at(&self, counter: u64) -> Id {
+        Id::from_raw_unchecked(compose(
+            counter,
+            self.worker_field,
+            self.worker_bits,
+            self.seq_mask,
+        ))
+    }
+
+    /// Current tick and nanoseconds since the epoch.
+    fn now(&self) -> Result<(u64, u64), Error> {
+        self.now_near(u64::MAX)
+    }
+
+    /// Current tick and nanoseconds since the epoch, given a guess of the tick (the state's).
+    #[inline]
+    fn now_near(&self, guess: u64) -> Result<(u64, u64), Error> {
+        // (A `let else`, not `ok_or`: that would build and drop an `Error` on every call.)
+        let Some(since) = self.since_epoch(self.clock.now()) else {
+            return Err(Error::ClockBeforeEpoch);
+        };
+        let tick = self.tick_at(since, guess);
+        if tick > self.max_timestamp {
+            return Err(self.overflow());
+        }
+        Ok((tick, since))
+    }
+
+    /// Nanoseconds from the layout's epoch to `now` (`None` before the epoch).
+    #[inline]
+    fn since_epoch(&self, now: Duration) -> Option<u64> {
+        now.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(now.subsec_nanos()))
+            .checked_sub(self.epoch_nanos)
+    }
+
+    /// The tick `since` falls in. When it is the `guess` (the state's tick: the clock is
+    /// still inside it), a multiply replaces the 64-bit division, which would otherwise be
+    /// a third of an uncontended `next_id`.
+    #[inline]
+    fn tick_at(&self, since: u64, guess: u64) -> u64 {
+        let guess_start = guess.saturating_mul(self.tick_nanos);
+        if since >= guess_start && since - guess_start < self.tick_nanos {
+            guess
+        } else {
+            since / self.tick_nanos
+        }
+    }
+
+    fn overflow(&self) -> Error {
+        Error::TimestampOverflow {
+            end: self.layout.end_since_unix(),
+        }
+    }
+
+    /// Reserve `n >= 1` consecutive counter values; returns the first.
+    fn reserve(&self, n: u64) -> Result<u64, Error> {
+        self.reserve_from(n, None)
+    }
+
+    /// [`reserve`](Self::reserve), optionally starting from a state returned by a failed
+    /// exchange and the clock reading made before it (`(state, nanos since epoch)`); such a
+    /// state is newer than the reading, so it only counts as "fresh" after a re-read.
+    fn reserve_from(&self, n: u64, mut carried: Option<(u64, u64)>) -> Result<u64, Error> {
+        'fresh: loop {
+            // Uniqueness needs only that compare-exchanges on this one location are atomic and
+            // totally ordered, which holds at any ordering. Acquire here (with Release on the
+            // winning exchange) adds one thing: the state is read BEFORE the clock, and the
+            // clock reading below is never older than the readings the state was built from.
+            // So "state ahead of the clock" means the clock really is behind (or the sequence
+            // ran out), never that this thread was preempted between the two reads.
+            let (mut cur, now_tick, since, mut cur_is_fresh) = match carried.take() {
+                Some((cur, since)) => {
+                    let now_tick = self.tick_at(since, cur >> self.seq_bits);
+                    if now_tick > self.max_timestamp {
+                        return Err(self.overflow());
+                    }
+                    (cur, now_tick, since, false)
+                }
+                None => {
+                    let cur = self.state.load(Ordering::Acquire);
+                    let (now_tick, since) = self.now_near(cur >> self.seq_bits)?;
+                    (cur, now_tick, since, true)
+                }
+            };
+            let floor = now_tick << self.seq_bits;
+            let limit = now_tick + self.max_borrow;
+            let blocked = loop {
+                let start = cur.max(floor);
+                let last = start.checked_add(n - 1).ok_or_else(|| self.overflow())?;
+                let last_tick = last >> self.seq_bits;
+                if last_tick > limit {
+                    if !cur_is_fresh {
+                        // A failed exchange returned a state newer than our clock reading.
+                        continue 'fresh;
+                    }
+                    // Ahead of the clock: sequence used up, or the clock stepped back.
+                    if let Some(blocked) = self.ahead_of_clock(cur, last_tick, now_tick)? {
+                        break blocked;
+                    }
+                }
+                if last_tick > self.max_timestamp {
+                    return Err(self.overflow());
+                }
+                // Acquire pairs with the Release in `persist`: an ID past the old mark is only
+                // issued after the new mark is durably written.
+                if last_tick > self.reserved.load(Ordering::Acquire) {
+                    break Blocked::Persist(last_tick);
+                }
+                match self.state.compare_exchange_weak(
+                    cur,
+                    last + 1,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(start),
+                    Err(actual) => {
+                        cur = actual;
+                        cur_is_fresh = false;
+                    }
+                }
+            };
+            match blocked {
+                Blocked::Until(tick) => {
+                    let target = tick.saturating_mul(self.tick_nanos);
+                    self.clock
+                        .sleep(Duration::from_nanos(target.saturating_sub(since).max(1)));
+                }
+                Blocked::Persist(tick) => self.persist(tick, now_tick)?,
+            }
+        }
+    }
+
+    /// The reservation ending at `last_tick` is past `now + max_borrow`. Returns `None` when it
+    /// may still go ahead (continuing the last tick while the clock is behind), a wait,
+    /// or an error when the clock is behind by more than the tolerance.
+    #[cold]
+    fn ahead_of_clock(
+        &self,
+        cur: u64,
+        last_tick: u64,
+        now_tick: u64,
+    ) -> Result<Option<Blocked>, Error> {
+        let allowed = now_tick + self.max_borrow;
+        if let Some(issued) = cur.checked_sub(1) {
+            let issued_tick = issued >> self.seq_bits;
+            if issued_tick > allowed {
+                let behind_ticks = issued_tick - allowed;
+                let behind = Duration::from_nanos(behind_ticks.saturating_mul(self.tick_nanos));
+                if behind > self.tolerance {
+                    self.warn_clock_behind(now_tick, behind);
+                    return Err(Error::ClockMovedBackwards { behind });
+                }
+                if last_tick <= issued_tick {
+                    // Keep issuing from the last tick (logical clock).
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(Blocked::Until(last_tick - self.max_borrow)))
+    }
+
+    /// Log a backwards clock step beyond tolerance, at most once per second of clock.
+    fn warn_clock_behind(&self, now_tick: u64, behind: Duration) {
+        let per_second = (1_000_000_000 / self.tick_nanos).max(1);
+        // Relaxed: a log rate limit; a rare duplicate warning is harmless.
+        let last = self.last_warned.load(Ordering::Relaxed);
+        if last == u64::MAX || now_tick.abs_diff(last) >= per_second {
+            self.last_warned.store(now_tick, Ordering::Relaxed);
+            tracing::warn!(?behind, tolerance = ?self.tolerance, "clock moved backwards beyond tolerance");
+        }
+    }
+
+    /// Make the durable mark cover `tick` (one writer at a time; others wait on the lock).
+    #[cold]
+    fn persist(&self, tick: u64, now_tick: u64) -> Result<(), Error> {
+        let Some(hwm) = &self.hwm else { return Ok(()) };
+        let hwm = hwm.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.reserved.load(Ordering::Acquire) >= tick {
+            return Ok(());
+        }
+        let mark = tick
+            .max(now_tick)
+            .saturating_add(self.reserve_ticks)
+            .min(self.max_timestamp);
+        hwm.store(mark)?;
+        tracing::debug!(path = %hwm.path().display(), mark, "high-water mark advanced");
+        // Release: pairs with the Acquire load in `reserve`.
+        self.reserved.store(mark, Ordering::Release);
+        Ok(())
+    }
+
+    /// On build with a high-water mark: resume after the stored mark and write a new one.
+    fn resume(&self) -> Result<(), Error> {
+        let Some(hwm) = &self.hwm else { return Ok(()) };
+        let stored = hwm.lock().unwrap_or_else(|p| p.into_inner()).load()?;
+        if let Some(mark) = stored {
+            if mark >= self.max_timestamp {
+                return Err(self.overflow());
+            }
+            loop {
+                let (now_tick, since) = self.now()?;
+                if now_tick > mark {
+                    break;
+                }
+                let behind =
+                    Duration::from_nanos((mark + 1 - now_tick).saturating_mul(self.tick_nanos));
+                if behind > self.tolerance.saturating_add(self.reserve_ahead()) {
+                    tracing::warn!(
+                        ?behind,
+                        "clock is behind the stored high-water mark beyond tolerance"
+                    );
+                    return Err(Error::ClockMovedBackwards { behind });
+                }
+                let target = (mark + 1).saturating_mul(self.tick_nanos);
+                self.clock
+                    .sleep(Duration::from_nanos(target.saturating_sub(since).max(1)));
+            }
+            self.state
+                .store((mark + 1) << self.seq_bits, Ordering::Relaxed);
+            tracing::info!(mark, "resuming after the stored high-water mark");
+        }
+        let (now_tick, _) = self.now()?;
+        let mark = now_tick
+            .saturating_add(self.reserve_ticks)
+            .min(self.max_timestamp);
+        let hwm = hwm.lock().unwrap_or_else(|p| p.into_inner());
+        hwm.store(mark)?;
+        self.reserved.store(mark, Ordering::Release);
+        Ok(())
+    }
+
+    fn reserve_ahead(&self) -> Duration {
+        Duration::from_nanos(self.reserve_ticks.saturating_mul(self.tick_nanos))
+    }
+}
+
+impl<C: Clock> fmt::Debug for Generator<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator")
+            .field("layout", &self.layout)
+            .field("worker", &self.worker)
+            .field("max_borrow", &self.max_borrow)
+            .field("tolerance", &self.tolerance)
+            .field("high_water_mark", &self.hwm.as_ref().map(|_| ()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// IDs reserved by [`Generator::next_ids`], in increasing order.
+///
+/// ```
+/// use ringleader_idgen::{Generator, Layout, ManualClock};
+///
+/// let gen = Generator::with_clock(Layout::TWITTER, 0, ManualClock::new())?;
+/// let batch = gen.next_ids(3)?;
+/// assert_eq!(batch.len(), 3);
+/// let seqs: Vec<u32> = batch.map(|id| Layout::TWITTER.decode(id).unwrap().sequence).collect();
+/// assert_eq!(seqs, [0, 1, 2]);
+/// # Ok::<(), ringleader_idgen::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct IdBatch {
+    next: u64,
+    end: u64,
+    worker_field: u64,
+    worker_bits: u32,
+    seq_mask: u64,
+}
+
+impl Iterator for IdBatch {
+    type Item = Id;
+
+    #[inline]
+    fn next(&mut self) -> Option<Id> {
+        if self.next >= self.end {
+            return None;
+        }
+        let counter = self.next;
+        self.next += 1;
+        Some(Id::from_raw_unchecked(compose(
+            counter,
+            self.worker_field,
+            self.worker_bits,
+            self.seq_mask,
+        )))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::try_from(self.end - self.next).unwrap_or(usize::MAX);
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for IdBatch {
+    fn next_back(&mut self) -> Option<Id> {
+        if self.next >= self.end {
+            return None;
+        }
+        self.end -= 1;
+        Some(Id::from_raw_unchecked(compose(
+            self.end,
+            self.worker_field,
+            self.worker_bits,
+            self.seq_mask,
+        )))
+    }
+}
+
+impl ExactSizeIterator for IdBatch {}
+impl std::iter::FusedIterator for IdBatch {}
+
+/// `counter = tick << seq_bits | seq` to `tick << (worker_bits + seq_bits) | worker << seq_bits | seq`.
+#[inline]
+fn compose(counter: u64, worker_field: u64, worker_bits: u32, seq_mask: u64) -> u64 {
+    ((counter & !seq_mask) << worker_bits) | worker_field | (counter & seq_mask)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
