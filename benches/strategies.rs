@@ -1,7 +1,130 @@
-//! Criterion benchmarks: strategies (placeholder until its issue lands).
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Criterion benchmarks of `ringleader::balancer`: `pick` + guard drop for every strategy,
+//! at 3, 10 and 100 backends, on one thread and with two threads contending.
+//!
+//! Run: `cargo bench --bench strategies -- --warm-up-time 1 --measurement-time 3`
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use ringleader::balancer::{BackendSpec, Balancer, BalancerConfig, RequestCtx, StrategyKind};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
-fn placeholder(_c: &mut Criterion) {}
+const SIZES: [usize; 3] = [3, 10, 100];
+const KEYS: usize = 1024;
 
-criterion_group!(benches, placeholder);
+fn balancer(kind: StrategyKind, n: usize) -> Balancer {
+    // Unequal weights so the weighted strategies do real work.
+    let specs = (0..n)
+        .map(|i| {
+            BackendSpec::new(
+                format!("10.0.{}.{}:8080", i / 256, i % 256),
+                1 + (i % 3) as u32,
+            )
+        })
+        .collect();
+    let config = BalancerConfig {
+        strategy: kind,
+        seed: Some(7),
+        ..BalancerConfig::default()
+    };
+    let lb = Balancer::new(specs, config).expect("valid bench config");
+    // Give every backend an EWMA sample so least_response_time compares real estimates.
+    for i in 0..n {
+        if let Some(p) = lb.candidates(&RequestCtx::new()).find(|p| p.index() == i) {
+            p.success(Duration::from_micros(500 + 10 * i as u64));
+        }
+    }
+    lb
+}
+
+fn keys() -> Vec<[u8; 8]> {
+    (0..KEYS as u64)
+        .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes())
+        .collect()
+}
+
+/// The floor of any design where a pick is a counted, `'static` guard: clone an `Arc`,
+/// advance a shared cursor, count the request started and finished, drop the `Arc`
+/// (five relaxed atomic read-modify-writes, no strategy, no snapshot swap).
+fn floor(c: &mut Criterion) {
+    struct Counters {
+        started: AtomicU64,
+        finished: AtomicU64,
+    }
+    let mut group = c.benchmark_group("pick_drop/floor_arc_guard");
+    for n in SIZES {
+        let backends: Arc<Vec<Counters>> = Arc::new(
+            (0..n)
+                .map(|_| Counters {
+                    started: AtomicU64::new(0),
+                    finished: AtomicU64::new(0),
+                })
+                .collect(),
+        );
+        let cursor = AtomicUsize::new(0);
+        group.bench_function(BenchmarkId::new("1_thread", n), |b| {
+            b.iter(|| {
+                let snap = Arc::clone(&backends);
+                let i = cursor.fetch_add(1, Relaxed) % n;
+                snap[i].started.fetch_add(1, Relaxed);
+                snap[i].finished.fetch_add(1, Relaxed);
+                black_box(i)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn single_thread(c: &mut Criterion) {
+    let keys = keys();
+    for kind in StrategyKind::ALL {
+        let mut group = c.benchmark_group(format!("pick_drop/{kind}"));
+        for n in SIZES {
+            let lb = balancer(kind, n);
+            let mut i = 0usize;
+            group.bench_function(BenchmarkId::new("1_thread", n), |b| {
+                b.iter(|| {
+                    i = (i + 1) % KEYS;
+                    let pick = lb.pick(&RequestCtx::with_key(&keys[i]));
+                    black_box(pick.map(|p| p.index()))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+fn two_threads(c: &mut Criterion) {
+    let keys = Arc::new(keys());
+    for kind in StrategyKind::ALL {
+        let mut group = c.benchmark_group(format!("pick_drop/{kind}"));
+        for n in SIZES {
+            let lb = Arc::new(balancer(kind, n));
+            // Each of the two threads does `iters` picks; the time reported is the wall
+            // time of both, so it is the per-pick latency each thread sees under contention.
+            group.bench_function(BenchmarkId::new("2_threads", n), |b| {
+                b.iter_custom(|iters| {
+                    let barrier = Barrier::new(2);
+                    let work = |offset: usize| {
+                        barrier.wait();
+                        let start = Instant::now();
+                        for j in 0..iters as usize {
+                            let key = &keys[(j + offset) % KEYS];
+                            black_box(lb.pick(&RequestCtx::with_key(key)).map(|p| p.index()));
+                        }
+                        start.elapsed()
+                    };
+                    std::thread::scope(|s| {
+                        let other = s.spawn(|| work(KEYS / 2));
+                        let mine = work(0);
+                        mine.max(other.join().expect("bench thread"))
+                    })
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, floor, single_thread, two_threads);
 criterion_main!(benches);

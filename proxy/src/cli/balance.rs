@@ -1,15 +1,62 @@
 //! `ringleader sim balance`: latency simulation of balancing strategies.
 use super::CliError;
+use ringleader_balancer::sim::{simulate, Scenario};
+use ringleader_balancer::StrategyKind;
+use std::time::Duration;
 
 /// Arguments of `ringleader sim balance`.
 #[derive(Debug, clap::Args)]
 pub struct BalanceArgs {
-    /// Scenario to simulate.
+    /// Scenario to simulate: slow-backend | heterogeneous | uniform.
     #[arg(long, default_value = "slow-backend")]
     pub scenario: String,
+    /// Output format: table | json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Strategies to compare, comma-separated (default: all seven).
+    #[arg(long, value_delimiter = ',')]
+    pub strategies: Vec<String>,
+    /// Seed of every random draw (same seed, same result).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Virtual seconds of arrivals, at most 3600 (slow periods scale along).
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// Bounded-load epsilon for consistent_hash (e.g. 0.25); plain consistent hashing if absent.
+    #[arg(long)]
+    pub bounded_load: Option<f64>,
 }
 
 /// Run `ringleader sim balance`.
-pub fn run(_args: BalanceArgs) -> Result<(), CliError> {
-    Err("`ringleader sim balance` is not implemented yet".into())
+pub fn run(args: BalanceArgs) -> Result<(), CliError> {
+    let format = args.format.as_str();
+    if !matches!(format, "table" | "json") {
+        return Err(format!("unknown --format `{format}`: expected table or json").into());
+    }
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3_600.0) {
+        return Err(format!(
+            "--duration must be more than 0 and at most 3600 seconds, got {}",
+            args.duration
+        )
+        .into());
+    }
+    let strategies = if args.strategies.is_empty() {
+        StrategyKind::ALL.to_vec()
+    } else {
+        args.strategies
+            .iter()
+            .map(|s| s.parse::<StrategyKind>())
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut scenario = Scenario::by_name(&args.scenario)?
+        .with_duration(Duration::from_secs_f64(args.duration))
+        .with_seed(args.seed);
+    scenario.config.bounded_load = args.bounded_load;
+    scenario.config.validate()?;
+    let report = simulate(&scenario, &strategies)?;
+    match format {
+        "json" => println!("{}", serde_json::to_string_pretty(&report)?),
+        _ => print!("{}", report.to_table()),
+    }
+    Ok(())
 }

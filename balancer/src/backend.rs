@@ -1,0 +1,276 @@
+//! One backend and its live statistics, all in atomics: in-flight, peak EWMA, counters, health.
+use crate::clock::saturating_ns;
+use crate::ewma::PeakEwma;
+use crate::health::{Ejected, HealthCell};
+use crate::{BackendSpec, BalancerConfig, Clock, EjectionPolicy, Health, HealthPolicy};
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// A backend with its live statistics, shared by every snapshot that contains it.
+///
+/// All accessors are cheap lock-free reads. Backends are created by a
+/// [`Balancer`](crate::Balancer) and keep their statistics across updates that keep their id.
+///
+/// ```
+/// use ringleader_balancer::{Balancer, BalancerConfig, BackendSpec, Health, ManualClock, RequestCtx};
+/// use std::{sync::Arc, time::Duration};
+/// let clock = Arc::new(ManualClock::new());
+/// let specs = vec![BackendSpec::new("10.0.0.1:80", 2)];
+/// let lb = Balancer::with_clock(specs, BalancerConfig::default(), clock.clone())?;
+/// let pick = lb.pick(&RequestCtx::new()).unwrap();
+/// let b = pick.backend().clone();
+/// assert_eq!((b.id(), b.weight(), b.in_flight()), ("10.0.0.1:80", 2, 1));
+/// pick.success(Duration::from_millis(4));
+/// assert_eq!((b.in_flight(), b.requests(), b.ewma()), (0, 1, Duration::from_millis(4)));
+/// assert_eq!(b.health(), Health::Up);
+/// clock.advance(Duration::from_secs(10)); // idle: the estimate decays by e^-1
+/// assert!(b.ewma() < Duration::from_millis(2));
+/// # Ok::<(), ringleader_balancer::Error>(())
+/// ```
+pub struct Backend {
+    id: String,
+    addr: String,
+    weight: AtomicU32,
+    /// Requests picked (started); in-flight is `requests - finished`, so a pick and its
+    /// end cost one atomic add each.
+    requests: AtomicU64,
+    finished: AtomicU64,
+    failures: AtomicU64,
+    ewma: PeakEwma,
+    health: HealthCell,
+    /// EWMA decay window in ns as `f64` bits (set from the config; updates may change it).
+    decay_bits: AtomicU64,
+    /// `ln(weight)` as `f64` bits, for the log-space latency cost.
+    ln_weight: AtomicU64,
+    clock: Arc<dyn Clock>,
+    epoch: Instant,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("id", &self.id)
+            .field("addr", &self.addr)
+            .field("weight", &self.weight())
+            .field("in_flight", &self.in_flight())
+            .field("ewma", &self.ewma())
+            .field("health", &self.health())
+            .finish()
+    }
+}
+
+impl Backend {
+    /// A fresh backend (no samples, `Up`) created at `created_ns` after `epoch`, the
+    /// balancer's time origin.
+    pub(crate) fn new(
+        spec: &BackendSpec,
+        config: &BalancerConfig,
+        clock: Arc<dyn Clock>,
+        epoch: Instant,
+        created_ns: u64,
+    ) -> Self {
+        let decay = decay_ns(config);
+        Self {
+            id: spec.id.clone(),
+            addr: spec.addr.clone(),
+            weight: AtomicU32::new(spec.weight),
+            requests: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            ewma: PeakEwma::new(config.default_rtt.as_nanos() as f64, created_ns, decay),
+            health: HealthCell::new(),
+            decay_bits: AtomicU64::new(decay.to_bits()),
+            ln_weight: AtomicU64::new(f64::from(spec.weight.max(1)).ln().to_bits()),
+            clock,
+            epoch,
+        }
+    }
+
+    /// Apply a new weight and EWMA settings at `now_ns` (statistics are kept).
+    pub(crate) fn reconfigure(&self, weight: u32, config: &BalancerConfig, now_ns: u64) {
+        self.weight.store(weight, Relaxed);
+        self.ln_weight
+            .store(f64::from(weight.max(1)).ln().to_bits(), Relaxed);
+        let (old, new) = (self.decay_ns(), decay_ns(config));
+        let default = config.default_rtt.as_nanos() as f64;
+        if old != new || !self.ewma.sampled() {
+            self.ewma.reconfigure(now_ns, old, new, default);
+            self.decay_bits.store(new.to_bits(), Relaxed);
+        }
+    }
+
+    /// The stable id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The address to connect to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The configured weight (at least 1).
+    #[inline]
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+
+    /// Requests picked for this backend and not yet finished.
+    #[inline]
+    pub fn in_flight(&self) -> u64 {
+        // `finished` first: it never passes `requests`, so a later `requests` is at least
+        // as large; saturating anyway, as relaxed loads of two words may be reordered.
+        let finished = self.finished.load(Relaxed);
+        self.requests.load(Relaxed).saturating_sub(finished)
+    }
+
+    /// Peak-EWMA response time now (decayed since the last sample); zero before any sample.
+    pub fn ewma(&self) -> Duration {
+        if !self.ewma.sampled() {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.ewma.estimate(self.now_ns(), self.decay_ns()).round() as u64)
+    }
+
+    /// Requests ever picked for this backend.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+
+    /// Requests that finished with `failure()` or `connect_refused()`.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Relaxed)
+    }
+
+    /// Times this backend was ejected by passive outlier detection.
+    pub fn ejections(&self) -> u64 {
+        self.health.ejections()
+    }
+
+    /// Current health. An active `Down` wins over an ejection.
+    pub fn health(&self) -> Health {
+        if !self.health.active_up() {
+            return Health::Down;
+        }
+        let until = self.health.ejected_until_ns();
+        if until != 0 && self.now_ns() < until {
+            Health::Ejected {
+                until: self.epoch + Duration::from_nanos(until),
+            }
+        } else {
+            Health::Up
+        }
+    }
+
+    /// Up and not ejected: may take traffic. Reads the clock only while an ejection is recorded.
+    #[inline]
+    pub fn is_available(&self) -> bool {
+        if !self.health.active_up() {
+            return false;
+        }
+        let until = self.health.ejected_until_ns();
+        until == 0 || self.ejection_over(until)
+    }
+
+    #[cold]
+    fn ejection_over(&self, until: u64) -> bool {
+        let now = self.now_ns();
+        if now < until {
+            return false;
+        }
+        if self.health.expire(until, now) {
+            info!(backend = %self.id, "backend returned from ejection");
+        }
+        true
+    }
+
+    // ---- crate-internal hot path ----
+
+    /// Nanoseconds since the balancer's epoch.
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        saturating_ns(self.clock.now().saturating_duration_since(self.epoch))
+    }
+
+    #[inline]
+    fn decay_ns(&self) -> f64 {
+        f64::from_bits(self.decay_bits.load(Relaxed))
+    }
+
+    #[inline]
+    pub(crate) fn start(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn finish(&self) {
+        self.finished.fetch_add(1, Relaxed);
+    }
+
+    /// `ln(peak EWMA now x (in-flight + 1) / weight)` up to a term shared by every
+    /// backend of the balancer: compare, never read as a time. No clock read, no `exp`.
+    #[inline]
+    pub(crate) fn latency_cost(&self) -> f64 {
+        self.ewma.key() + ln_count(self.in_flight() + 1)
+            - f64::from_bits(self.ln_weight.load(Relaxed))
+    }
+
+    pub(crate) fn record_success(&self, latency: Duration) {
+        self.ewma
+            .observe(latency.as_nanos() as f64, self.now_ns(), self.decay_ns());
+        self.health.record_success();
+    }
+
+    /// Count a failure; returns the consecutive-failure streak.
+    pub(crate) fn record_failure(&self) -> u32 {
+        self.failures.fetch_add(1, Relaxed);
+        self.health.record_failure()
+    }
+
+    pub(crate) fn is_ejected_now(&self) -> bool {
+        let until = self.health.ejected_until_ns();
+        until != 0 && self.now_ns() < until
+    }
+
+    /// Eject now (the caller checked the group allowance).
+    pub(crate) fn eject(&self, policy: &EjectionPolicy, reason: &'static str) {
+        if let Ejected::For(time) = self.health.eject(self.now_ns(), policy) {
+            warn!(backend = %self.id, ?time, reason, "backend ejected");
+        }
+    }
+
+    /// Apply an active check result; true if the state changed.
+    pub(crate) fn report_check(&self, ok: bool, policy: &HealthPolicy) -> bool {
+        match self.health.report_check(ok, policy) {
+            Some(true) => {
+                info!(backend = %self.id, "backend up (active checks pass)");
+                true
+            }
+            Some(false) => {
+                warn!(backend = %self.id, "backend down (active checks fail)");
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn decay_ns(config: &BalancerConfig) -> f64 {
+    (config.ewma_decay.as_nanos() as f64).max(1.0)
+}
+
+/// `ln(n)` for `n >= 1`, from a table for small counts (the common case on the hot path).
+#[inline]
+fn ln_count(n: u64) -> f64 {
+    const TABLE: usize = 1024;
+    static LN: OnceLock<Box<[f64]>> = OnceLock::new();
+    let table = LN.get_or_init(|| (0..TABLE).map(|i| (i.max(1) as f64).ln()).collect());
+    match table.get(n as usize) {
+        Some(&v) => v,
+        None => (n as f64).ln(),
+    }
+}

@@ -1,0 +1,437 @@
+//! The [`Balancer`]: an `ArcSwap` snapshot of backends + strategy, the [`Pick`] guard and failover [`Candidates`].
+use crate::config::validate_specs;
+use crate::strategy::{self, Filter, Strategy};
+use crate::{Backend, BackendSpec, BalancerConfig, Clock, Error, StrategyKind, SystemClock};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+/// What a strategy may know about a request: for now, the consistent-hash key.
+///
+/// ```
+/// use ringleader_balancer::RequestCtx;
+/// assert_eq!(RequestCtx::new().key(), None);
+/// assert_eq!(RequestCtx::with_key(b"user-42").key(), Some(&b"user-42"[..]));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCtx<'a> {
+    key: Option<&'a [u8]>,
+}
+
+impl<'a> RequestCtx<'a> {
+    /// A request without a hash key.
+    pub const fn new() -> Self {
+        Self { key: None }
+    }
+
+    /// A request hashed by `key` (used by [`StrategyKind::ConsistentHash`]).
+    pub const fn with_key(key: &'a [u8]) -> Self {
+        Self { key: Some(key) }
+    }
+
+    /// The hash key, if any.
+    pub const fn key(&self) -> Option<&'a [u8]> {
+        self.key
+    }
+}
+
+/// State that outlives snapshots.
+struct Shared {
+    clock: Arc<dyn Clock>,
+    epoch: Instant,
+    /// Serializes ejection decisions so concurrent failures cannot exceed `max_percent`.
+    eject_lock: Mutex<()>,
+    /// Serializes `update` calls (readers never take it).
+    update_lock: Mutex<()>,
+}
+
+/// One immutable view: backends in config order, the strategy built for them, the config.
+struct Snapshot {
+    backends: Vec<Arc<Backend>>,
+    by_id: HashMap<String, usize>,
+    strategy: Box<dyn Strategy>,
+    config: BalancerConfig,
+    shared: Arc<Shared>,
+}
+
+impl Snapshot {
+    /// Eject `backends[index]` if the group allowance permits.
+    fn try_eject(&self, index: usize, reason: &'static str) {
+        let policy = &self.config.ejection;
+        let allowed = policy.max_ejected(self.backends.len());
+        if allowed == 0 {
+            return;
+        }
+        let _guard = self.shared.eject_lock.lock();
+        let b = &self.backends[index];
+        if b.is_ejected_now() {
+            return;
+        }
+        let ejected = self.backends.iter().filter(|b| b.is_ejected_now()).count();
+        if ejected >= allowed {
+            debug!(backend = %b.id(), ejected, allowed, "not ejecting: max_percent reached");
+            return;
+        }
+        b.eject(policy, reason);
+    }
+
+    fn pick_index(&self, ctx: &RequestCtx<'_>) -> Option<(usize, Filter)> {
+        if let Some(i) = self.strategy.pick(&self.backends, ctx, Filter::Available) {
+            return Some((i, Filter::Available));
+        }
+        if self.config.panic_mode {
+            return self
+                .strategy
+                .pick(&self.backends, ctx, Filter::Any)
+                .map(|i| (i, Filter::Any));
+        }
+        None
+    }
+}
+
+/// A load balancer over a set of backends, safe to share between threads.
+///
+/// Reads (`pick`, `candidates`, `backends`) load the current snapshot without locks;
+/// [`update`](Self::update) builds a new one off the hot path and swaps it whole.
+///
+/// ```
+/// use ringleader_balancer::{Balancer, BalancerConfig, BackendSpec, RequestCtx, StrategyKind};
+/// use std::time::Duration;
+/// let specs = vec![BackendSpec::new("10.0.0.1:80", 1), BackendSpec::new("10.0.0.2:80", 1)];
+/// let config = BalancerConfig { strategy: StrategyKind::RoundRobin, ..Default::default() };
+/// let lb = Balancer::new(specs, config)?;
+/// let first = lb.pick(&RequestCtx::new()).unwrap();
+/// assert_eq!(first.backend().addr(), "10.0.0.1:80");
+/// first.success(Duration::from_millis(2));
+/// assert_eq!(lb.pick(&RequestCtx::new()).unwrap().backend().addr(), "10.0.0.2:80");
+/// assert!(lb.backends().iter().all(|b| b.in_flight() == 0));
+/// # Ok::<(), ringleader_balancer::Error>(())
+/// ```
+pub struct Balancer {
+    shared: Arc<Shared>,
+    snapshot: ArcSwap<Snapshot>,
+}
+
+impl fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snap = self.snapshot.load();
+        f.debug_struct("Balancer")
+            .field("strategy", &snap.config.strategy)
+            .field("backends", &snap.backends)
+            .finish()
+    }
+}
+
+impl Balancer {
+    /// A balancer on the system clock.
+    pub fn new(specs: Vec<BackendSpec>, config: BalancerConfig) -> Result<Self, Error> {
+        Self::with_clock(specs, config, Arc::new(SystemClock))
+    }
+
+    /// A balancer reading time from `clock` (a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn with_clock(
+        specs: Vec<BackendSpec>,
+        config: BalancerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        validate_specs(&specs)?;
+        config.validate()?;
+        let epoch = clock.now();
+        let shared = Arc::new(Shared {
+            clock,
+            epoch,
+            eject_lock: Mutex::new(()),
+            update_lock: Mutex::new(()),
+        });
+        let snap = build_snapshot(&shared, &specs, config, &HashMap::new(), None)?;
+        Ok(Self {
+            shared,
+            snapshot: ArcSwap::from_pointee(snap),
+        })
+    }
+
+    /// Choose a backend for a request and count it in flight; `None` if no backend is
+    /// available (and `panic_mode` is off).
+    #[inline]
+    pub fn pick(&self, ctx: &RequestCtx<'_>) -> Option<Pick> {
+        let snap = self.snapshot.load_full();
+        let (index, _) = snap.pick_index(ctx)?;
+        snap.backends[index].start();
+        Some(Pick { snap, index })
+    }
+
+    /// Failover order: the first item is what [`pick`](Self::pick) would choose, then
+    /// distinct available backends in the strategy's preference order. Each [`Pick`] is
+    /// counted in flight when yielded. In panic mode (nothing available) every backend
+    /// is a candidate.
+    pub fn candidates(&self, ctx: &RequestCtx<'_>) -> Candidates {
+        Candidates {
+            snap: self.snapshot.load_full(),
+            key: ctx.key().map(Box::from),
+            tried: Vec::new(),
+            filter: Filter::Available,
+        }
+    }
+
+    /// Apply an active health-check result for backend `id`; `false` if no such backend.
+    pub fn report_check(&self, id: &str, ok: bool) -> bool {
+        let snap = self.snapshot.load();
+        match snap.by_id.get(id) {
+            Some(&i) => {
+                snap.backends[i].report_check(ok, &snap.config.health);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Replace the backend set and config atomically. Backends whose id and address
+    /// stay keep their statistics (in-flight, EWMA, counters, health, ejection); on
+    /// error nothing changes.
+    pub fn update(&self, specs: Vec<BackendSpec>, config: BalancerConfig) -> Result<(), Error> {
+        validate_specs(&specs)?;
+        config.validate()?;
+        let _guard = self.shared.update_lock.lock();
+        let old = self.snapshot.load_full();
+        let keep: HashMap<&str, &Arc<Backend>> = old.backends.iter().map(|b| (b.id(), b)).collect();
+        let snap = build_snapshot(&self.shared, &specs, config, &keep, Some(&old.config))?;
+        let kept = snap
+            .backends
+            .iter()
+            .filter(|b| keep.get(b.id()).is_some_and(|o| Arc::ptr_eq(o, b)))
+            .count();
+        info!(
+            backends = snap.backends.len(),
+            kept,
+            strategy = %snap.config.strategy,
+            "balancer updated"
+        );
+        self.snapshot.store(Arc::new(snap));
+        Ok(())
+    }
+
+    /// The current backends, in config order.
+    pub fn backends(&self) -> Vec<Arc<Backend>> {
+        self.snapshot.load().backends.clone()
+    }
+
+    /// The backend with this id in the current snapshot.
+    pub fn backend(&self, id: &str) -> Option<Arc<Backend>> {
+        let snap = self.snapshot.load();
+        snap.by_id.get(id).map(|&i| snap.backends[i].clone())
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> BalancerConfig {
+        self.snapshot.load().config.clone()
+    }
+
+    /// The current strategy.
+    pub fn strategy(&self) -> StrategyKind {
+        self.snapshot.load().config.strategy
+    }
+
+    /// Number of backends.
+    pub fn len(&self) -> usize {
+        self.snapshot.load().backends.len()
+    }
+
+    /// Never true: a balancer has at least one backend. Here for API symmetry.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.load().backends.is_empty()
+    }
+
+    /// Number of backends available now.
+    pub fn available(&self) -> usize {
+        self.snapshot
+            .load()
+            .backends
+            .iter()
+            .filter(|b| b.is_available())
+            .count()
+    }
+}
+
+fn build_snapshot(
+    shared: &Arc<Shared>,
+    specs: &[BackendSpec],
+    config: BalancerConfig,
+    keep: &HashMap<&str, &Arc<Backend>>,
+    old_config: Option<&BalancerConfig>,
+) -> Result<Snapshot, Error> {
+    let now_ns = u64::try_from(
+        shared
+            .clock
+            .now()
+            .saturating_duration_since(shared.epoch)
+            .as_nanos(),
+    )
+    .unwrap_or(u64::MAX);
+    let backends: Vec<Arc<Backend>> = specs
+        .iter()
+        .map(|spec| match keep.get(spec.id.as_str()) {
+            Some(old) if old.addr() == spec.addr => Arc::clone(old),
+            _ => Arc::new(Backend::new(
+                spec,
+                &config,
+                shared.clock.clone(),
+                shared.epoch,
+                now_ns,
+            )),
+        })
+        .collect();
+    // Kept backends take the new weight and EWMA settings before the strategy reads
+    // them; if the strategy cannot be built they get their old settings back, so a
+    // failed update leaves everything as it was.
+    let previous: Vec<u32> = backends.iter().map(|b| b.weight()).collect();
+    for (b, spec) in backends.iter().zip(specs) {
+        b.reconfigure(spec.weight, &config, now_ns);
+    }
+    let strategy = match strategy::build(&backends, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(old_config) = old_config {
+                for (b, w) in backends.iter().zip(previous) {
+                    if keep.get(b.id()).is_some_and(|o| Arc::ptr_eq(o, b)) {
+                        b.reconfigure(w, old_config, now_ns);
+                    }
+                }
+            }
+            return Err(e);
+        }
+    };
+    let by_id = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    Ok(Snapshot {
+        backends,
+        by_id,
+        strategy,
+        config,
+        shared: Arc::clone(shared),
+    })
+}
+
+/// A chosen backend, counted in flight until this guard is consumed or dropped.
+///
+/// Finish it with [`success`](Self::success), [`failure`](Self::failure) or
+/// [`connect_refused`](Self::connect_refused); dropping it (a cancelled request, or a
+/// panic unwinding through the caller) only ends the in-flight count.
+///
+/// ```
+/// use ringleader_balancer::{Balancer, BalancerConfig, BackendSpec, RequestCtx};
+/// let lb = Balancer::new(vec![BackendSpec::new("a:1", 1)], BalancerConfig::default())?;
+/// let pick = lb.pick(&RequestCtx::new()).unwrap();
+/// let backend = pick.backend().clone();
+/// pick.failure();
+/// assert_eq!((backend.in_flight(), backend.failures()), (0, 1));
+/// # Ok::<(), ringleader_balancer::Error>(())
+/// ```
+#[must_use = "a Pick counts a request in flight until it is finished or dropped"]
+pub struct Pick {
+    snap: Arc<Snapshot>,
+    index: usize,
+}
+
+impl fmt::Debug for Pick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pick")
+            .field("backend", &self.backend().id())
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl Pick {
+    /// The chosen backend.
+    #[inline]
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.snap.backends[self.index]
+    }
+
+    /// Position of the backend in the snapshot it was picked from (config order).
+    #[inline]
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The request succeeded after `latency`: feeds the EWMA, resets the failure streak.
+    pub fn success(self, latency: Duration) {
+        self.backend().record_success(latency);
+    }
+
+    /// The request failed (e.g. 5xx or timeout): counts toward passive ejection.
+    pub fn failure(self) {
+        let streak = self.backend().record_failure();
+        self.snap.strategy.on_failure(self.index);
+        let need = self.snap.config.ejection.consecutive_failures;
+        if need > 0 && streak >= need {
+            self.snap.try_eject(self.index, "consecutive failures");
+        }
+    }
+
+    /// The connection was refused: ejects at once (within `max_percent`).
+    pub fn connect_refused(self) {
+        self.backend().record_failure();
+        self.snap.strategy.on_failure(self.index);
+        self.snap.try_eject(self.index, "connection refused");
+    }
+}
+
+impl Drop for Pick {
+    #[inline]
+    fn drop(&mut self) {
+        self.snap.backends[self.index].finish();
+    }
+}
+
+/// Failover iterator from [`Balancer::candidates`]: distinct backends in preference order.
+pub struct Candidates {
+    snap: Arc<Snapshot>,
+    key: Option<Box<[u8]>>,
+    tried: Vec<usize>,
+    filter: Filter,
+}
+
+impl fmt::Debug for Candidates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Candidates")
+            .field("tried", &self.tried)
+            .finish()
+    }
+}
+
+impl Iterator for Candidates {
+    type Item = Pick;
+
+    fn next(&mut self) -> Option<Pick> {
+        let snap = &self.snap;
+        if self.tried.len() >= snap.backends.len() {
+            return None;
+        }
+        let ctx = match &self.key {
+            Some(k) => RequestCtx::with_key(k),
+            None => RequestCtx::new(),
+        };
+        let index = if self.tried.is_empty() {
+            let (i, filter) = snap.pick_index(&ctx)?;
+            self.filter = filter;
+            i
+        } else {
+            snap.strategy
+                .next_candidate(&snap.backends, &ctx, self.filter, &self.tried)?
+        };
+        self.tried.push(index);
+        snap.backends[index].start();
+        Some(Pick {
+            snap: Arc::clone(snap),
+            index,
+        })
+    }
+}

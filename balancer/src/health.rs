@@ -1,0 +1,253 @@
+//! Health of one backend: active `Up`/`Down` with rise/fall, passive ejection with capped doubling back-off.
+use crate::clock::saturating_ns;
+use crate::{EjectionPolicy, HealthPolicy};
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Health of a backend as seen by the balancer.
+///
+/// ```
+/// use ringleader_balancer::Health;
+/// assert_eq!(Health::Up.to_string(), "up");
+/// assert_eq!(Health::Down.to_string(), "down");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Taking traffic.
+    Up,
+    /// Failed `fall` consecutive active checks; back after `rise` passes.
+    Down,
+    /// Ejected by passive outlier detection until the given instant.
+    Ejected {
+        /// When the ejection ends.
+        until: Instant,
+    },
+}
+
+impl Health {
+    /// `"up"`, `"down"` or `"ejected"`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Down => "down",
+            Health::Ejected { .. } => "ejected",
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counters of the slow (locked) paths: active checks and ejection back-off.
+#[derive(Debug, Default)]
+struct Slow {
+    passes: u32,
+    fails: u32,
+    /// Consecutive ejections (the back-off exponent).
+    level: u32,
+    /// End of the previous ejection (ns since epoch), 0 if none.
+    last_until_ns: u64,
+}
+
+/// Lock-free readable health state; transitions take a small per-backend lock.
+#[derive(Debug)]
+pub(crate) struct HealthCell {
+    active_up: AtomicBool,
+    /// End of the current ejection in ns since epoch; 0 = not ejected.
+    ejected_until_ns: AtomicU64,
+    consecutive_failures: AtomicU32,
+    ejections: AtomicU64,
+    slow: Mutex<Slow>,
+}
+
+/// What an ejection attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ejected {
+    /// Now ejected for this long.
+    For(Duration),
+    /// Was already ejected.
+    Already,
+}
+
+impl HealthCell {
+    pub(crate) fn new() -> Self {
+        Self {
+            active_up: AtomicBool::new(true),
+            ejected_until_ns: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
+            slow: Mutex::new(Slow::default()),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn active_up(&self) -> bool {
+        self.active_up.load(Relaxed)
+    }
+
+    /// Raw end of ejection (0 = none); an expired value may linger until [`Self::expire`].
+    #[inline]
+    pub(crate) fn ejected_until_ns(&self) -> u64 {
+        self.ejected_until_ns.load(Relaxed)
+    }
+
+    pub(crate) fn ejections(&self) -> u64 {
+        self.ejections.load(Relaxed)
+    }
+
+    /// Clear an ejection that ended at or before `now_ns`; true if this call cleared it.
+    pub(crate) fn expire(&self, until_ns: u64, now_ns: u64) -> bool {
+        if until_ns == 0 || now_ns < until_ns {
+            return false;
+        }
+        let cleared = self
+            .ejected_until_ns
+            .compare_exchange(until_ns, 0, Relaxed, Relaxed)
+            .is_ok();
+        if cleared {
+            self.consecutive_failures.store(0, Relaxed);
+        }
+        cleared
+    }
+
+    /// Is the backend ejected at `now_ns`?
+    pub(crate) fn is_ejected(&self, now_ns: u64) -> bool {
+        let until = self.ejected_until_ns();
+        until != 0 && now_ns < until
+    }
+
+    /// A request succeeded: reset the failure streak (without writing when already 0).
+    #[inline]
+    pub(crate) fn record_success(&self) {
+        if self.consecutive_failures.load(Relaxed) != 0 {
+            self.consecutive_failures.store(0, Relaxed);
+        }
+    }
+
+    /// A request failed; returns the failure streak including this one.
+    pub(crate) fn record_failure(&self) -> u32 {
+        self.consecutive_failures
+            .fetch_add(1, Relaxed)
+            .saturating_add(1)
+    }
+
+    /// Apply one active check result; returns the new active state if it changed.
+    pub(crate) fn report_check(&self, ok: bool, policy: &HealthPolicy) -> Option<bool> {
+        let mut slow = self.slow.lock();
+        if self.active_up() {
+            if ok {
+                slow.fails = 0;
+                return None;
+            }
+            slow.fails += 1;
+            if slow.fails >= policy.fall {
+                slow.fails = 0;
+                slow.passes = 0;
+                self.active_up.store(false, Relaxed);
+                return Some(false);
+            }
+        } else {
+            if !ok {
+                slow.passes = 0;
+                return None;
+            }
+            slow.passes += 1;
+            if slow.passes >= policy.rise {
+                slow.passes = 0;
+                slow.fails = 0;
+                self.active_up.store(true, Relaxed);
+                return Some(true);
+            }
+        }
+        None
+    }
+
+    /// Eject from `now_ns` on. The caller has checked the group's ejection allowance.
+    ///
+    /// The back-off level resets when the previous ejection ended more than
+    /// `max_time` ago (the backend behaved for a whole cap period).
+    pub(crate) fn eject(&self, now_ns: u64, policy: &EjectionPolicy) -> Ejected {
+        let mut slow = self.slow.lock();
+        if self.is_ejected(now_ns) {
+            return Ejected::Already;
+        }
+        if slow.last_until_ns != 0
+            && now_ns.saturating_sub(slow.last_until_ns) >= saturating_ns(policy.max_time)
+        {
+            slow.level = 0;
+        }
+        let time = policy.ejection_time(slow.level);
+        slow.level = slow.level.saturating_add(1);
+        let until = now_ns.saturating_add(saturating_ns(time)).max(1);
+        slow.last_until_ns = until;
+        self.ejected_until_ns.store(until, Relaxed);
+        self.consecutive_failures.store(0, Relaxed);
+        self.ejections.fetch_add(1, Relaxed);
+        Ejected::For(time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn fall_then_rise() {
+        let h = HealthCell::new();
+        let p = HealthPolicy { rise: 2, fall: 3 };
+        assert_eq!(h.report_check(false, &p), None);
+        assert_eq!(h.report_check(false, &p), None);
+        // A pass in between resets the fall count.
+        assert_eq!(h.report_check(true, &p), None);
+        assert_eq!(h.report_check(false, &p), None);
+        assert_eq!(h.report_check(false, &p), None);
+        assert_eq!(h.report_check(false, &p), Some(false));
+        assert!(!h.active_up());
+        assert_eq!(h.report_check(true, &p), None);
+        // A failure in between resets the rise count.
+        assert_eq!(h.report_check(false, &p), None);
+        assert_eq!(h.report_check(true, &p), None);
+        assert_eq!(h.report_check(true, &p), Some(true));
+        assert!(h.active_up());
+    }
+
+    #[test]
+    fn ejection_doubles_caps_and_resets() {
+        let h = HealthCell::new();
+        let p = EjectionPolicy {
+            consecutive_failures: 5,
+            base_time: Duration::from_secs(10),
+            max_time: Duration::from_secs(35),
+            max_percent: 100,
+        };
+        let mut now = 100 * S;
+        let mut times = Vec::new();
+        for _ in 0..4 {
+            match h.eject(now, &p) {
+                Ejected::For(t) => times.push(t.as_secs()),
+                Ejected::Already => panic!("was not ejected"),
+            }
+            assert!(h.is_ejected(now));
+            assert_eq!(h.eject(now + 1, &p), Ejected::Already);
+            let until = h.ejected_until_ns();
+            assert!(!h.expire(until, until - 1));
+            now = until;
+            assert!(h.expire(until, now));
+            assert!(!h.is_ejected(now));
+        }
+        assert_eq!(times, vec![10, 20, 35, 35]);
+        assert_eq!(h.ejections(), 4);
+        // Behaving for longer than the cap resets the back-off.
+        assert_eq!(
+            h.eject(now + 36 * S, &p),
+            Ejected::For(Duration::from_secs(10))
+        );
+    }
+}
