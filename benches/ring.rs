@@ -1,7 +1,141 @@
-//! Criterion benchmarks: ring (placeholder until its issue lands).
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Criterion benchmarks of `ringleader::ring`: lookups (hashing a 16-byte key
+//! included) against the `hashring` crate on the same nodes and keys, the
+//! other placements, and ring build time.
+use std::hint::black_box;
 
-fn placeholder(_c: &mut Criterion) {}
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use ringleader::ring::{HashRing, Jump, Maglev, Modulo, Rendezvous, SlotMap};
 
-criterion_group!(benches, placeholder);
+const VNODES: u32 = 160;
+
+fn node_names(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("10.0.{}.{}:6379", i / 256, i % 256))
+        .collect()
+}
+
+/// 4096 distinct 16-byte keys; the benches cycle through them.
+fn keys() -> Vec<[u8; 16]> {
+    (0..4096u64)
+        .map(|i| {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            k[8..].copy_from_slice(&(i ^ 0xDEAD_BEEF).to_le_bytes());
+            k
+        })
+        .collect()
+}
+
+/// A virtual node for the `hashring` crate (its documented vnode pattern).
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct VNode {
+    node: usize,
+    index: u32,
+}
+
+fn hashring_ring(n: usize) -> hashring::HashRing<VNode> {
+    let mut ring = hashring::HashRing::new();
+    for node in 0..n {
+        for index in 0..VNODES {
+            ring.add(VNode { node, index });
+        }
+    }
+    ring
+}
+
+fn lookup(c: &mut Criterion) {
+    let keys = keys();
+    let mut g = c.benchmark_group("lookup");
+    for n in [10usize, 100, 1000] {
+        let nodes: Vec<(String, u32)> = node_names(n).into_iter().map(|s| (s, 1)).collect();
+        let ring = HashRing::from_nodes(nodes.clone(), VNODES).expect("valid ring");
+        let theirs = hashring_ring(n);
+        let mut i = 0usize;
+        g.bench_with_input(BenchmarkId::new("ringleader_ring", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(ring.get(black_box(&keys[i])))
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("hashring_crate", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(theirs.get(black_box(&keys[i])))
+            })
+        });
+        let jump = Jump::new(node_names(n));
+        g.bench_with_input(BenchmarkId::new("jump", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(jump.get(black_box(&keys[i])))
+            })
+        });
+        let maglev = Maglev::new(nodes.clone()).expect("valid maglev");
+        g.bench_with_input(BenchmarkId::new("maglev", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(maglev.get(black_box(&keys[i])))
+            })
+        });
+        let hrw = Rendezvous::new(nodes.clone()).expect("valid rendezvous");
+        g.bench_with_input(BenchmarkId::new("rendezvous", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(hrw.get(black_box(&keys[i])))
+            })
+        });
+        let modulo = Modulo::new(node_names(n)).expect("valid modulo");
+        g.bench_with_input(BenchmarkId::new("modulo", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(modulo.get(black_box(&keys[i])))
+            })
+        });
+        let slots = SlotMap::new(nodes, 16384).expect("valid slot map");
+        g.bench_with_input(BenchmarkId::new("slots", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(slots.get(black_box(&keys[i])))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn replicas(c: &mut Criterion) {
+    let keys = keys();
+    let nodes: Vec<(String, u32)> = node_names(100).into_iter().map(|s| (s, 1)).collect();
+    let ring = HashRing::from_nodes(nodes, VNODES).expect("valid ring");
+    let mut i = 0usize;
+    c.bench_function("replicas/ringleader_ring/100x3", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(ring.replicas(black_box(&keys[i]), 3))
+        })
+    });
+}
+
+fn build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("build_100x160");
+    let nodes: Vec<(String, u32)> = node_names(100).into_iter().map(|s| (s, 1)).collect();
+    g.bench_function("ringleader_ring", |b| {
+        b.iter(|| HashRing::from_nodes(black_box(nodes.clone()), VNODES).expect("valid ring"))
+    });
+    g.bench_function("hashring_crate", |b| {
+        b.iter(|| hashring_ring(black_box(100)))
+    });
+    let ring = HashRing::from_nodes(nodes.clone(), VNODES).expect("valid ring");
+    g.bench_function("ringleader_ring_add_one", |b| {
+        b.iter(|| {
+            ring.with_node("10.9.9.9:6379".to_string(), 1)
+                .expect("new node")
+        })
+    });
+    g.bench_function("maglev", |b| {
+        b.iter(|| Maglev::new(black_box(nodes.clone())).expect("valid maglev"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lookup, replicas, build);
 criterion_main!(benches);

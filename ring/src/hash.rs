@@ -28,6 +28,19 @@ pub fn hash_vnode(node: &[u8], index: u32) -> u64 {
     XxHash3_64::oneshot(&buf)
 }
 
+/// Hashes of virtual nodes `0..count` of one node, reusing one buffer (no
+/// allocation per point); equal to [`hash_vnode`] for each index.
+pub(crate) fn vnode_hashes(node: &[u8], count: u32) -> impl Iterator<Item = (u32, u64)> + '_ {
+    let mut buf = Vec::with_capacity(node.len() + 4);
+    buf.extend_from_slice(node);
+    buf.extend_from_slice(&[0; 4]);
+    let at = node.len();
+    (0..count).map(move |i| {
+        buf[at..].copy_from_slice(&i.to_le_bytes());
+        (i, XxHash3_64::oneshot(&buf))
+    })
+}
+
 /// Hash bytes with a seed (Maglev's two permutation hashes, Rendezvous node ids).
 #[inline]
 pub(crate) fn hash_seeded(seed: u64, bytes: &[u8]) -> u64 {

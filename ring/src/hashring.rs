@@ -2,7 +2,7 @@
 use std::cmp::Ordering;
 
 use crate::error::{node_name, Error};
-use crate::hash::{hash_key, hash_vnode};
+use crate::hash::{hash_key, vnode_hashes};
 use crate::placement::Placement;
 
 /// Default virtual nodes per unit of weight.
@@ -31,7 +31,9 @@ struct Entry<N> {
 ///   so a collision resolves the same way whatever the insertion order.
 ///
 /// Points live in a sorted `Vec<u64>` searched by binary search, with the
-/// owner of each point in a parallel `Vec<u32>`. `add`, `remove` and
+/// owner of each point in a parallel `Vec<u32>`; a prefix index (one `u32`
+/// per power-of-two bucket of the hash's top bits, about one per point)
+/// narrows each search to a handful of points. `add`, `remove` and
 /// `set_weight` only hash the points of the node that changed and merge them
 /// in linear time; the `with_*` variants return a new ring for snapshot-style
 /// (`ArcSwap`) updates.
@@ -56,6 +58,10 @@ pub struct HashRing<N> {
     nodes: Vec<Entry<N>>,
     hashes: Vec<u64>,
     owners: Vec<u32>,
+    /// `index[b]` = first point whose top `64 - shift` bits are `>= b`; narrows
+    /// the binary search to the few points sharing the key's prefix.
+    index: Vec<u32>,
+    shift: u32,
     vnodes: u32,
 }
 
@@ -69,6 +75,8 @@ impl<N: AsRef<[u8]>> HashRing<N> {
             nodes: Vec::new(),
             hashes: Vec::new(),
             owners: Vec::new(),
+            index: Vec::new(),
+            shift: 63,
             vnodes,
         })
     }
@@ -103,12 +111,13 @@ impl<N: AsRef<[u8]>> HashRing<N> {
         let mut points: Vec<(u64, u32, u32)> = Vec::new();
         for (idx, e) in entries.iter().enumerate() {
             let count = e.weight * vnodes;
-            points.extend((0..count).map(|i| (hash_vnode(e.node.as_ref(), i), idx as u32, i)));
+            points.extend(vnode_hashes(e.node.as_ref(), count).map(|(i, h)| (h, idx as u32, i)));
         }
         points.sort_unstable_by(|a, b| cmp_point(&entries, a, b));
         ring.hashes = points.iter().map(|p| p.0).collect();
         ring.owners = points.iter().map(|p| p.1).collect();
         ring.nodes = entries;
+        ring.rebuild_index();
         Ok(ring)
     }
 
@@ -146,14 +155,36 @@ impl<N: AsRef<[u8]>> HashRing<N> {
         Some(&self.nodes[self.owners[i] as usize].node)
     }
 
-    /// Index of the first point clockwise from `hash`.
+    /// Index of the first point clockwise from `hash`: the prefix index
+    /// gives the window of points sharing `hash`'s top bits, a binary search
+    /// finishes inside it.
     #[inline]
     fn point_for(&self, hash: u64) -> Option<usize> {
         if self.hashes.is_empty() {
             return None;
         }
-        let i = self.hashes.partition_point(|&p| p < hash);
+        let b = (hash >> self.shift) as usize;
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        let i = lo + self.hashes[lo..hi].partition_point(|&p| p < hash);
         Some(if i == self.hashes.len() { 0 } else { i })
+    }
+
+    /// Rebuild the prefix index: about one bucket per point (at most 2^22).
+    fn rebuild_index(&mut self) {
+        let n = self.hashes.len();
+        let bits = n.next_power_of_two().trailing_zeros().clamp(1, 22);
+        self.shift = 64 - bits;
+        let buckets = 1usize << bits;
+        let mut index = Vec::with_capacity(buckets + 1);
+        let mut p = 0usize;
+        for b in 0..buckets {
+            while p < n && ((self.hashes[p] >> self.shift) as usize) < b {
+                p += 1;
+            }
+            index.push(p as u32);
+        }
+        index.push(n as u32);
+        self.index = index;
     }
 
     /// Distinct physical nodes in preference order for `key`: the owner
@@ -172,7 +203,7 @@ impl<N: AsRef<[u8]>> HashRing<N> {
             ring: self,
             pos: start,
             steps: 0,
-            seen: vec![0u64; self.nodes.len().div_ceil(64)],
+            seen: Seen::new(self.nodes.len()),
             found: 0,
         }
     }
@@ -180,7 +211,9 @@ impl<N: AsRef<[u8]>> HashRing<N> {
     /// Up to `n` distinct physical nodes in preference order (fewer if the
     /// ring has fewer nodes); the first is [`get`](Self::get)'s answer.
     pub fn replicas(&self, key: &[u8], n: usize) -> Vec<&N> {
-        self.candidates(key).take(n).collect()
+        let mut out = Vec::with_capacity(n.min(self.nodes.len()));
+        out.extend(self.candidates(key).take(n));
+        out
     }
 
     /// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam,
@@ -275,6 +308,7 @@ impl<N: AsRef<[u8]>> HashRing<N> {
                 *o -= 1;
             }
         }
+        self.rebuild_index();
         Ok(self.nodes.remove(idx).node)
     }
 
@@ -312,8 +346,8 @@ impl<N: AsRef<[u8]>> HashRing<N> {
     fn merge_points_of(&mut self, idx: u32) {
         let e = &self.nodes[idx as usize];
         let count = e.weight * self.vnodes;
-        let mut new: Vec<(u64, u32, u32)> = (0..count)
-            .map(|i| (hash_vnode(e.node.as_ref(), i), idx, i))
+        let mut new: Vec<(u64, u32, u32)> = vnode_hashes(e.node.as_ref(), count)
+            .map(|(i, h)| (h, idx, i))
             .collect();
         new.sort_unstable_by(|a, b| cmp_point(&self.nodes, a, b));
         let old_h = std::mem::take(&mut self.hashes);
@@ -345,6 +379,7 @@ impl<N: AsRef<[u8]>> HashRing<N> {
         }
         self.hashes = hashes;
         self.owners = owners;
+        self.rebuild_index();
     }
 }
 
@@ -432,14 +467,45 @@ fn cmp_point<N: AsRef<[u8]>>(
 }
 
 /// Iterator over distinct nodes in preference order, from
-/// [`HashRing::candidates`].
+/// [`HashRing::candidates`] (which has an example): failover walks it.
 #[derive(Debug)]
 pub struct Candidates<'a, N> {
     ring: &'a HashRing<N>,
     pos: usize,
     steps: usize,
-    seen: Vec<u64>,
+    seen: Seen,
     found: usize,
+}
+
+/// Bitset of nodes already yielded: inline up to 256 nodes (no allocation
+/// for the common case), on the heap beyond.
+#[derive(Debug)]
+enum Seen {
+    Inline([u64; 4]),
+    Heap(Vec<u64>),
+}
+
+impl Seen {
+    fn new(nodes: usize) -> Self {
+        if nodes <= 256 {
+            Seen::Inline([0; 4])
+        } else {
+            Seen::Heap(vec![0; nodes.div_ceil(64)])
+        }
+    }
+
+    /// Mark `i`; true if it was not marked before.
+    #[inline]
+    fn insert(&mut self, i: usize) -> bool {
+        let words: &mut [u64] = match self {
+            Seen::Inline(w) => w,
+            Seen::Heap(w) => w,
+        };
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        let fresh = words[word] & bit == 0;
+        words[word] |= bit;
+        fresh
+    }
 }
 
 impl<N> Candidates<'_, N> {
@@ -450,9 +516,7 @@ impl<N> Candidates<'_, N> {
             let owner = ring.owners[self.pos] as usize;
             self.pos = if self.pos + 1 == len { 0 } else { self.pos + 1 };
             self.steps += 1;
-            let (word, bit) = (owner / 64, 1u64 << (owner % 64));
-            if self.seen[word] & bit == 0 {
-                self.seen[word] |= bit;
+            if self.seen.insert(owner) {
                 self.found += 1;
                 return Some(owner);
             }
@@ -488,6 +552,7 @@ impl<N: AsRef<[u8]>> Placement for HashRing<N> {
     fn heap_bytes(&self) -> usize {
         self.hashes.capacity() * 8
             + self.owners.capacity() * 4
+            + self.index.capacity() * 4
             + self.nodes.capacity() * std::mem::size_of::<Entry<N>>()
     }
 }
@@ -588,6 +653,17 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), 5);
         }
+    }
+
+    #[test]
+    fn replicas_on_large_rings_use_the_heap_bitset() {
+        let ring = HashRing::from_nodes(names(300), 2).unwrap();
+        let all = ring.replicas(b"k", 1000);
+        assert_eq!(all.len(), 300);
+        let mut dedup = all.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 300);
     }
 
     #[test]

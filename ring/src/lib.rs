@@ -6,6 +6,13 @@
 //!   and opt-in [bounded loads](HashRing::get_bounded);
 //! - [`Modulo`], [`Jump`], [`Rendezvous`], [`Maglev`]: the other classic
 //!   placements, all behind the [`Placement`] trait;
+//! - [`SlotMap`]: hash sharding through 16384 slots (Redis Cluster style,
+//!   with `{hash tags}`), rebalanced by a minimum-move migration plan;
+//! - [`RangeMap`]: range sharding over half-open key ranges, versioned, with
+//!   split/merge and a [`SplitPolicy`] with merge hysteresis;
+//! - [`sim`]: the reshard simulator: keys moved against the ideal, moves
+//!   between surviving nodes and load spread per algorithm, as a table,
+//!   JSON or CSV (the `ringleader sim reshard` subcommand prints it).
 //!
 //! Hashing is `XXH3_64` over explicit bytes (see [`hash_key`] and
 //! [`hash_vnode`]), so placement is identical across processes and versions.
@@ -33,6 +40,7 @@ mod modulo;
 mod placement;
 mod range;
 mod rendezvous;
+pub mod sim;
 mod slots;
 
 pub use error::Error;

@@ -10,6 +10,13 @@ use crate::placement::Placement;
 
 /// Stable identity of a range: kept by the left half on a split and by the
 /// left range on a merge; new ranges get fresh ids.
+///
+/// ```
+/// use ringleader_ring::{RangeId, RangeMap};
+/// let mut map = RangeMap::new('a');
+/// assert_eq!(map.split(5u8)?, (RangeId(0), RangeId(1)));
+/// # Ok::<(), ringleader_ring::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct RangeId(pub u64);
 
@@ -20,6 +27,15 @@ struct Shard<V> {
 }
 
 /// A borrowed view of one range: `[start, end)`, `None` meaning unbounded.
+///
+/// ```
+/// use ringleader_ring::RangeMap;
+/// let map = RangeMap::from_splits(vec![10u32], vec!["low", "high"])?;
+/// let r = map.range_of(&42);
+/// assert_eq!((r.start, r.end, *r.owner), (Some(&10), None, "high"));
+/// assert!(r.contains(&10) && !r.contains(&9));
+/// # Ok::<(), ringleader_ring::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RangeRef<'a, K, V> {
     /// The range's id.

@@ -40,14 +40,29 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 /// use ringleader_ring::hash_slot;
 /// assert_eq!(hash_slot(b"a{x}b", 16384), hash_slot(b"x", 16384));
 /// ```
+#[inline]
 pub fn hash_slot(key: &[u8], slots: usize) -> u32 {
     if slots == 0 {
         return 0;
     }
-    (hash_key(hash_tag(key)) % slots as u64) as u32
+    let h = hash_key(hash_tag(key));
+    if slots.is_power_of_two() {
+        // Same value as `h % slots`, without a division.
+        (h & (slots as u64 - 1)) as u32
+    } else {
+        (h % slots as u64) as u32
+    }
 }
 
 /// One step of a migration plan: move `slot` from node `from` to node `to`.
+///
+/// ```
+/// use ringleader_ring::{SlotMap, SlotMove};
+/// let map = SlotMap::new(vec![("a", 1), ("b", 1)], 4)?;
+/// let plan = map.rebalance(vec![("a", 1)])?;
+/// assert_eq!(plan.moves, vec![SlotMove { slot: 2, from: "b", to: "a" }, SlotMove { slot: 3, from: "b", to: "a" }]);
+/// # Ok::<(), ringleader_ring::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SlotMove<N> {
     /// The slot that moves.
@@ -58,7 +73,8 @@ pub struct SlotMove<N> {
     pub to: N,
 }
 
-/// The result of [`SlotMap::rebalance`]: the new map and how to get there.
+/// The result of [`SlotMap::rebalance`]: the new map and how to get there
+/// (see [`SlotMove`] for an example).
 #[derive(Debug, Clone)]
 pub struct Rebalance<N> {
     /// The map after every move is applied.
@@ -264,8 +280,8 @@ fn validate<N: AsRef<[u8]>>(nodes: &[(N, u32)], slots: usize) -> Result<(), Erro
 
 /// Balanced targets (floor or ceil of each weight share) that keep as many
 /// of `counts` (current holdings) in place as possible: the leftover slots
-/// after flooring go first to nodes holding more than their floor, then by
-/// largest fractional share, then by node bytes (deterministic).
+/// after flooring go to nodes with a fractional share, first those holding
+/// more than their floor, then by largest fraction, then by node bytes.
 pub(crate) fn targets<N: AsRef<[u8]>>(
     nodes: &[(N, u32)],
     slots: usize,
@@ -280,7 +296,9 @@ pub(crate) fn targets<N: AsRef<[u8]>>(
         frac.push(exact % total);
     }
     let assigned: usize = t.iter().sum();
-    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    // Only a node with a fractional share may round up (an exact share is
+    // its own floor and ceil).
+    let mut order: Vec<usize> = (0..nodes.len()).filter(|&i| frac[i] > 0).collect();
     order.sort_by(|&a, &b| {
         let ka = counts[a] > t[a];
         let kb = counts[b] > t[b];
@@ -367,6 +385,21 @@ mod tests {
         let counts = plan.map.slot_counts();
         assert_eq!(counts.iter().sum::<usize>(), 1024);
         assert!(counts.iter().all(|&c| c == 341 || c == 342), "{counts:?}");
+    }
+
+    #[test]
+    fn an_exact_share_never_rounds_up() {
+        // Found by proptest: n1 (weight 3 of 6) must hold exactly 67 of 134
+        // slots even though it held more before.
+        let map = SlotMap::new(vec![("n0".to_string(), 1), ("n1".to_string(), 3)], 134).unwrap();
+        let plan = map
+            .rebalance(vec![
+                ("n1".to_string(), 3),
+                ("m0".to_string(), 1),
+                ("m1".to_string(), 2),
+            ])
+            .unwrap();
+        assert_eq!(plan.map.slot_counts(), vec![67, 22, 45]);
     }
 
     #[test]

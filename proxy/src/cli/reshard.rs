@@ -1,15 +1,247 @@
-//! `ringleader sim reshard`: key-migration simulation.
+//! `ringleader sim reshard`: key-migration simulation (table, JSON or CSV; optional SVG plot).
+use std::io::Write;
+use std::path::PathBuf;
+
+use ringleader_ring::sim::{self, Algorithm, Event, KeyDistribution, SimConfig};
+
 use super::CliError;
 
+#[path = "reshard_plot.rs"]
+mod plot;
+
+/// Output format of `ringleader sim reshard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned table per step.
+    Table,
+    /// The whole report as JSON.
+    Json,
+    /// One CSV row per step and algorithm.
+    Csv,
+}
+
 /// Arguments of `ringleader sim reshard`.
+///
+/// Events run in this order: `--remove`, `--weight`, `--add`, `--grow-to`,
+/// `--shrink-to`; with none of them the simulation adds one node.
 #[derive(Debug, clap::Args)]
 pub struct ReshardArgs {
-    /// Nodes before the change.
+    /// Nodes before the change (named node-0, node-1, ...; weight 1).
     #[arg(long, default_value_t = 10)]
     pub nodes: usize,
+    /// Add this many nodes in one step.
+    #[arg(long, value_name = "K")]
+    pub add: Option<usize>,
+    /// Remove this many nodes in one step (victims picked by the seeded RNG).
+    #[arg(long, value_name = "K")]
+    pub remove: Option<usize>,
+    /// Change a node's weight, e.g. `--weight 3=2` sets node-3 to weight 2 (repeatable).
+    #[arg(long, value_name = "NODE=WEIGHT", value_parser = parse_weight)]
+    pub weight: Vec<(u32, u32)>,
+    /// Grow one node at a time up to this many nodes (one step per node).
+    #[arg(long, value_name = "N")]
+    pub grow_to: Option<usize>,
+    /// Shrink one node at a time down to this many nodes (one step per node).
+    #[arg(long, value_name = "N")]
+    pub shrink_to: Option<usize>,
+    /// Keys (uniform) or requests drawn (zipf).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub keys: usize,
+    /// Comma-separated algorithms, or `all`: ring, jump, maglev, rendezvous, modulo, slots, range.
+    #[arg(long, default_value = "all")]
+    pub algorithms: String,
+    /// Ring virtual nodes per unit of weight.
+    #[arg(long, default_value_t = 160)]
+    pub vnodes: u32,
+    /// Slot count for `slots`.
+    #[arg(long, default_value_t = 16384)]
+    pub slots: usize,
+    /// Target ranges per node for `range`.
+    #[arg(long, default_value_t = 16)]
+    pub ranges_per_node: usize,
+    /// Key distribution: `uniform`, `zipf` (s = 1.1) or `zipf:<s>`.
+    #[arg(long, default_value = "uniform")]
+    pub distribution: String,
+    /// RNG seed (Zipf draws, removal victims).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also write an SVG plot to this file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Leave out lookup and build timings (fully reproducible output).
+    #[arg(long)]
+    pub no_timing: bool,
+}
+
+fn parse_weight(s: &str) -> Result<(u32, u32), String> {
+    let (node, weight) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NODE=WEIGHT, e.g. 3=2"))?;
+    let node = node.trim().trim_start_matches("node-");
+    let node: u32 = node
+        .parse()
+        .map_err(|_| format!("{s:?}: node {node:?} is not a number"))?;
+    let weight: u32 = weight
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: weight {weight:?} is not a whole number"))?;
+    if weight == 0 {
+        return Err(format!(
+            "{s:?}: weight must be at least 1 (use --remove to drop a node)"
+        ));
+    }
+    Ok((node, weight))
+}
+
+impl ReshardArgs {
+    /// The library configuration these arguments describe.
+    pub fn to_config(&self) -> Result<SimConfig, CliError> {
+        let mut events = Vec::new();
+        if let Some(k) = self.remove {
+            events.push(Event::Remove(k));
+        }
+        for &(node, weight) in &self.weight {
+            events.push(Event::SetWeight { node, weight });
+        }
+        if let Some(k) = self.add {
+            events.push(Event::Add(k));
+        }
+        if let Some(n) = self.grow_to {
+            events.push(Event::GrowTo(n));
+        }
+        if let Some(n) = self.shrink_to {
+            events.push(Event::ShrinkTo(n));
+        }
+        if events.is_empty() {
+            events.push(Event::Add(1));
+        }
+        let distribution: KeyDistribution = self.distribution.parse()?;
+        let config = SimConfig {
+            algorithms: Algorithm::parse_list(&self.algorithms)?,
+            nodes: self.nodes,
+            keys: self.keys,
+            vnodes: self.vnodes,
+            slots: self.slots,
+            ranges_per_node: self.ranges_per_node,
+            distribution,
+            events,
+            seed: self.seed,
+            measure_time: !self.no_timing,
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Run `ringleader sim reshard`.
-pub fn run(_args: ReshardArgs) -> Result<(), CliError> {
-    Err("`ringleader sim reshard` is not implemented yet".into())
+pub fn run(args: ReshardArgs) -> Result<(), CliError> {
+    let config = args.to_config()?;
+    let report = sim::run(&config)?;
+    let text = match args.format {
+        Format::Table => report.to_table(),
+        Format::Json => report.to_json() + "\n",
+        Format::Csv => report.to_csv(),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    if let Some(path) = &args.plot {
+        plot::write_svg(&report, path)
+            .map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "plot written");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Result<ReshardArgs, clap::Error> {
+        let mut argv = vec!["ringleader", "sim", "reshard"];
+        argv.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(argv)?;
+        match cli.command {
+            crate::cli::Command::Sim(crate::cli::SimCommand::Reshard(a)) => Ok(a),
+            other => panic!("unexpected command {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let err = args(&["--nodes", "0"]).unwrap().to_config().unwrap_err();
+        assert!(err.to_string().contains("at least 1 node"), "{err}");
+        let err = args(&["--algorithms", "ring,chord"])
+            .unwrap()
+            .to_config()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown algorithm \"chord\""),
+            "{err}"
+        );
+        let err = args(&["--distribution", "zipf:-1"])
+            .unwrap()
+            .to_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("zipf exponent"), "{err}");
+        assert!(args(&["--weight", "3=0"]).is_err());
+        assert!(args(&["--weight", "x"]).is_err());
+        assert!(args(&["--format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn events_follow_the_documented_order() {
+        let a = args(&[
+            "--add",
+            "2",
+            "--remove",
+            "1",
+            "--weight",
+            "node-3=4",
+            "--grow-to",
+            "20",
+        ])
+        .unwrap();
+        let c = a.to_config().unwrap();
+        assert_eq!(
+            c.events,
+            vec![
+                Event::Remove(1),
+                Event::SetWeight { node: 3, weight: 4 },
+                Event::Add(2),
+                Event::GrowTo(20)
+            ]
+        );
+        assert_eq!(
+            args(&[]).unwrap().to_config().unwrap().events,
+            vec![Event::Add(1)]
+        );
+    }
+
+    #[test]
+    fn plot_is_written() {
+        let dir = std::env::temp_dir().join(format!("ringleader-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("reshard.svg");
+        let mut a = args(&[
+            "--keys",
+            "5000",
+            "--nodes",
+            "4",
+            "--grow-to",
+            "6",
+            "--no-timing",
+        ])
+        .unwrap();
+        a.plot = Some(path.clone());
+        let report = sim::run(&a.to_config().unwrap()).unwrap();
+        plot::write_svg(&report, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("ideal"));
+        assert!(svg.contains("rendezvous"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
