@@ -250,7 +250,8 @@ pub(crate) async fn forward(
                         return Ok((resp, idx, checkin));
                     }
                 } else {
-                    pick.success(started.elapsed());
+                    // In flight until the body ends (see `Checkin`).
+                    let checkin = checkin.with_pick(pick, started.elapsed());
                     return Ok((resp, idx, checkin));
                 }
             }

@@ -9,6 +9,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use ringleader_balancer::Pick;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,21 +191,40 @@ impl BackendConns {
     }
 }
 
-/// Puts a connection back into its pool once the response body it carries is done.
+/// Puts a connection back into its pool once the response body it carries is done,
+/// and ends the request's balancer [`Pick`] then: a backend streaming a long response
+/// counts as busy (in flight) until the last byte, as least-connections needs.
 #[derive(Debug)]
 pub struct Checkin {
     conn: Conn,
     pool: Arc<BackendConns>,
+    /// The successful pick and its time to the response head, recorded at the end.
+    pick: Option<(Pick, Duration)>,
 }
 
 impl Checkin {
     /// Pair a connection with its pool.
     pub fn new(conn: Conn, pool: Arc<BackendConns>) -> Checkin {
-        Checkin { conn, pool }
+        Checkin {
+            conn,
+            pool,
+            pick: None,
+        }
     }
 
-    /// The exchange is complete: return the connection.
+    /// Also finish `pick` as a success with `latency` (time to the response head) when
+    /// the body ends; if the body is abandoned or fails, the pick is dropped (cancelled:
+    /// in flight ends, no outcome recorded).
+    pub fn with_pick(mut self, pick: Pick, latency: Duration) -> Checkin {
+        self.pick = Some((pick, latency));
+        self
+    }
+
+    /// The exchange is complete: return the connection, record the pick's success.
     pub fn done(self) {
         self.pool.checkin(self.conn);
+        if let Some((pick, latency)) = self.pick {
+            pick.success(latency);
+        }
     }
 }

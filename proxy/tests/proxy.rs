@@ -790,6 +790,81 @@ async fn lockstep_echo(proxy: std::net::SocketAddr, method: &str, chunks: usize)
     assert_eq!(received, CHUNK * chunks);
 }
 
+/// `in_flight` of backend `addr` in upstream `app` according to /status.
+async fn in_flight_of(admin: std::net::SocketAddr, addr: std::net::SocketAddr) -> u64 {
+    let s = status(admin).await;
+    s["upstreams"]["app"]["backends"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["addr"] == addr.to_string()))
+        .and_then(|b| b["in_flight"].as_u64())
+        .expect("backend in /status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_response_counts_in_flight_until_its_body_ends() {
+    // least_connections must see a backend that is still streaming a response
+    // as busy: the request stays in flight after the response head, until the
+    // last byte of the body.
+    let b = backends(1).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1)],
+        "strategy = \"least_connections\"",
+        "",
+    ))
+    .await;
+    let stream = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/echo")
+        .header("host", "test")
+        .header("content-length", "8")
+        .body(ChannelBody(rx))
+        .unwrap();
+    tx.send(Bytes::from_static(b"1234")).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("response head")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first chunk")
+        .expect("body ended early")
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"1234"));
+    // Head and a chunk are through, the body is not finished: still in flight.
+    assert_eq!(in_flight_of(s.admin_addr(), b[0].addr()).await, 1);
+
+    tx.send(Bytes::from_static(b"5678")).await.unwrap();
+    drop(tx);
+    let mut rest = Vec::new();
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("rest of the body")
+    {
+        if let Ok(d) = frame.unwrap().into_data() {
+            rest.extend_from_slice(&d);
+        }
+    }
+    assert_eq!(rest, b"5678");
+    let admin = s.admin_addr();
+    let backend = b[0].addr();
+    wait_until(
+        Duration::from_secs(5),
+        "in_flight back to 0",
+        || async move { in_flight_of(admin, backend).await == 0 },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_through_without_whole_buffering() {
     let b = backends(1).await;
