@@ -94,6 +94,33 @@ fn single_thread(c: &mut Criterion) {
     }
 }
 
+/// The least-* strategies with every backend busy (1-3 requests held in flight each), so
+/// no backend is idle: least connections cannot stop its scan early and looks at all.
+fn busy(c: &mut Criterion) {
+    for kind in [
+        StrategyKind::LeastConnections,
+        StrategyKind::LeastResponseTime,
+    ] {
+        let mut group = c.benchmark_group(format!("pick_drop_busy/{kind}"));
+        for n in SIZES {
+            let lb = balancer(kind, n);
+            let held: Vec<_> = (0..3)
+                .flat_map(|round| {
+                    lb.candidates(&RequestCtx::new())
+                        .filter(move |p| p.index() % 3 >= round)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert!(lb.backends().iter().all(|b| b.in_flight() > 0));
+            group.bench_function(BenchmarkId::new("1_thread", n), |b| {
+                b.iter(|| black_box(lb.pick(&RequestCtx::new()).map(|p| p.index())))
+            });
+            drop(held);
+        }
+        group.finish();
+    }
+}
+
 fn two_threads(c: &mut Criterion) {
     let keys = Arc::new(keys());
     for kind in StrategyKind::ALL {
@@ -126,5 +153,5 @@ fn two_threads(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, floor, single_thread, two_threads);
+criterion_group!(benches, floor, single_thread, busy, two_threads);
 criterion_main!(benches);

@@ -31,21 +31,23 @@ use tracing::{info, warn};
 /// assert!(b.ewma() < Duration::from_millis(2));
 /// # Ok::<(), ringleader_balancer::Error>(())
 /// ```
+// `repr(C, align(64))`: the fields every least-* scan reads (in-flight, EWMA key,
+// weight, availability) come first and share one cache line; the rest follows.
+#[repr(C, align(64))]
 pub struct Backend {
-    id: String,
-    addr: String,
-    weight: AtomicU32,
+    // ---- hot line: 8 + 8 + 24 + 8 + 16 (health's atomic head) = 64 bytes ----
     /// Requests picked (started); in-flight is `requests - finished`, so a pick and its
     /// end cost one atomic add each.
     requests: AtomicU64,
     finished: AtomicU64,
-    failures: AtomicU64,
     ewma: PeakEwma,
+    weight: AtomicU32,
     health: HealthCell,
-    /// EWMA decay window in ns as `f64` bits (set from the config; updates may change it).
+    // ---- cold ----
+    id: String,
+    addr: String,
+    failures: AtomicU64,
     decay_bits: AtomicU64,
-    /// `ln(weight)` as `f64` bits, for the log-space latency cost.
-    ln_weight: AtomicU64,
     clock: Arc<dyn Clock>,
     epoch: Instant,
 }
@@ -75,16 +77,15 @@ impl Backend {
     ) -> Self {
         let decay = decay_ns(config);
         Self {
-            id: spec.id.clone(),
-            addr: spec.addr.clone(),
-            weight: AtomicU32::new(spec.weight),
             requests: AtomicU64::new(0),
             finished: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
             ewma: PeakEwma::new(config.default_rtt.as_nanos() as f64, created_ns, decay),
+            weight: AtomicU32::new(spec.weight),
             health: HealthCell::new(),
+            id: spec.id.clone(),
+            addr: spec.addr.clone(),
+            failures: AtomicU64::new(0),
             decay_bits: AtomicU64::new(decay.to_bits()),
-            ln_weight: AtomicU64::new(f64::from(spec.weight.max(1)).ln().to_bits()),
             clock,
             epoch,
         }
@@ -93,8 +94,6 @@ impl Backend {
     /// Apply a new weight and EWMA settings at `now_ns` (statistics are kept).
     pub(crate) fn reconfigure(&self, weight: u32, config: &BalancerConfig, now_ns: u64) {
         self.weight.store(weight, Relaxed);
-        self.ln_weight
-            .store(f64::from(weight.max(1)).ln().to_bits(), Relaxed);
         let (old, new) = (self.decay_ns(), decay_ns(config));
         let default = config.default_rtt.as_nanos() as f64;
         if old != new || !self.ewma.sampled() {
@@ -213,10 +212,10 @@ impl Backend {
 
     /// `ln(peak EWMA now x (in-flight + 1) / weight)` up to a term shared by every
     /// backend of the balancer: compare, never read as a time. No clock read, no `exp`.
+    /// `ln` is a [`LnTable`] (fetched once per pick by the scans).
     #[inline]
-    pub(crate) fn latency_cost(&self) -> f64 {
-        self.ewma.key() + ln_count(self.in_flight() + 1)
-            - f64::from_bits(self.ln_weight.load(Relaxed))
+    pub(crate) fn latency_cost(&self, ln: LnTable) -> f64 {
+        self.ewma.key() + ln.ln(self.in_flight() + 1) - ln.ln(u64::from(self.weight()))
     }
 
     pub(crate) fn record_success(&self, latency: Duration) {
@@ -263,14 +262,56 @@ fn decay_ns(config: &BalancerConfig) -> f64 {
     (config.ewma_decay.as_nanos() as f64).max(1.0)
 }
 
-/// `ln(n)` for `n >= 1`, from a table for small counts (the common case on the hot path).
-#[inline]
-fn ln_count(n: u64) -> f64 {
-    const TABLE: usize = 1024;
-    static LN: OnceLock<Box<[f64]>> = OnceLock::new();
-    let table = LN.get_or_init(|| (0..TABLE).map(|i| (i.max(1) as f64).ln()).collect());
-    match table.get(n as usize) {
-        Some(&v) => v,
-        None => (n as f64).ln(),
+/// `ln(n)` for `n >= 1`, from a table for small counts and weights (the common case
+/// on the hot path). Copy it out once per pick: the `OnceLock` check is then not per backend.
+#[derive(Clone, Copy)]
+pub(crate) struct LnTable(&'static [f64; LN_TABLE]);
+
+const LN_TABLE: usize = 1024;
+
+impl LnTable {
+    #[inline]
+    pub(crate) fn get() -> Self {
+        static LN: OnceLock<[f64; LN_TABLE]> = OnceLock::new();
+        Self(LN.get_or_init(|| std::array::from_fn(|i| (i.max(1) as f64).ln())))
+    }
+
+    /// `ln(max(n, 1))`.
+    #[inline]
+    pub(crate) fn ln(self, n: u64) -> f64 {
+        match self.0.get(n as usize) {
+            Some(&v) => v,
+            None => ln_large(n),
+        }
+    }
+}
+
+#[cold]
+fn ln_large(n: u64) -> f64 {
+    (n as f64).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_fields_share_the_first_cache_line() {
+        use std::mem::{align_of, offset_of};
+        assert_eq!(align_of::<Backend>(), 64);
+        assert_eq!(offset_of!(Backend, requests), 0);
+        assert!(offset_of!(Backend, finished) + 8 <= 64);
+        assert!(offset_of!(Backend, ewma) + 8 <= 64); // the key is the first word
+        assert!(offset_of!(Backend, weight) + 4 <= 64);
+        // ejected_until_ns, active_up, consecutive_failures
+        assert!(offset_of!(Backend, health) + 16 <= 64);
+    }
+
+    #[test]
+    fn ln_table_matches_ln() {
+        let t = LnTable::get();
+        for n in [0u64, 1, 2, 3, 1023, 1024, 5000, u64::MAX] {
+            assert_eq!(t.ln(n), (n.max(1) as f64).ln(), "{n}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// Lock-free peak EWMA; time is nanoseconds since the balancer's epoch.
 #[derive(Debug)]
+#[repr(C)] // `key` first: part of the backend's hot cache line
 pub(crate) struct PeakEwma {
     /// `ln(estimate_ns) + at_ns / decay_ns` as `f64` bits.
     key: AtomicU64,

@@ -56,10 +56,11 @@ struct Slow {
 
 /// Lock-free readable health state; transitions take a small per-backend lock.
 #[derive(Debug)]
+#[repr(C)] // the atomic head (24 bytes) ends the backend's hot cache line
 pub(crate) struct HealthCell {
-    active_up: AtomicBool,
     /// End of the current ejection in ns since epoch; 0 = not ejected.
     ejected_until_ns: AtomicU64,
+    active_up: AtomicBool,
     consecutive_failures: AtomicU32,
     ejections: AtomicU64,
     slow: Mutex<Slow>,

@@ -1,12 +1,43 @@
 //! Least connections (in-flight per weight) and least response time (peak EWMA x (in-flight + 1) per weight).
-use super::{rotate, Cursor, Filter, Strategy};
+//!
+//! Both scan every backend, like nginx: the scan starts at a rotating offset and only a
+//! strictly lower load replaces the best, so ties are broken round robin. The loops
+//! visit two plain sub-slices (no chained iterator), read only the backend's hot
+//! cache line, and do no division: loads per weight compare by cross-multiplication,
+//! latency costs in log space (one `ln` table fetched per pick).
+use super::{Cursor, Filter, Strategy};
+use crate::backend::LnTable;
 use crate::{Backend, RequestCtx, StrategyKind};
 use std::sync::Arc;
+
+/// Visit `backends[start..]` then `backends[..start]` with their indices; stop when
+/// `visit` returns true.
+#[inline(always)]
+fn rotated(
+    backends: &[Arc<Backend>],
+    start: usize,
+    mut visit: impl FnMut(usize, &Backend) -> bool,
+) {
+    let start = if start < backends.len() { start } else { 0 };
+    let (head, tail) = backends.split_at(start);
+    for (k, b) in tail.iter().enumerate() {
+        if visit(start + k, b) {
+            return;
+        }
+    }
+    for (i, b) in head.iter().enumerate() {
+        if visit(i, b) {
+            return;
+        }
+    }
+}
 
 /// Fewest in-flight requests per unit of weight (nginx `least_conn`, HAProxy `leastconn`).
 ///
 /// The scan starts at a rotating offset and only a strictly lower load replaces the
-/// best, so ties are broken round robin.
+/// best, so ties are broken round robin. An idle backend (nothing in flight) ends the
+/// scan at once: nothing after it can be strictly lower, so the result is the full
+/// scan's.
 #[derive(Debug)]
 pub struct LeastConnections {
     cursor: Cursor,
@@ -21,27 +52,32 @@ impl LeastConnections {
     }
 }
 
-/// Lowest `in_flight / weight` by cross-multiplication (exact, no division).
-#[inline]
+/// Lowest `in_flight / weight` by cross-multiplication (exact, no division: in-flight
+/// is capped at `u32::MAX`, so `u32 x u32` products fit in a `u64`).
+#[inline(always)]
 fn least_in_flight(
     backends: &[Arc<Backend>],
-    order: impl Iterator<Item = usize>,
-    mut admit: impl FnMut(usize) -> bool,
+    start: usize,
+    filter: Filter,
+    skip: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    let mut best: Option<(usize, u64, u64)> = None;
-    for i in order {
-        if !admit(i) {
-            continue;
+    let any = filter == Filter::Any;
+    let mut best = None;
+    let (mut bf, mut bw) = (0u64, 1u64);
+    rotated(backends, start, |i, b| {
+        if skip(i) || !(any || b.is_available()) {
+            return false;
         }
-        let b = &backends[i];
-        let (f, w) = (b.in_flight(), u64::from(b.weight()));
-        match best {
-            Some((_, bf, bw))
-                if u128::from(f) * u128::from(bw) >= u128::from(bf) * u128::from(w) => {}
-            _ => best = Some((i, f, w)),
+        let f = b.in_flight().min(u64::from(u32::MAX));
+        let w = u64::from(b.weight());
+        if best.is_none() || f * bw < bf * w {
+            best = Some(i);
+            (bf, bw) = (f, w);
+            return f == 0;
         }
-    }
-    best.map(|(i, _, _)| i)
+        false
+    });
+    best
 }
 
 impl Strategy for LeastConnections {
@@ -51,10 +87,7 @@ impl Strategy for LeastConnections {
 
     #[inline]
     fn pick(&self, backends: &[Arc<Backend>], _: &RequestCtx<'_>, filter: Filter) -> Option<usize> {
-        let start = self.cursor.next();
-        least_in_flight(backends, rotate(backends.len(), start), |i| {
-            filter.admits(&backends[i])
-        })
+        least_in_flight(backends, self.cursor.next(), filter, |_| false)
     }
 
     fn next_candidate(
@@ -65,9 +98,7 @@ impl Strategy for LeastConnections {
         tried: &[usize],
     ) -> Option<usize> {
         let start = tried.last().map_or(0, |&i| i + 1);
-        least_in_flight(backends, rotate(backends.len(), start), |i| {
-            !tried.contains(&i) && filter.admits(&backends[i])
-        })
+        least_in_flight(backends, start, filter, |i| tried.contains(&i))
     }
 }
 
@@ -89,25 +120,30 @@ impl LeastResponseTime {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn least_cost(
     backends: &[Arc<Backend>],
-    order: impl Iterator<Item = usize>,
-    mut admit: impl FnMut(usize) -> bool,
+    start: usize,
+    filter: Filter,
+    skip: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     // Log-space costs of one balancer compare directly: no clock read, no `exp`.
-    let mut best: Option<(usize, f64)> = None;
-    for i in order {
-        if !admit(i) {
-            continue;
+    let any = filter == Filter::Any;
+    let ln = LnTable::get();
+    let mut best = None;
+    let mut bc = f64::INFINITY;
+    rotated(backends, start, |i, b| {
+        if skip(i) || !(any || b.is_available()) {
+            return false;
         }
-        let cost = backends[i].latency_cost();
-        match best {
-            Some((_, bc)) if cost >= bc => {}
-            _ => best = Some((i, cost)),
+        let cost = b.latency_cost(ln);
+        if best.is_none() || cost < bc {
+            best = Some(i);
+            bc = cost;
         }
-    }
-    best.map(|(i, _)| i)
+        false
+    });
+    best
 }
 
 impl Strategy for LeastResponseTime {
@@ -117,10 +153,7 @@ impl Strategy for LeastResponseTime {
 
     #[inline]
     fn pick(&self, backends: &[Arc<Backend>], _: &RequestCtx<'_>, filter: Filter) -> Option<usize> {
-        let start = self.cursor.next();
-        least_cost(backends, rotate(backends.len(), start), |i| {
-            filter.admits(&backends[i])
-        })
+        least_cost(backends, self.cursor.next(), filter, |_| false)
     }
 
     fn next_candidate(
@@ -131,9 +164,7 @@ impl Strategy for LeastResponseTime {
         tried: &[usize],
     ) -> Option<usize> {
         let start = tried.last().map_or(0, |&i| i + 1);
-        least_cost(backends, rotate(backends.len(), start), |i| {
-            !tried.contains(&i) && filter.admits(&backends[i])
-        })
+        least_cost(backends, start, filter, |i| tried.contains(&i))
     }
 }
 

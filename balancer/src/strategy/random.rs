@@ -1,5 +1,6 @@
 //! Randomized strategies: power of two choices and weighted random, on a seeded lock-free generator.
 use super::{first_from, reduce, AtomicRng, Filter, Strategy};
+use crate::backend::LnTable;
 use crate::{Backend, LoadMetric, RequestCtx, StrategyKind};
 use std::sync::Arc;
 
@@ -28,7 +29,10 @@ impl PowerOfTwo {
                 u128::from(a.in_flight()) * u128::from(b.weight())
                     > u128::from(b.in_flight()) * u128::from(a.weight())
             }
-            LoadMetric::PeakEwma => a.latency_cost() > b.latency_cost(),
+            LoadMetric::PeakEwma => {
+                let ln = LnTable::get();
+                a.latency_cost(ln) > b.latency_cost(ln)
+            }
         }
     }
 }
