@@ -4,8 +4,10 @@ use crate::strategy::{self, Filter, Strategy};
 use crate::{Backend, BackendSpec, BalancerConfig, Clock, Error, StrategyKind, SystemClock};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
@@ -37,6 +39,22 @@ impl<'a> RequestCtx<'a> {
     pub const fn key(&self) -> Option<&'a [u8]> {
         self.key
     }
+}
+
+/// Source of balancer ids for the per-thread snapshot cache (never reused).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Balancers whose current snapshot one thread keeps cached.
+const CACHED: usize = 8;
+
+/// A cached snapshot: the balancer's id, the generation it was loaded at, the snapshot.
+type CacheEntry = (u64, u64, Arc<Snapshot>);
+
+thread_local! {
+    /// Per-thread snapshot cache (like `arc_swap::Cache`, shared by the balancers used
+    /// on this thread): a hit costs one `Arc` increment instead of `load_full`'s
+    /// debt-slot write, refcount increment and debt pay-back.
+    static SNAPSHOTS: RefCell<Vec<CacheEntry>> = const { RefCell::new(Vec::new()) };
 }
 
 /// State that outlives snapshots.
@@ -111,9 +129,19 @@ impl Snapshot {
 /// assert!(lb.backends().iter().all(|b| b.in_flight() == 0));
 /// # Ok::<(), ringleader_balancer::Error>(())
 /// ```
+///
+/// Each thread that picks caches the current snapshot of up to eight balancers it
+/// used last (an `Arc` clone, refreshed when [`update`](Self::update) bumps the
+/// generation), so a snapshot replaced by an update, or of a dropped balancer, may
+/// stay alive in such a cache until that thread picks from this balancer again or
+/// evicts the entry: memory only, statistics and in-flight counts are unaffected.
 pub struct Balancer {
     shared: Arc<Shared>,
     snapshot: ArcSwap<Snapshot>,
+    /// Unique id (the key of the per-thread snapshot cache).
+    id: u64,
+    /// Bumped after every snapshot swap.
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for Balancer {
@@ -151,14 +179,53 @@ impl Balancer {
         Ok(Self {
             shared,
             snapshot: ArcSwap::from_pointee(snap),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// The current snapshot, from this thread's cache when it is up to date.
+    #[inline]
+    fn current(&self) -> Arc<Snapshot> {
+        // Acquire pairs with the Release bump in `update`: a thread that sees generation
+        // g also sees the snapshot stored before g was published.
+        let generation = self.generation.load(Ordering::Acquire);
+        SNAPSHOTS
+            .try_with(|cache| {
+                let mut cache = cache.try_borrow_mut().ok()?;
+                if let Some(e) = cache.iter().find(|e| e.0 == self.id && e.1 == generation) {
+                    return Some(Arc::clone(&e.2));
+                }
+                Some(self.refresh(&mut cache, generation))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.snapshot.load_full())
+    }
+
+    /// Load the snapshot into this thread's cache (replacing this balancer's entry, or
+    /// evicting the oldest one).
+    #[cold]
+    fn refresh(&self, cache: &mut Vec<CacheEntry>, generation: u64) -> Arc<Snapshot> {
+        let snap = self.snapshot.load_full();
+        let entry = (self.id, generation, Arc::clone(&snap));
+        match cache.iter_mut().find(|e| e.0 == self.id) {
+            Some(e) => *e = entry,
+            None => {
+                if cache.len() >= CACHED {
+                    cache.remove(0);
+                }
+                cache.push(entry);
+            }
+        }
+        snap
     }
 
     /// Choose a backend for a request and count it in flight; `None` if no backend is
     /// available (and `panic_mode` is off).
     #[inline]
     pub fn pick(&self, ctx: &RequestCtx<'_>) -> Option<Pick> {
-        let snap = self.snapshot.load_full();
+        let snap = self.current();
         let (index, _) = snap.pick_index(ctx)?;
         snap.backends[index].start();
         Some(Pick { snap, index })
@@ -211,6 +278,8 @@ impl Balancer {
             "balancer updated"
         );
         self.snapshot.store(Arc::new(snap));
+        // Release: publishes the store above to threads that see the new generation.
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -253,6 +322,17 @@ impl Balancer {
             .iter()
             .filter(|b| b.is_available())
             .count()
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        // Free this thread's cached snapshot now (other threads evict theirs over time).
+        let _ = SNAPSHOTS.try_with(|cache| {
+            if let Ok(mut cache) = cache.try_borrow_mut() {
+                cache.retain(|e| e.0 != self.id);
+            }
+        });
     }
 }
 

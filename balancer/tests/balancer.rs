@@ -338,3 +338,52 @@ impl NowForTest for ManualClock {
         ringleader_balancer::Clock::now(self)
     }
 }
+
+#[test]
+fn a_thread_that_cached_a_snapshot_sees_updates_and_many_balancers_stay_apart() {
+    // Each picking thread caches snapshots; an update on another thread must still be
+    // seen by its next pick, and balancers sharing the thread's cache must not mix.
+    let lb = Balancer::new(specs(2), config(StrategyKind::RoundRobin)).unwrap();
+    let others: Vec<Balancer> = (0..12)
+        .map(|i| {
+            let spec = BackendSpec::new(format!("other-{i}:80"), 1);
+            Balancer::new(vec![spec], config(StrategyKind::RoundRobin)).unwrap()
+        })
+        .collect();
+    let (picked_tx, picked_rx) = std::sync::mpsc::channel::<()>();
+    let (updated_tx, updated_rx) = std::sync::mpsc::channel::<()>();
+    let (lb_ref, others_ref) = (&lb, &others);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let (lb, others) = (lb_ref, others_ref);
+            let ids = |lb: &Balancer| {
+                (0..4)
+                    .map(|_| {
+                        lb.pick(&RequestCtx::new())
+                            .unwrap()
+                            .backend()
+                            .id()
+                            .to_owned()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert!(ids(lb).iter().all(|id| id.starts_with("10.0.0.")));
+            for (i, o) in others.iter().enumerate() {
+                assert_eq!(ids(o), vec![format!("other-{i}:80"); 4]);
+            }
+            assert!(ids(lb).iter().all(|id| id.starts_with("10.0.0.")));
+            picked_tx.send(()).unwrap();
+            updated_rx.recv().unwrap();
+            assert_eq!(ids(lb), vec!["new:80"; 4]);
+            assert_eq!(ids(&others[11]), vec!["other-11:80"; 4]);
+        });
+        picked_rx.recv().unwrap();
+        lb.update(
+            vec![BackendSpec::new("new:80", 1)],
+            config(StrategyKind::RoundRobin),
+        )
+        .unwrap();
+        updated_tx.send(()).unwrap();
+    });
+    assert!(lb.backends().iter().all(|b| b.in_flight() == 0));
+}
