@@ -48,13 +48,20 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
 /// assert!(h.contains_key("x-kept"));
 /// ```
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the (few) names instead of a lookup per hop-by-hop name:
-    // most requests and responses carry none.
+    // One pass over the (few) names, noting which hop-by-hop names are present;
+    // then only those are removed (every `remove` hashes its name). Most requests
+    // carry none; most responses carry only `Connection: keep-alive`.
     let hop = fixed_hop_by_hop();
-    if !headers.keys().any(|k| hop.contains(&k)) {
+    let mut present = 0u16;
+    for k in headers.keys() {
+        if let Some(i) = hop_index(k) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present & 1 != 0 && !only_close_or_keep_alive(headers) {
         // Only allocates when the Connection header names extra headers.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -69,9 +76,35 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in fixed_hop_by_hop() {
-        headers.remove(name);
+    for (i, name) in hop.into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
+}
+
+/// Position of `name` in [`fixed_hop_by_hop`] (`Connection` is 0).
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+
+/// Every `Connection` value is just `keep-alive` or `close` (names no other header).
+fn only_close_or_keep_alive(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().all(|v| {
+        let v = v.as_bytes();
+        v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+    })
 }
 
 /// Set `X-Forwarded-For` (appending the client), `X-Forwarded-Proto` and
@@ -149,6 +182,45 @@ mod tests {
         assert_eq!(
             h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             vec!["host"]
+        );
+    }
+
+    #[test]
+    fn strips_every_fixed_name_and_keeps_the_rest() {
+        let names = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ];
+        for name in names {
+            let mut h = HeaderMap::new();
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static("keep-alive"),
+            );
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(
+                h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+                vec!["x-kept"],
+                "{name}"
+            );
+        }
+        // A Connection header that is only keep-alive/close names nothing else.
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("Keep-Alive"));
+        h.append("connection", HeaderValue::from_static("close"));
+        h.insert("close", HeaderValue::from_static("kept"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["close"]
         );
     }
 
