@@ -1,7 +1,7 @@
 //! [`Jump`]: Lamping & Veach's jump consistent hash over a node list.
-use crate::error::{node_name, Error};
+use crate::error::Error;
 use crate::hash::hash_key;
-use crate::placement::{check_unique, Placement};
+use crate::placement::{check_unique, position_of, push_unique, Placement};
 
 /// Jump consistent hash: bucket of a 64-bit key among `buckets` buckets.
 ///
@@ -68,24 +68,12 @@ impl<N: AsRef<[u8]>> Jump<N> {
 
     /// Append a node as the next bucket.
     pub fn add(&mut self, node: N) -> Result<(), Error> {
-        if self.nodes.iter().any(|n| n.as_ref() == node.as_ref()) {
-            return Err(Error::DuplicateNode {
-                node: node_name(node.as_ref()),
-            });
-        }
-        self.nodes.push(node);
-        Ok(())
+        push_unique(&mut self.nodes, node)
     }
 
     /// Remove a node: the last node takes over its bucket.
     pub fn remove(&mut self, node: &[u8]) -> Result<N, Error> {
-        let i = self
-            .nodes
-            .iter()
-            .position(|n| n.as_ref() == node)
-            .ok_or_else(|| Error::UnknownNode {
-                node: node_name(node),
-            })?;
+        let i = position_of(&self.nodes, node)?;
         Ok(self.nodes.swap_remove(i))
     }
 

@@ -1,7 +1,7 @@
 //! [`Modulo`]: `hash(key) mod n`, the baseline that moves almost every key on resize.
-use crate::error::{node_name, Error};
+use crate::error::Error;
 use crate::hash::hash_key;
-use crate::placement::{check_unique, Placement};
+use crate::placement::{check_unique, position_of, push_unique, Placement};
 
 /// `XXH3_64(key) mod n` over a node list. Even load, but adding one node to
 /// `n` moves about `n / (n + 1)` of all keys: the comparison point that
@@ -37,24 +37,12 @@ impl<N: AsRef<[u8]>> Modulo<N> {
 
     /// Append a node.
     pub fn add(&mut self, node: N) -> Result<(), Error> {
-        if self.nodes.iter().any(|n| n.as_ref() == node.as_ref()) {
-            return Err(Error::DuplicateNode {
-                node: node_name(node.as_ref()),
-            });
-        }
-        self.nodes.push(node);
-        Ok(())
+        push_unique(&mut self.nodes, node)
     }
 
     /// Remove a node; later nodes shift down by one.
     pub fn remove(&mut self, node: &[u8]) -> Result<N, Error> {
-        let i = self
-            .nodes
-            .iter()
-            .position(|n| n.as_ref() == node)
-            .ok_or_else(|| Error::UnknownNode {
-                node: node_name(node),
-            })?;
+        let i = position_of(&self.nodes, node)?;
         Ok(self.nodes.remove(i))
     }
 

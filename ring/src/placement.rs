@@ -44,6 +44,27 @@ where
     }
 }
 
+/// Append `node` to a plain node list unless a node with the same bytes is there.
+pub(crate) fn push_unique<N: AsRef<[u8]>>(nodes: &mut Vec<N>, node: N) -> Result<(), crate::Error> {
+    if nodes.iter().any(|n| n.as_ref() == node.as_ref()) {
+        return Err(crate::Error::DuplicateNode {
+            node: crate::error::node_name(node.as_ref()),
+        });
+    }
+    nodes.push(node);
+    Ok(())
+}
+
+/// Index of the node with these bytes in a plain node list.
+pub(crate) fn position_of<N: AsRef<[u8]>>(nodes: &[N], node: &[u8]) -> Result<usize, crate::Error> {
+    nodes
+        .iter()
+        .position(|n| n.as_ref() == node)
+        .ok_or_else(|| crate::Error::UnknownNode {
+            node: crate::error::node_name(node),
+        })
+}
+
 /// Error if any weight is 0.
 pub(crate) fn check_weights<N: AsRef<[u8]>>(nodes: &[(N, u32)]) -> Result<(), crate::Error> {
     match nodes.iter().find(|(_, w)| *w == 0) {
