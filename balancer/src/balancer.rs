@@ -1,6 +1,6 @@
 //! The [`Balancer`]: an `ArcSwap` snapshot of backends + strategy, the [`Pick`] guard and failover [`Candidates`].
 use crate::config::validate_specs;
-use crate::strategy::{self, Filter, Strategy};
+use crate::strategy::{self, Built, Filter};
 use crate::{Backend, BackendSpec, BalancerConfig, Clock, Error, StrategyKind, SystemClock};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -71,7 +71,7 @@ struct Shared {
 struct Snapshot {
     backends: Vec<Arc<Backend>>,
     by_id: HashMap<String, usize>,
-    strategy: Box<dyn Strategy>,
+    strategy: Built,
     config: BalancerConfig,
     shared: Arc<Shared>,
 }
@@ -97,10 +97,26 @@ impl Snapshot {
         b.eject(policy, reason);
     }
 
+    #[inline]
     fn pick_index(&self, ctx: &RequestCtx<'_>) -> Option<(usize, Filter)> {
-        if let Some(i) = self.strategy.pick(&self.backends, ctx, Filter::Available) {
-            return Some((i, Filter::Available));
+        match self.strategy.pick(&self.backends, ctx, Filter::Available) {
+            Some(i) => Some((i, Filter::Available)),
+            None => self.pick_any(ctx),
         }
+    }
+
+    /// Pick from `snap` and count the request in flight.
+    #[inline]
+    fn start(snap: &Arc<Snapshot>, ctx: &RequestCtx<'_>) -> Option<Pick> {
+        let snap = Arc::clone(snap);
+        let (index, _) = snap.pick_index(ctx)?;
+        snap.backends[index].start();
+        Some(Pick { snap, index })
+    }
+
+    /// Nothing is available: every backend in panic mode, else none.
+    #[cold]
+    fn pick_any(&self, ctx: &RequestCtx<'_>) -> Option<(usize, Filter)> {
         if self.config.panic_mode {
             return self
                 .strategy
@@ -184,8 +200,9 @@ impl Balancer {
         })
     }
 
-    /// The current snapshot, from this thread's cache when it is up to date.
-    #[inline]
+    /// The current snapshot, from this thread's cache when it is up to date (the
+    /// path of a cache miss in `pick`: refreshes the cache).
+    #[cold]
     fn current(&self) -> Arc<Snapshot> {
         // Acquire pairs with the Release bump in `update`: a thread that sees generation
         // g also sees the snapshot stored before g was published.
@@ -225,10 +242,18 @@ impl Balancer {
     /// available (and `panic_mode` is off).
     #[inline]
     pub fn pick(&self, ctx: &RequestCtx<'_>) -> Option<Pick> {
-        let snap = self.current();
-        let (index, _) = snap.pick_index(ctx)?;
-        snap.backends[index].start();
-        Some(Pick { snap, index })
+        // Acquire pairs with the Release bump in `update` (see `current`).
+        let generation = self.generation.load(Ordering::Acquire);
+        // Hit: pick on the cached snapshot by reference and clone it only for the guard.
+        let hit = SNAPSHOTS.try_with(|cache| {
+            let cache = cache.try_borrow().ok()?;
+            let e = cache.iter().find(|e| e.0 == self.id && e.1 == generation)?;
+            Some(Snapshot::start(&e.2, ctx))
+        });
+        match hit {
+            Ok(Some(pick)) => pick,
+            _ => Snapshot::start(&self.current(), ctx),
+        }
     }
 
     /// Failover order: the first item is what [`pick`](Self::pick) would choose, then
@@ -449,7 +474,7 @@ impl Pick {
     /// The request failed (e.g. 5xx or timeout): counts toward passive ejection.
     pub fn failure(self) {
         let streak = self.backend().record_failure();
-        self.snap.strategy.on_failure(self.index);
+        self.snap.strategy.as_dyn().on_failure(self.index);
         let need = self.snap.config.ejection.consecutive_failures;
         if need > 0 && streak >= need {
             self.snap.try_eject(self.index, "consecutive failures");
@@ -459,7 +484,7 @@ impl Pick {
     /// The connection was refused: ejects at once (within `max_percent`).
     pub fn connect_refused(self) {
         self.backend().record_failure();
-        self.snap.strategy.on_failure(self.index);
+        self.snap.strategy.as_dyn().on_failure(self.index);
         self.snap.try_eject(self.index, "connection refused");
     }
 }
@@ -505,6 +530,7 @@ impl Iterator for Candidates {
             i
         } else {
             snap.strategy
+                .as_dyn()
                 .next_candidate(&snap.backends, &ctx, self.filter, &self.tried)?
         };
         self.tried.push(index);

