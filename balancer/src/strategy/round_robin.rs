@@ -1,4 +1,4 @@
-//! Round robin: an atomic cursor over the backend list.
+//! Round robin: a shared cursor (relaxed load and store) over the backend list.
 use super::{first_from, Cursor, Filter, Strategy};
 use crate::{Backend, RequestCtx, StrategyKind};
 use std::sync::Arc;

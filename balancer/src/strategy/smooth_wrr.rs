@@ -5,7 +5,7 @@
 //! peer's `current` grows by its `effective` weight, the largest `current` wins and
 //! gives back the total. Weights {5, 1, 1} yield `a a b a c a a`. Its sequence is
 //! periodic with period `sum(weights)` as long as the weights are constant, so we
-//! precompute one period and index it with a relaxed atomic cursor: lock-free.
+//! precompute one period and index it with a shared cursor (relaxed load and store): lock-free.
 //!
 //! On a failure nginx lowers the peer's `effective` weight by `weight / max_fails`
 //! and raises it by one on every pick until it is back to `weight`. While any peer is
