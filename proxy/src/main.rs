@@ -1,6 +1,12 @@
 //! The `ringleader` binary: parse arguments, start tracing, hand over to the library.
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: a proxy allocates and frees small
+/// buffers, header maps and futures on every request, and glibc's malloc spent
+/// about 12% of ringleader's user time on them (perf, wrk -c64 on loopback).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = ringleader_proxy::cli::Cli::parse();
     ringleader_proxy::cli::init_tracing(&cli);
