@@ -4,6 +4,7 @@ use crate::strategy::{self, Built, Filter};
 use crate::{Backend, BackendSpec, BalancerConfig, Clock, Error, StrategyKind, SystemClock};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -200,9 +201,9 @@ impl Balancer {
         })
     }
 
-    /// The current snapshot, from this thread's cache when it is up to date (the
-    /// path of a cache miss in `pick`: refreshes the cache).
-    #[cold]
+    /// The current snapshot, from this thread's cache when it is up to date
+    /// (refreshes the cache on a miss).
+    #[inline(never)]
     fn current(&self) -> Arc<Snapshot> {
         // Acquire pairs with the Release bump in `update`: a thread that sees generation
         // g also sees the snapshot stored before g was published.
@@ -262,9 +263,11 @@ impl Balancer {
     /// is a candidate.
     pub fn candidates(&self, ctx: &RequestCtx<'_>) -> Candidates {
         Candidates {
-            snap: self.snapshot.load_full(),
+            // The per-thread cache: one `Arc` increment on a hit (the proxy calls this
+            // once per request).
+            snap: self.current(),
             key: ctx.key().map(Box::from),
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             filter: Filter::Available,
         }
     }
@@ -500,7 +503,8 @@ impl Drop for Pick {
 pub struct Candidates {
     snap: Arc<Snapshot>,
     key: Option<Box<[u8]>>,
-    tried: Vec<usize>,
+    /// Inline up to four (attempts are few): no allocation per request.
+    tried: SmallVec<[usize; 4]>,
     filter: Filter,
 }
 
