@@ -211,14 +211,23 @@ impl Balancer {
         SNAPSHOTS
             .try_with(|cache| {
                 let mut cache = cache.try_borrow_mut().ok()?;
-                if let Some(e) = cache.iter().find(|e| e.0 == self.id && e.1 == generation) {
-                    return Some(Arc::clone(&e.2));
+                if let Some(snap) = self.cached(&cache, generation) {
+                    return Some(Arc::clone(snap));
                 }
                 Some(self.refresh(&mut cache, generation))
             })
             .ok()
             .flatten()
             .unwrap_or_else(|| self.snapshot.load_full())
+    }
+
+    /// This balancer's snapshot in `cache` if it is of `generation`.
+    #[inline]
+    fn cached<'c>(&self, cache: &'c [CacheEntry], generation: u64) -> Option<&'c Arc<Snapshot>> {
+        cache
+            .iter()
+            .find(|e| e.0 == self.id && e.1 == generation)
+            .map(|e| &e.2)
     }
 
     /// Load the snapshot into this thread's cache (replacing this balancer's entry, or
@@ -248,8 +257,7 @@ impl Balancer {
         // Hit: pick on the cached snapshot by reference and clone it only for the guard.
         let hit = SNAPSHOTS.try_with(|cache| {
             let cache = cache.try_borrow().ok()?;
-            let e = cache.iter().find(|e| e.0 == self.id && e.1 == generation)?;
-            Some(Snapshot::start(&e.2, ctx))
+            Some(Snapshot::start(self.cached(&cache, generation)?, ctx))
         });
         match hit {
             Ok(Some(pick)) => pick,
