@@ -60,13 +60,7 @@ async fn concurrent(
 #[tokio::test]
 async fn round_robin_spreads_evenly() {
     let b = backends(3).await;
-    let s = start(config(
-        "",
-        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
-        "strategy = \"round_robin\"",
-        "",
-    ))
-    .await;
+    let s = start(equal_three(&b, "strategy = \"round_robin\"", "")).await;
     let seen = sequential(30, s.proxy_addr(), &[]).await;
     assert_eq!(
         seen.values().copied().collect::<Vec<_>>(),
@@ -96,13 +90,7 @@ async fn weighted_round_robin_follows_weights() {
 #[tokio::test]
 async fn random_reaches_every_backend() {
     let b = backends(3).await;
-    let s = start(config(
-        "",
-        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
-        "strategy = \"random\"",
-        "",
-    ))
-    .await;
+    let s = start(equal_three(&b, "strategy = \"random\"", "")).await;
     let seen = sequential(90, s.proxy_addr(), &[]).await;
     // Binomial(90, 1/3): fewer than 10 or more than 55 is a >4 sigma event.
     for name in ["b0", "b1", "b2"] {
@@ -114,9 +102,8 @@ async fn random_reaches_every_backend() {
 #[tokio::test]
 async fn consistent_hash_keeps_a_key_on_one_backend() {
     let b = backends(3).await;
-    let s = start(config(
-        "",
-        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+    let s = start(equal_three(
+        &b,
         "strategy = \"consistent_hash\"\nhash_key = \"header:x-user-id\"",
         "",
     ))
@@ -143,13 +130,7 @@ async fn consistent_hash_keeps_a_key_on_one_backend() {
 async fn slow_backend_gets_less(strategy: &str, concurrency: usize) {
     let b = backends(3).await;
     b[0].set_delay(Duration::from_millis(60));
-    let s = start(config(
-        "",
-        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
-        &format!("strategy = \"{strategy}\""),
-        "",
-    ))
-    .await;
+    let s = start(equal_three(&b, &format!("strategy = \"{strategy}\""), "")).await;
     let statuses = concurrent(concurrency, 30, s.proxy_addr()).await;
     assert!(statuses.iter().all(|s| *s == 200));
     let total = (concurrency * 30) as u64;
@@ -164,13 +145,7 @@ async fn slow_backend_gets_less(strategy: &str, concurrency: usize) {
 #[tokio::test]
 async fn least_response_time_tries_every_backend() {
     let b = backends(3).await;
-    let s = start(config(
-        "",
-        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
-        "strategy = \"least_response_time\"",
-        "",
-    ))
-    .await;
+    let s = start(equal_three(&b, "strategy = \"least_response_time\"", "")).await;
     let seen = sequential(30, s.proxy_addr(), &[]).await;
     assert_eq!(
         seen.len(),
@@ -200,13 +175,7 @@ async fn power_of_two_avoids_the_slow_backend() {
 async fn killing_a_backend_under_load_fails_no_request_and_it_comes_back() {
     let b = backends(3).await;
     let tail = format!("{FAST_HEALTH}[upstream.app.passive]\nejection_time = \"300ms\"\nmax_ejection_time = \"1s\"\n");
-    let s = start(config(
-        "",
-        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
-        "strategy = \"round_robin\"",
-        &tail,
-    ))
-    .await;
+    let s = start(equal_three(&b, "strategy = \"round_robin\"", &tail)).await;
     let addr = s.proxy_addr();
     let done = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
@@ -367,12 +336,7 @@ async fn retries_go_to_a_different_backend() {
     let b = backends(3).await;
     b[0].set_failing(Some(StatusCode::INTERNAL_SERVER_ERROR));
     b[1].set_failing(Some(StatusCode::SERVICE_UNAVAILABLE));
-    let s = start(config(
-        "",
-        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
-        "strategy = \"random\"",
-        "[upstream.app.passive]\nmax_ejection_percent = 0\n[upstream.app.retry]\nattempts = 2\non = [\"5xx\"]\n",
-    ))
+    let s = start(equal_three(&b, "strategy = \"random\"", "[upstream.app.passive]\nmax_ejection_percent = 0\n[upstream.app.retry]\nattempts = 2\non = [\"5xx\"]\n"))
     .await;
     let c = client();
     for i in 0..30 {

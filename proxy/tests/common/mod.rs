@@ -45,6 +45,16 @@ pub fn config(
     Config::from_toml_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// [`config`] over the first three of `b`, each at weight 1, no server settings.
+pub fn equal_three(b: &[DemoBackend], upstream_extra: &str, tail: &str) -> Config {
+    config(
+        "",
+        &[(&b[0], 1), (&b[1], 1), (&b[2], 1)],
+        upstream_extra,
+        tail,
+    )
+}
+
 /// Bind a proxy for `cfg`.
 pub async fn start(cfg: Config) -> Server {
     Server::bind(cfg).await.unwrap()
