@@ -2,6 +2,7 @@
 use crate::clock::saturating_ns;
 use crate::ewma::PeakEwma;
 use crate::health::{Ejected, HealthCell};
+use crate::table::{LoadTable, Slot};
 use crate::{BackendSpec, BalancerConfig, Clock, EjectionPolicy, Health, HealthPolicy};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -50,6 +51,11 @@ pub struct Backend {
     decay_bits: AtomicU64,
     clock: Arc<dyn Clock>,
     epoch: Instant,
+    /// Place in the balancer's load table (`None` when the table was full).
+    slot: Option<Slot>,
+    /// `LRT_BIAS + EWMA key - ln(weight)` as `f64` bits: the part of the table cost
+    /// that does not change with in-flight (see [`Self::refresh_lrt`]).
+    lrt_base: AtomicU64,
 }
 
 impl fmt::Debug for Backend {
@@ -74,9 +80,10 @@ impl Backend {
         clock: Arc<dyn Clock>,
         epoch: Instant,
         created_ns: u64,
+        slot: Option<Slot>,
     ) -> Self {
         let decay = decay_ns(config);
-        Self {
+        let b = Self {
             requests: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             ewma: PeakEwma::new(config.default_rtt.as_nanos() as f64, created_ns, decay),
@@ -88,7 +95,11 @@ impl Backend {
             decay_bits: AtomicU64::new(decay.to_bits()),
             clock,
             epoch,
-        }
+            slot,
+            lrt_base: AtomicU64::new(0),
+        };
+        b.refresh_lrt_base();
+        b
     }
 
     /// Apply a new weight and EWMA settings at `now_ns` (statistics are kept).
@@ -100,6 +111,7 @@ impl Backend {
             self.ewma.reconfigure(now_ns, old, new, default);
             self.decay_bits.store(new.to_bits(), Relaxed);
         }
+        self.refresh_lrt_base();
     }
 
     /// The stable id.
@@ -222,6 +234,83 @@ impl Backend {
         self.ewma
             .observe(latency.as_nanos() as f64, self.now_ns(), self.decay_ns());
         self.health.record_success();
+        self.refresh_lrt_base();
+    }
+
+    // ---- the load table (see `table.rs`) ----
+
+    /// The table and slot, if this backend has one.
+    #[inline]
+    pub(crate) fn slot(&self) -> Option<(&Arc<LoadTable>, usize)> {
+        self.slot.as_ref().map(Slot::at)
+    }
+
+    /// Count a least-connections pick of `amount` (`lcm / weight`) in the table.
+    #[inline]
+    pub(crate) fn lc_add(&self, amount: u32) {
+        if let Some(s) = &self.slot {
+            s.lc_add(amount);
+        }
+    }
+
+    /// End a least-connections pick counted with [`Self::lc_add`].
+    #[inline]
+    pub(crate) fn lc_sub(&self, amount: u32) {
+        if let Some(s) = &self.slot {
+            s.lc_sub(amount);
+        }
+    }
+
+    /// Rewrite the least-response-time word: `lrt_base + ln(in_flight + 1)`. A racing
+    /// change of an input makes the writer that sees it write again, so once the
+    /// backend is quiet the word is exact (bounded: a busy backend's word is rewritten
+    /// by its next change anyway).
+    #[inline]
+    pub(crate) fn refresh_lrt(&self) {
+        let Some(s) = &self.slot else { return };
+        let ln = LnTable::get();
+        for _ in 0..4 {
+            let (base, f) = (self.lrt_base.load(Relaxed), self.in_flight());
+            s.store_lrt((f64::from_bits(base) + ln.ln(f + 1)).to_bits());
+            if self.lrt_base.load(Relaxed) == base && self.in_flight() == f {
+                return;
+            }
+        }
+    }
+
+    /// Recompute `lrt_base` after the EWMA or the weight changed, then the word.
+    fn refresh_lrt_base(&self) {
+        if self.slot.is_none() {
+            return;
+        }
+        let ln = LnTable::get();
+        for _ in 0..4 {
+            let (key, w) = (self.ewma.key(), self.weight());
+            // Positive (`ln(weight)` is at most 22.2), so the word's bits order like
+            // the costs. Same order as `latency_cost`.
+            let base = LRT_BIAS + key - ln.ln(u64::from(w));
+            self.lrt_base.store(base.to_bits(), Relaxed);
+            if self.ewma.key().to_bits() == key.to_bits() && self.weight() == w {
+                break;
+            }
+        }
+        self.refresh_lrt();
+    }
+
+    /// After a slow scan: clear this backend's "may be unavailable" flag if it is
+    /// available again (its ejection ended), so scans go back to the table.
+    pub(crate) fn sync_flag(&self) {
+        if let Some(s) = &self.slot {
+            if s.flagged() && self.is_available() {
+                s.unflag_if(|| self.is_available());
+            }
+        }
+    }
+
+    fn flag(&self) {
+        if let Some(s) = &self.slot {
+            s.flag();
+        }
     }
 
     /// Count a failure; returns the consecutive-failure streak.
@@ -238,6 +327,7 @@ impl Backend {
     /// Eject now (the caller checked the group allowance).
     pub(crate) fn eject(&self, policy: &EjectionPolicy, reason: &'static str) {
         if let Ejected::For(time) = self.health.eject(self.now_ns(), policy) {
+            self.flag();
             warn!(backend = %self.id, ?time, reason, "backend ejected");
         }
     }
@@ -250,6 +340,7 @@ impl Backend {
                 true
             }
             Some(false) => {
+                self.flag();
                 warn!(backend = %self.id, "backend down (active checks fail)");
                 true
             }
@@ -257,6 +348,9 @@ impl Backend {
         }
     }
 }
+
+/// Added to every table cost to keep it positive (see [`Backend::refresh_lrt`]).
+pub(crate) const LRT_BIAS: f64 = 64.0;
 
 fn decay_ns(config: &BalancerConfig) -> f64 {
     (config.ewma_decay.as_nanos() as f64).max(1.0)

@@ -1,6 +1,7 @@
 //! The [`Balancer`]: an `ArcSwap` snapshot of backends + strategy, the [`Pick`] guard and failover [`Candidates`].
 use crate::config::validate_specs;
-use crate::strategy::{self, Built, Filter};
+use crate::strategy::{self, Acct, Built, Filter};
+use crate::table::{LoadTable, MIN_SLOTS};
 use crate::{Backend, BackendSpec, BalancerConfig, Clock, Error, StrategyKind, SystemClock};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -66,6 +67,8 @@ struct Shared {
     eject_lock: Mutex<()>,
     /// Serializes `update` calls (readers never take it).
     update_lock: Mutex<()>,
+    /// Slots of the least-* strategies' load words (`table.rs`).
+    table: Arc<LoadTable>,
 }
 
 /// One immutable view: backends in config order, the strategy built for them, the config.
@@ -111,8 +114,10 @@ impl Snapshot {
     fn start(snap: &Arc<Snapshot>, ctx: &RequestCtx<'_>) -> Option<Pick> {
         let snap = Arc::clone(snap);
         let (index, _) = snap.pick_index(ctx)?;
-        snap.backends[index].start();
-        Some(Pick { snap, index })
+        let backend = &snap.backends[index];
+        backend.start();
+        let acct = snap.strategy.account(index, backend);
+        Some(Pick::new(snap, index, acct))
     }
 
     /// Nothing is available: every backend in panic mode, else none.
@@ -191,6 +196,7 @@ impl Balancer {
             epoch,
             eject_lock: Mutex::new(()),
             update_lock: Mutex::new(()),
+            table: LoadTable::new(MIN_SLOTS.max(2 * specs.len())),
         });
         let snap = build_snapshot(&shared, &specs, config, &HashMap::new(), None)?;
         Ok(Self {
@@ -397,6 +403,7 @@ fn build_snapshot(
                 shared.clock.clone(),
                 shared.epoch,
                 now_ns,
+                shared.table.alloc(),
             )),
         })
         .collect();
@@ -452,29 +459,41 @@ fn build_snapshot(
 #[must_use = "a Pick counts a request in flight until it is finished or dropped"]
 pub struct Pick {
     snap: Arc<Snapshot>,
-    index: usize,
+    /// The index (low 32 bits) and the [`Acct`] (high 32 bits) in one word: a guard of
+    /// two words (a pointer and an integer) is returned in registers; as a pointer and
+    /// two `u32`s it went through memory, and a pick + drop took 28 instead of 11 ns.
+    packed: u64,
 }
 
 impl fmt::Debug for Pick {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pick")
             .field("backend", &self.backend().id())
-            .field("index", &self.index)
+            .field("index", &self.index())
             .finish()
     }
 }
 
 impl Pick {
+    /// `index` fits in 32 bits: a snapshot holds at most `u32::MAX` backends (validated).
+    #[inline]
+    fn new(snap: Arc<Snapshot>, index: usize, acct: Acct) -> Pick {
+        Pick {
+            snap,
+            packed: index as u64 | u64::from(acct.bits()) << 32,
+        }
+    }
+
     /// The chosen backend.
     #[inline]
     pub fn backend(&self) -> &Arc<Backend> {
-        &self.snap.backends[self.index]
+        &self.snap.backends[self.index()]
     }
 
     /// Position of the backend in the snapshot it was picked from (config order).
     #[inline]
     pub fn index(&self) -> usize {
-        self.index
+        self.packed as u32 as usize
     }
 
     /// The request succeeded after `latency`: feeds the EWMA, resets the failure streak.
@@ -485,25 +504,27 @@ impl Pick {
     /// The request failed (e.g. 5xx or timeout): counts toward passive ejection.
     pub fn failure(self) {
         let streak = self.backend().record_failure();
-        self.snap.strategy.as_dyn().on_failure(self.index);
+        self.snap.strategy.as_dyn().on_failure(self.index());
         let need = self.snap.config.ejection.consecutive_failures;
         if need > 0 && streak >= need {
-            self.snap.try_eject(self.index, "consecutive failures");
+            self.snap.try_eject(self.index(), "consecutive failures");
         }
     }
 
     /// The connection was refused: ejects at once (within `max_percent`).
     pub fn connect_refused(self) {
         self.backend().record_failure();
-        self.snap.strategy.as_dyn().on_failure(self.index);
-        self.snap.try_eject(self.index, "connection refused");
+        self.snap.strategy.as_dyn().on_failure(self.index());
+        self.snap.try_eject(self.index(), "connection refused");
     }
 }
 
 impl Drop for Pick {
     #[inline]
     fn drop(&mut self) {
-        self.snap.backends[self.index].finish();
+        let backend = &self.snap.backends[self.index()];
+        backend.finish();
+        Acct::from_bits((self.packed >> 32) as u32).settle(backend);
     }
 }
 
@@ -546,10 +567,9 @@ impl Iterator for Candidates {
                 .next_candidate(&snap.backends, &ctx, self.filter, &self.tried)?
         };
         self.tried.push(index);
-        snap.backends[index].start();
-        Some(Pick {
-            snap: Arc::clone(snap),
-            index,
-        })
+        let backend = &snap.backends[index];
+        backend.start();
+        let acct = snap.strategy.account(index, backend);
+        Some(Pick::new(Arc::clone(snap), index, acct))
     }
 }

@@ -296,6 +296,9 @@ pub(crate) fn validate_specs(specs: &[BackendSpec]) -> Result<(), Error> {
     if specs.is_empty() {
         return Err(Error::NoBackends);
     }
+    if u32::try_from(specs.len()).is_err() {
+        return Err(Error::TooManyBackends { count: specs.len() });
+    }
     let mut seen = HashSet::with_capacity(specs.len());
     for spec in specs {
         if spec.id.is_empty() {

@@ -14,6 +14,12 @@ pub enum Error {
     /// The backend set is empty.
     #[error("the backend set is empty: configure at least one backend")]
     NoBackends,
+    /// More backends than a balancer indexes (`u32::MAX`).
+    #[error("{count} backends: a balancer holds at most 4294967295")]
+    TooManyBackends {
+        /// How many were given.
+        count: usize,
+    },
     /// A backend has weight zero.
     #[error("backend `{id}` has weight 0: weights must be at least 1")]
     ZeroWeight {

@@ -43,6 +43,7 @@ mod ewma;
 mod health;
 pub mod sim;
 mod strategy;
+mod table;
 
 pub use backend::Backend;
 pub use balancer::{Balancer, Candidates, Pick, RequestCtx};

@@ -86,6 +86,16 @@ pub(crate) enum Built {
 }
 
 impl Built {
+    /// Count a pick of `backends[index]` (already started) in the load table.
+    #[inline]
+    pub(crate) fn account(&self, index: usize, backend: &Backend) -> Acct {
+        match self {
+            Built::LeastConnections(s) => s.account(index, backend),
+            Built::LeastResponseTime(s) => s.account(backend),
+            _ => Acct::NONE,
+        }
+    }
+
     /// The strategy as a trait object (the cold paths).
     pub(crate) fn as_dyn(&self) -> &dyn Strategy {
         match self {
@@ -120,6 +130,52 @@ impl Built {
     }
 }
 
+/// What a pick added to the balancer's load table (`table.rs`), settled when it ends.
+///
+/// One `u32` (0: nothing; `u32::MAX`: least response time; else the least-connections
+/// amount) so that a [`Pick`](crate::Pick) keeps it in the word of its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Acct(u32);
+
+impl Acct {
+    /// Nothing (the strategy does not use the table).
+    pub(crate) const NONE: Acct = Acct(0);
+    /// Least response time: the backend's word follows its in-flight count.
+    pub(crate) const LRT: Acct = Acct(u32::MAX);
+
+    /// Least connections: `amount` (at least 1, below `u32::MAX`) was added to the word.
+    #[inline]
+    pub(crate) const fn lc(amount: u32) -> Acct {
+        Acct(amount)
+    }
+
+    #[inline]
+    pub(crate) const fn bits(self) -> u32 {
+        self.0
+    }
+
+    #[inline]
+    pub(crate) const fn from_bits(bits: u32) -> Acct {
+        Acct(bits)
+    }
+
+    /// The pick of `backend` ended (after its in-flight count was decremented).
+    #[inline]
+    pub(crate) fn settle(self, backend: &Backend) {
+        match self.0 {
+            0 => {}
+            u32::MAX => refresh_lrt(backend),
+            amount => backend.lc_sub(amount),
+        }
+    }
+}
+
+/// Out of line: keeps every guard's drop small enough to inline.
+#[inline(never)]
+fn refresh_lrt(backend: &Backend) {
+    backend.refresh_lrt();
+}
+
 /// Build the strategy `config.strategy` for `backends` (non-empty, validated).
 pub(crate) fn build(backends: &[Arc<Backend>], config: &BalancerConfig) -> Result<Built, Error> {
     let seed = config.seed.unwrap_or_else(rand::random);
@@ -129,10 +185,10 @@ pub(crate) fn build(backends: &[Arc<Backend>], config: &BalancerConfig) -> Resul
             Built::WeightedRoundRobin(WeightedRoundRobin::new(backends, config))
         }
         StrategyKind::LeastConnections => {
-            Built::LeastConnections(LeastConnections::new(backends.len()))
+            Built::LeastConnections(LeastConnections::with_table(backends))
         }
         StrategyKind::LeastResponseTime => {
-            Built::LeastResponseTime(LeastResponseTime::new(backends.len()))
+            Built::LeastResponseTime(LeastResponseTime::with_table(backends))
         }
         StrategyKind::PowerOfTwo => Built::PowerOfTwo(PowerOfTwo::new(config.p2c_load, seed)),
         StrategyKind::Random => Built::Random(Random::new(backends, seed)),
@@ -240,7 +296,7 @@ pub(crate) mod testing {
             .enumerate()
             .map(|(i, &w)| {
                 let spec = BackendSpec::new(format!("b{i}"), w);
-                Arc::new(Backend::new(&spec, &config, clock.clone(), epoch, 0))
+                Arc::new(Backend::new(&spec, &config, clock.clone(), epoch, 0, None))
             })
             .collect();
         (v, clock)

@@ -1,0 +1,378 @@
+//! The load table: per-balancer contiguous arrays of the least-* strategies' load words, so an exact scan reads one word per backend from consecutive memory.
+//!
+//! A least-loaded scan that follows each backend's `Arc` and reads its in-flight,
+//! weight, EWMA and health words costs about 1.7 ns per backend (170 ns at 100). Here
+//! each backend owns a *slot* for its whole life (so picks made on an old snapshot
+//! still settle in the right place after an update), and the slot holds the load
+//! already in comparable form:
+//!
+//! - least connections: the sum, over the backend's outstanding least-connections
+//!   picks, of `lcm(weights) / weight`. Comparing these words is comparing
+//!   `in_flight / weight` exactly, with no multiplication in the scan;
+//! - least response time: the backend's log-space cost
+//!   (`ln(peak EWMA) + ln(in_flight + 1) - ln(weight)`, see `ewma.rs`) as `f64` bits,
+//!   rewritten whenever one of its inputs changes. Costs are kept positive, so their
+//!   bits order like the numbers.
+//!
+//! A snapshot whose backends occupy consecutive slots scans them with [`argmin`] (four
+//! independent minimum chains, then a search for the first minimum from the rotating
+//! start: about 0.35 ns per backend). Any other layout, a backend that may be
+//! unavailable (`flagged`), or a word changed under the scan, and the strategy uses its
+//! exact per-backend scan instead: same answer, slower.
+use parking_lot::Mutex;
+use std::sync::atomic::{fence, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::Arc;
+
+/// Slots a balancer's table holds: at least this many, or twice the first backend set.
+pub(crate) const MIN_SLOTS: usize = 1024;
+
+/// The slots of one balancer.
+#[derive(Debug)]
+pub(crate) struct LoadTable {
+    lc: Box<[AtomicU64]>,
+    lrt: Box<[AtomicU64]>,
+    /// One bit per slot: the backend may be unavailable (down or ejected).
+    flagged: Box<[AtomicU64]>,
+    used: Mutex<Vec<bool>>,
+}
+
+impl LoadTable {
+    /// A table of `slots` slots (rounded up to a multiple of 64).
+    pub(crate) fn new(slots: usize) -> Arc<Self> {
+        let slots = slots.div_ceil(64).max(1) * 64;
+        let words = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
+        Arc::new(Self {
+            lc: words(slots),
+            lrt: words(slots),
+            flagged: words(slots / 64),
+            used: Mutex::new(vec![false; slots]),
+        })
+    }
+
+    /// The lowest free slot, or `None` when the table is full (the backend then has no
+    /// slot and its snapshots scan per backend).
+    pub(crate) fn alloc(self: &Arc<Self>) -> Option<Slot> {
+        let mut used = self.used.lock();
+        let index = used.iter().position(|u| !u)?;
+        used[index] = true;
+        Some(Slot {
+            table: Arc::clone(self),
+            index: index as u32,
+        })
+    }
+
+    /// Least-connections words of slots `lo..lo + n`.
+    #[inline]
+    pub(crate) fn lc_words(&self, lo: usize, n: usize) -> &[AtomicU64] {
+        &self.lc[lo..lo + n]
+    }
+
+    /// Least-response-time words of slots `lo..lo + n`.
+    #[inline]
+    pub(crate) fn lrt_words(&self, lo: usize, n: usize) -> &[AtomicU64] {
+        &self.lrt[lo..lo + n]
+    }
+
+    /// Is any slot of `lo..lo + n` flagged as possibly unavailable?
+    #[cfg(test)]
+    pub(crate) fn any_flagged(&self, lo: usize, n: usize) -> bool {
+        self.flags_of(lo, n).any(self)
+    }
+
+    /// The flag words and masks covering slots `lo..lo + n` (`n >= 1`), for [`FlagRange::any`].
+    pub(crate) fn flags_of(&self, lo: usize, n: usize) -> FlagRange {
+        let hi = lo + n;
+        let (first, last) = (lo / 64, (hi - 1) / 64);
+        let from = lo % 64;
+        let to = hi - last * 64; // 1..=64
+        let head = u64::MAX << from;
+        let tail = if to == 64 { u64::MAX } else { (1u64 << to) - 1 };
+        if first == last {
+            FlagRange {
+                first,
+                last,
+                head: head & tail,
+                tail: head & tail,
+            }
+        } else {
+            FlagRange {
+                first,
+                last,
+                head,
+                tail,
+            }
+        }
+    }
+}
+
+/// Which flag bits a slot range covers: words `first..=last`, the first and last masked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlagRange {
+    first: usize,
+    last: usize,
+    head: u64,
+    tail: u64,
+}
+
+impl FlagRange {
+    /// Is any slot of the range flagged in `table`?
+    #[inline]
+    pub(crate) fn any(&self, table: &LoadTable) -> bool {
+        let f = &table.flagged;
+        if f[self.first].load(Relaxed) & self.head != 0
+            || f[self.last].load(Relaxed) & self.tail != 0
+        {
+            return true;
+        }
+        self.last > self.first + 1
+            && f[self.first + 1..self.last]
+                .iter()
+                .any(|w| w.load(Relaxed) != 0)
+    }
+}
+
+/// A backend's place in its balancer's [`LoadTable`]; freed when the backend is dropped
+/// (no snapshot and no pick holds it any more).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    table: Arc<LoadTable>,
+    index: u32,
+}
+
+impl Slot {
+    /// The table and position.
+    #[inline]
+    pub(crate) fn at(&self) -> (&Arc<LoadTable>, usize) {
+        (&self.table, self.index as usize)
+    }
+
+    #[inline]
+    pub(crate) fn lc_add(&self, amount: u32) {
+        self.table.lc[self.index as usize].fetch_add(u64::from(amount), Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn lc_sub(&self, amount: u32) {
+        self.table.lc[self.index as usize].fetch_sub(u64::from(amount), Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn store_lrt(&self, bits: u64) {
+        self.table.lrt[self.index as usize].store(bits, Relaxed);
+    }
+
+    fn flag_bit(&self) -> (&AtomicU64, u64) {
+        let i = self.index as usize;
+        (&self.table.flagged[i / 64], 1 << (i % 64))
+    }
+
+    pub(crate) fn flagged(&self) -> bool {
+        let (w, bit) = self.flag_bit();
+        w.load(Relaxed) & bit != 0
+    }
+
+    /// Mark the backend possibly unavailable. Call *after* the health change: the fence
+    /// pairs with the one in [`Self::unflag_if`], so a concurrent clear cannot miss it.
+    pub(crate) fn flag(&self) {
+        fence(SeqCst);
+        let (w, bit) = self.flag_bit();
+        w.fetch_or(bit, SeqCst);
+    }
+
+    /// Clear the flag, then keep it cleared only if `available()` (read after the clear)
+    /// still says so: a health change racing with the clear leaves the flag set.
+    pub(crate) fn unflag_if(&self, available: impl Fn() -> bool) {
+        let (w, bit) = self.flag_bit();
+        w.fetch_and(!bit, SeqCst);
+        fence(SeqCst);
+        if !available() {
+            w.fetch_or(bit, SeqCst);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let i = self.index as usize;
+        self.table.lc[i].store(0, Relaxed);
+        self.table.lrt[i].store(0, Relaxed);
+        let (w, bit) = self.flag_bit();
+        w.fetch_and(!bit, Relaxed);
+        self.table.used.lock()[i] = false;
+    }
+}
+
+/// Position of the smallest word, ties to the first at or after `start` going round
+/// (round robin among equals, like the per-backend scans).
+///
+/// One pass over the rotated order in four independent chains, each keeping its
+/// smallest word and where it first saw it, then the best of the four. A chain's
+/// minimum improves about `ln(len / 4)` times per scan, so its branch is well
+/// predicted; branch-free selects cost more per word (measured: 76 against 57-61 ns at
+/// 100 backends). Searching for the minimum in a second pass instead costs a
+/// mispredicted loop exit at a different place every pick (69 ns). Out of line so its
+/// code does not depend on the caller's.
+#[inline(never)]
+pub(crate) fn argmin(words: &[AtomicU64], start: usize) -> Option<usize> {
+    let n = words.len();
+    let start = if start < n { start } else { 0 };
+    let mut mins = [u64::MAX; 4];
+    let mut at = [usize::MAX; 4];
+    let (head, tail) = words.split_at(start);
+    lanes(tail, 0, &mut mins, &mut at);
+    lanes(head, tail.len(), &mut mins, &mut at);
+    let mut best = 0;
+    for k in 1..4 {
+        if mins[k] < mins[best] || (mins[k] == mins[best] && at[k] < at[best]) {
+            best = k;
+        }
+    }
+    // `at` holds positions in rotated order.
+    let r = at[best];
+    (r < n).then(|| {
+        if r < tail.len() {
+            start + r
+        } else {
+            r - tail.len()
+        }
+    })
+}
+
+/// Fold `words` (rotated positions `base..`) into the four chains.
+#[inline(always)]
+fn lanes(words: &[AtomicU64], base: usize, mins: &mut [u64; 4], at: &mut [usize; 4]) {
+    let chunks = words.chunks_exact(4);
+    let rest = chunks.remainder();
+    let mut pos = base;
+    for c in chunks {
+        for k in 0..4 {
+            let w = c[k].load(Relaxed);
+            if w < mins[k] {
+                mins[k] = w;
+                at[k] = pos + k;
+            }
+        }
+        pos += 4;
+    }
+    for (k, w) in rest.iter().enumerate() {
+        let w = w.load(Relaxed);
+        if w < mins[k] {
+            mins[k] = w;
+            at[k] = pos + k;
+        }
+    }
+}
+
+/// [`argmin`] for words with many ties (least connections): the minimum in four
+/// chains, then a search for its first occurrence from `start`, which ties end early.
+/// `None` if the words changed between the passes so that the minimum is gone.
+#[inline]
+pub(crate) fn argmin_ties(words: &[AtomicU64], start: usize) -> Option<usize> {
+    let n = words.len();
+    let start = if start < n { start } else { 0 };
+    let mut mins = [u64::MAX; 4];
+    let chunks = words.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, w) in mins.iter_mut().zip(c) {
+            *m = (*m).min(w.load(Relaxed));
+        }
+    }
+    let mut min = mins[0].min(mins[1]).min(mins[2].min(mins[3]));
+    for w in rest {
+        min = min.min(w.load(Relaxed));
+    }
+    let (head, tail) = words.split_at(start);
+    if let Some(i) = tail.iter().position(|w| w.load(Relaxed) == min) {
+        return Some(start + i);
+    }
+    head.iter().position(|w| w.load(Relaxed) == min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(v: &[u64]) -> Vec<AtomicU64> {
+        v.iter().map(|&x| AtomicU64::new(x)).collect()
+    }
+
+    /// The per-element definition: first minimum in rotated order.
+    fn naive(v: &[u64], start: usize) -> usize {
+        let n = v.len();
+        let mut best = start % n;
+        for k in 1..n {
+            let i = (start + k) % n;
+            if v[i] < v[best] {
+                best = i;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn argmin_is_the_first_minimum_from_start() {
+        let mut seed = 0x1234_5678_u64;
+        for n in [
+            1usize, 2, 3, 4, 5, 7, 8, 9, 63, 64, 65, 100, 127, 128, 129, 300,
+        ] {
+            for _ in 0..50 {
+                let v: Vec<u64> = (0..n)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        (seed >> 33) % 4
+                    })
+                    .collect();
+                let high = v.clone();
+                let (w, wh) = (words(&v), words(&high));
+                for start in 0..n {
+                    let expect = Some(naive(&v, start));
+                    assert_eq!(argmin_ties(&w, start), expect, "{v:?} {start}");
+                    assert_eq!(argmin(&wh, start), expect, "{v:?} {start}");
+                }
+            }
+        }
+        // A start out of range counts from 0.
+        assert_eq!(argmin_ties(&words(&[5, 1, 1]), 7), Some(1));
+        assert_eq!(argmin(&words(&[5, 1, 1]), 7), Some(1));
+        assert_eq!(argmin(&[], 0), None);
+    }
+
+    #[test]
+    fn slots_are_lowest_free_first_and_freed_clean() {
+        let t = LoadTable::new(3);
+        let a = t.alloc().unwrap();
+        let b = t.alloc().unwrap();
+        assert_eq!((a.at().1, b.at().1), (0, 1));
+        a.lc_add(6);
+        a.store_lrt(7);
+        a.flag();
+        assert!(a.flagged() && t.any_flagged(0, 1) && !t.any_flagged(1, 1));
+        drop(a);
+        let c = t.alloc().unwrap();
+        assert_eq!(c.at().1, 0);
+        assert!(!c.flagged());
+        assert_eq!(t.lc_words(0, 1)[0].load(Relaxed), 0);
+        assert_eq!(t.lrt_words(0, 1)[0].load(Relaxed), 0);
+        // 64 slots in all: the rest are taken, then the table is full.
+        let rest: Vec<_> = (0..62).map(|_| t.alloc().unwrap()).collect();
+        assert!(t.alloc().is_none());
+        drop(rest);
+    }
+
+    #[test]
+    fn flags_cover_ranges_across_words_and_clear_only_when_available() {
+        let t = LoadTable::new(200);
+        let slots: Vec<_> = (0..200).map(|_| t.alloc().unwrap()).collect();
+        slots[130].flag();
+        assert!(t.any_flagged(100, 31) && t.any_flagged(130, 1) && t.any_flagged(0, 200));
+        assert!(!t.any_flagged(0, 130) && !t.any_flagged(131, 69));
+        slots[5].flag();
+        assert!(t.any_flagged(5, 1) && t.any_flagged(0, 6) && !t.any_flagged(6, 124));
+        slots[5].unflag_if(|| true);
+        slots[130].unflag_if(|| false);
+        assert!(slots[130].flagged());
+        slots[130].unflag_if(|| true);
+        assert!(!slots[130].flagged() && !t.any_flagged(0, 200));
+    }
+}
