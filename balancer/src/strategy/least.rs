@@ -292,6 +292,14 @@ impl LeastResponseTime {
     }
 }
 
+/// The per-backend scan as `pick`'s fallback: out of line, so that `pick` (inlined into
+/// the balancer's) stays small.
+#[cold]
+#[inline(never)]
+fn least_cost_cold(backends: &[Arc<Backend>], start: usize, filter: Filter) -> Option<usize> {
+    least_cost(backends, start, filter, |_| false)
+}
+
 #[inline(always)]
 fn least_cost(
     backends: &[Arc<Backend>],
@@ -330,14 +338,14 @@ impl Strategy for LeastResponseTime {
             match slots.scan(slots.table.lrt_words(slots.lo, slots.n), start, argmin) {
                 Scan::Found(i) => return Some(i),
                 Scan::Flagged => {
-                    let r = least_cost(backends, start, filter, |_| false);
+                    let r = least_cost_cold(backends, start, filter);
                     sync_flags(backends);
                     return r;
                 }
                 Scan::Raced => {}
             }
         }
-        least_cost(backends, start, filter, |_| false)
+        least_cost_cold(backends, start, filter)
     }
 
     fn next_candidate(

@@ -121,10 +121,11 @@ impl Built {
             Built::RoundRobin(s) => s.pick(backends, ctx, filter),
             Built::WeightedRoundRobin(s) => s.pick(backends, ctx, filter),
             Built::LeastConnections(s) => s.pick(backends, ctx, filter),
-            // The float scan and the randomized and hashed strategies are larger: an
-            // out-of-line call keeps `pick` small (inlined, they measured 3 ns slower
-            // for power of two and random and 100 ns slower for least response time
-            // at 100 backends).
+            Built::LeastResponseTime(s) => s.pick(backends, ctx, filter),
+            // The randomized and hashed strategies are larger: an out-of-line call
+            // keeps `pick` small (inlined, they measured 3 ns slower for power of two
+            // and random). Least response time's table scan is out of line itself;
+            // inlining the rest saved 6 ns.
             other => other.as_dyn().pick(backends, ctx, filter),
         }
     }
