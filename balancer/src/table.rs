@@ -33,7 +33,15 @@ pub(crate) struct LoadTable {
     lrt: Box<[AtomicU64]>,
     /// One bit per slot: the backend may be unavailable (down or ejected).
     flagged: Box<[AtomicU64]>,
-    used: Mutex<Vec<bool>>,
+    used: Mutex<Used>,
+}
+
+/// Which slots are taken, and a lower bound of the first free one (so that filling a
+/// table of n slots costs O(n), not O(n^2)).
+#[derive(Debug)]
+struct Used {
+    taken: Vec<bool>,
+    first_free: usize,
 }
 
 impl LoadTable {
@@ -45,7 +53,10 @@ impl LoadTable {
             lc: words(slots),
             lrt: words(slots),
             flagged: words(slots / 64),
-            used: Mutex::new(vec![false; slots]),
+            used: Mutex::new(Used {
+                taken: vec![false; slots],
+                first_free: 0,
+            }),
         })
     }
 
@@ -53,8 +64,10 @@ impl LoadTable {
     /// slot and its snapshots scan per backend).
     pub(crate) fn alloc(self: &Arc<Self>) -> Option<Slot> {
         let mut used = self.used.lock();
-        let index = used.iter().position(|u| !u)?;
-        used[index] = true;
+        let from = used.first_free;
+        let index = from + used.taken[from..].iter().position(|u| !u)?;
+        used.taken[index] = true;
+        used.first_free = index + 1;
         Some(Slot {
             table: Arc::clone(self),
             index: index as u32,
@@ -198,7 +211,9 @@ impl Drop for Slot {
         self.table.lrt[i].store(0, Relaxed);
         let (w, bit) = self.flag_bit();
         w.fetch_and(!bit, Relaxed);
-        self.table.used.lock()[i] = false;
+        let mut used = self.table.used.lock();
+        used.taken[i] = false;
+        used.first_free = used.first_free.min(i);
     }
 }
 
