@@ -14,7 +14,7 @@ use super::{Acct, Cursor, Filter, Strategy};
 use crate::backend::LnTable;
 use crate::table::{argmin, argmin_ties, FlagRange, LoadTable};
 use crate::{Backend, RequestCtx, StrategyKind};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// Least-connections table words count `L / weight` per pick. `L` is this number
@@ -61,11 +61,11 @@ impl Slots {
 
     /// Scan `words` (this range's) with `argmin`.
     #[inline]
-    fn scan(
+    fn scan<W>(
         &self,
-        words: &[AtomicU64],
+        words: &[W],
         start: usize,
-        argmin: impl Fn(&[AtomicU64], usize) -> Option<usize>,
+        argmin: impl Fn(&[W], usize) -> Option<usize>,
     ) -> Scan {
         if self.flags.any(&self.table) {
             return Scan::Flagged;
