@@ -114,10 +114,7 @@ impl Snapshot {
     fn start(snap: &Arc<Snapshot>, ctx: &RequestCtx<'_>) -> Option<Pick> {
         let snap = Arc::clone(snap);
         let (index, _) = snap.pick_index(ctx)?;
-        let backend = &snap.backends[index];
-        backend.start();
-        let acct = snap.strategy.account(index, backend);
-        Some(Pick::new(snap, index, acct))
+        Some(Pick::counted(snap, index))
     }
 
     /// Nothing is available: every backend in panic mode, else none.
@@ -475,12 +472,17 @@ impl fmt::Debug for Pick {
 }
 
 impl Pick {
-    /// `index` fits in 32 bits: a snapshot holds at most `u32::MAX` backends (validated).
+    /// Count a request to `snap.backends[index]` in flight (and in the load table) and
+    /// guard it. `index` fits in 32 bits: a snapshot holds at most `u32::MAX` backends
+    /// (validated).
     #[inline]
-    fn new(snap: Arc<Snapshot>, index: usize, acct: Acct) -> Pick {
+    fn counted(snap: Arc<Snapshot>, index: usize) -> Pick {
+        let backend = &snap.backends[index];
+        backend.start();
+        let acct = snap.strategy.account(index, backend);
         Pick {
-            snap,
             packed: index as u64 | u64::from(acct.bits()) << 32,
+            snap,
         }
     }
 
@@ -567,9 +569,6 @@ impl Iterator for Candidates {
                 .next_candidate(&snap.backends, &ctx, self.filter, &self.tried)?
         };
         self.tried.push(index);
-        let backend = &snap.backends[index];
-        backend.start();
-        let acct = snap.strategy.account(index, backend);
-        Some(Pick::new(Arc::clone(snap), index, acct))
+        Some(Pick::counted(Arc::clone(snap), index))
     }
 }

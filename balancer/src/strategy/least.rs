@@ -35,15 +35,6 @@ struct Slots {
     flags: FlagRange,
 }
 
-/// What a table scan found.
-enum Scan {
-    Found(usize),
-    /// A backend may be unavailable: scan per backend, then refresh the flags.
-    Flagged,
-    /// The words changed under the scan.
-    Raced,
-}
-
 impl Slots {
     fn of(backends: &[Arc<Backend>]) -> Option<Self> {
         let (table, lo) = backends.first()?.slot()?;
@@ -59,31 +50,21 @@ impl Slots {
         })
     }
 
-    /// Scan `words` (this range's) with `argmin`.
+    /// May a backend of the range be unavailable? Then the table cannot answer.
     #[inline]
-    fn scan<W>(
-        &self,
-        words: &[W],
-        start: usize,
-        argmin: impl Fn(&[W], usize) -> Option<usize>,
-    ) -> Scan {
-        if self.flags.any(&self.table) {
-            return Scan::Flagged;
-        }
-        match argmin(words, start) {
-            Some(i) => Scan::Found(i),
-            None => Scan::Raced,
-        }
+    fn flagged(&self) -> bool {
+        self.flags.any(&self.table)
     }
 }
 
-/// After a per-backend scan taken because of a flag: clear the flags of backends that
-/// are available again.
+/// The per-backend scan's answer `r`, taken because a backend was flagged: also clear
+/// the flags of backends that are available again, so scans go back to the table.
 #[cold]
-fn sync_flags(backends: &[Arc<Backend>]) {
+fn after_flagged(backends: &[Arc<Backend>], r: Option<usize>) -> Option<usize> {
     for b in backends {
         b.sync_flag();
     }
+    r
 }
 
 /// Visit `backends[start..]` then `backends[..start]` with their indices; stop when
@@ -213,22 +194,21 @@ impl Strategy for LeastConnections {
     fn pick(&self, backends: &[Arc<Backend>], _: &RequestCtx<'_>, filter: Filter) -> Option<usize> {
         let start = self.cursor.next();
         if let (Some(slots), Filter::Available) = (&self.slots, filter) {
+            if slots.flagged() {
+                return after_flagged(
+                    backends,
+                    least_in_flight(backends, start, filter, |_| false),
+                );
+            }
             let words = slots.table.lc_words(slots.lo, slots.n);
             // An idle backend at the start is the answer (nothing is lower, and it is
             // first in rotated order).
-            if words.get(start).is_some_and(|w| w.load(Relaxed) == 0)
-                && !slots.flags.any(&slots.table)
-            {
+            if words.get(start).is_some_and(|w| w.load(Relaxed) == 0) {
                 return Some(start);
             }
-            match slots.scan(words, start, argmin_ties) {
-                Scan::Found(i) => return Some(i),
-                Scan::Flagged => {
-                    let r = least_in_flight(backends, start, filter, |_| false);
-                    sync_flags(backends);
-                    return r;
-                }
-                Scan::Raced => {}
+            // `None`: the words changed under the scan.
+            if let Some(i) = argmin_ties(words, start) {
+                return Some(i);
             }
         }
         least_in_flight(backends, start, filter, |_| false)
@@ -254,7 +234,7 @@ impl Strategy for LeastConnections {
 pub struct LeastResponseTime {
     cursor: Cursor,
     /// The table scan, when the backends sit in consecutive slots.
-    table: Option<Slots>,
+    slots: Option<Slots>,
 }
 
 impl LeastResponseTime {
@@ -262,20 +242,18 @@ impl LeastResponseTime {
     pub fn new(n: usize) -> Self {
         Self {
             cursor: Cursor::new(n),
-            table: None,
+            slots: None,
         }
     }
 
     /// Least response time over `backends`, on their load table when they sit in
-    /// consecutive slots. Brings their table words up to date (picks made under
-    /// another strategy did not maintain them).
+    /// consecutive slots. (Their words are current: building a snapshot reconfigures
+    /// every backend, which rewrites its word, so picks made under another strategy
+    /// leave nothing stale.)
     pub(crate) fn with_table(backends: &[Arc<Backend>]) -> Self {
-        for b in backends {
-            b.refresh_lrt();
-        }
         Self {
             cursor: Cursor::new(backends.len()),
-            table: Slots::of(backends),
+            slots: Slots::of(backends),
         }
     }
 
@@ -334,15 +312,12 @@ impl Strategy for LeastResponseTime {
     #[inline]
     fn pick(&self, backends: &[Arc<Backend>], _: &RequestCtx<'_>, filter: Filter) -> Option<usize> {
         let start = self.cursor.next();
-        if let (Some(slots), Filter::Available) = (&self.table, filter) {
-            match slots.scan(slots.table.lrt_words(slots.lo, slots.n), start, argmin) {
-                Scan::Found(i) => return Some(i),
-                Scan::Flagged => {
-                    let r = least_cost_cold(backends, start, filter);
-                    sync_flags(backends);
-                    return r;
-                }
-                Scan::Raced => {}
+        if let (Some(slots), Filter::Available) = (&self.slots, filter) {
+            if slots.flagged() {
+                return after_flagged(backends, least_cost_cold(backends, start, filter));
+            }
+            if let Some(i) = argmin(slots.table.lrt_words(slots.lo, slots.n), start) {
+                return Some(i);
             }
         }
         least_cost_cold(backends, start, filter)
