@@ -1,4 +1,5 @@
 //! Body types: what the proxy sends upstream and returns downstream, streaming without boxing.
+use crate::client::{BackendBody, ClientError};
 use crate::pool::Checkin;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -210,12 +211,14 @@ impl Drop for StreamBody {
 
 /// Body of a response sent to the client.
 #[derive(Debug)]
+// `Upstream` is nearly every response; boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 pub enum ProxyBody {
     /// A backend's response body, streamed through; its connection returns
     /// to the pool when the body has been read to the end.
     Upstream {
         /// The backend's body.
-        body: Incoming,
+        body: BackendBody,
         /// Returns the connection to its pool at the end of the body.
         checkin: Option<Checkin>,
     },
@@ -230,10 +233,10 @@ impl ProxyBody {
     }
 
     /// A backend's body; `checkin` runs once it is read to the end
-    /// (at once if it is empty).
-    pub fn upstream(body: Incoming, checkin: Checkin) -> ProxyBody {
-        if body.is_end_stream() {
-            checkin.done();
+    /// (at once if it is complete already).
+    pub fn upstream(mut body: BackendBody, checkin: Checkin) -> ProxyBody {
+        if body.is_complete() {
+            checkin.done(body.take_conn());
             return ProxyBody::Upstream {
                 body,
                 checkin: None,
@@ -248,27 +251,27 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
         match &mut *self {
             ProxyBody::Upstream { body, checkin } => {
                 let res = Pin::new(&mut *body).poll_frame(cx);
                 match &res {
                     Poll::Ready(None) => {
                         if let Some(c) = checkin.take() {
-                            c.done();
+                            c.done(body.take_conn());
                         }
                     }
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
+                    Poll::Ready(Some(Ok(_))) if body.is_complete() => {
                         if let Some(c) = checkin.take() {
-                            c.done();
+                            c.done(body.take_conn());
                         }
                     }
-                    // An error: the connection is dropped with the checkin.
+                    // An error: the connection is dropped with the body.
                     Poll::Ready(Some(Err(_))) => *checkin = None,
                     _ => {}
                 }

@@ -1,6 +1,5 @@
 //! In-process demo backends for `ringleader demo` and the integration tests:
 //! a small HTTP server that can be slowed, broken, killed and revived.
-use crate::body::ProxyBody;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -223,7 +222,11 @@ impl http_body::Body for RepeatBody {
 type DemoResponse = Response<http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>>;
 
 fn text(status: StatusCode, s: String) -> DemoResponse {
-    let mut r = Response::new(ProxyBody::full(s).boxed_unsync());
+    let mut r = Response::new(
+        http_body_util::Full::new(Bytes::from(s))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = status;
     r
 }

@@ -1,5 +1,6 @@
 //! Forwarding one request to an upstream: body handling, the attempt loop, retries and outcomes.
 use crate::body::{Progress, StreamBody, UpstreamBody};
+use crate::client::BackendBody;
 use crate::config::HashKey;
 use crate::error::Error;
 use crate::headers::is_idempotent;
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use http::header::HOST;
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Response, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -23,7 +24,7 @@ use tokio::sync::oneshot;
 
 /// A backend's answer, which backend (index into `Upstream::authorities`)
 /// gave it, and the connection to return to the pool when its body is done.
-pub(crate) type Answer = (Response<Incoming>, usize, Checkin);
+pub(crate) type Answer = (Response<BackendBody>, usize, Checkin);
 
 /// Where the request body is between attempts.
 enum BodyState {
@@ -76,16 +77,17 @@ enum Stalled {
 /// backend waits for it (a slow upload is not an upstream timeout).
 async fn send_watched(
     pool: &BackendConns,
-    req: Request<UpstreamBody>,
+    (method, uri, headers): (&Method, &Uri, &HeaderMap),
+    body: UpstreamBody,
     t: Duration,
     progress: Option<&Progress>,
-) -> Result<Result<(Response<Incoming>, crate::pool::Conn), SendError>, Stalled> {
+) -> Result<Result<Response<BackendBody>, SendError>, Stalled> {
     let Some(p) = progress else {
-        return tokio::time::timeout(t, pool.send(req))
+        return tokio::time::timeout(t, pool.send(method, uri, headers, body))
             .await
             .map_err(|_| Stalled::Upstream);
     };
-    let send = pool.send(req);
+    let send = pool.send(method, uri, headers, body);
     tokio::pin!(send);
     let mut wake = Instant::now() + t;
     loop {
@@ -186,7 +188,7 @@ pub(crate) async fn forward(
         None => RequestCtx::new(),
     };
     // Backends get origin-form targets (`/path?query`).
-    let mut target = if parts.uri.authority().is_some() {
+    let target = if parts.uri.authority().is_some() {
         let mut p = http::uri::Parts::default();
         p.path_and_query = Some(
             parts
@@ -199,6 +201,8 @@ pub(crate) async fn forward(
     } else {
         std::mem::take(&mut parts.uri)
     };
+    // An HTTP/1.0 client without Host: each attempt names its backend.
+    let name_backend = !parts.headers.contains_key(HOST);
 
     let mut candidates = up.lb.candidates(&ctx);
     let mut tries: u32 = 0;
@@ -215,32 +219,20 @@ pub(crate) async fn forward(
         };
         tries += 1;
 
-        let mut req = Request::new(this_body);
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = if more {
-            target.clone()
-        } else {
-            std::mem::take(&mut target)
-        };
-        *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = if more {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        if !req.headers().contains_key(HOST) {
-            // An HTTP/1.0 client without Host: name the backend.
+        if name_backend {
             if let Ok(v) = HeaderValue::from_str(up.authorities[idx].1.as_str()) {
-                req.headers_mut().insert(HOST, v);
+                parts.headers.insert(HOST, v);
             }
         }
 
         let started = Instant::now();
         let pool = &up.conns[idx];
-        let outcome = send_watched(pool, req, request_timeout, progress.as_deref()).await;
+        let head = (&parts.method, &target, &parts.headers);
+        let outcome =
+            send_watched(pool, head, this_body, request_timeout, progress.as_deref()).await;
         let retry_wanted = match outcome {
-            Ok(Ok((resp, conn))) => {
-                let checkin = Checkin::new(conn, pool.clone());
+            Ok(Ok(resp)) => {
+                let checkin = Checkin::new(pool.clone());
                 if resp.status().is_server_error() {
                     pick.failure();
                     if more && policy.on_5xx {
@@ -254,6 +246,12 @@ pub(crate) async fn forward(
                     let checkin = checkin.with_pick(pick, started.elapsed());
                     return Ok((resp, idx, checkin));
                 }
+            }
+            Ok(Err(e)) if e.is_client_body() => {
+                // The client's upload failed: not the backend's fault, no retry.
+                drop(pick);
+                last_err = Some(Error::ClientBody(e.to_string()));
+                false
             }
             Ok(Err(e)) => {
                 if e.is_refused() {

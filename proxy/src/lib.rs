@@ -26,6 +26,7 @@
 mod admin;
 mod body;
 pub mod cli;
+mod client;
 mod config;
 pub mod demo;
 mod error;
@@ -39,6 +40,7 @@ mod server;
 mod upstream;
 
 pub use body::{Progress, ProxyBody, StreamBody, UpstreamBody};
+pub use client::{BackendBody, ClientError, Conn, MAX_RESPONSE_HEAD};
 pub use config::{
     line_col, BackendConfig, Config, HashKey, HealthConfig, PassiveConfig, RetryConfig, RetryOn,
     RouteConfig, ServerConfig, UpstreamConfig, STRATEGIES,

@@ -1,13 +1,12 @@
-//! Keep-alive connection pool per backend on hyper's HTTP/1 client connections.
+//! Keep-alive connection pool per backend, on the proxy's own HTTP/1.1 client ([`crate::client`]).
 //!
 //! A connection goes back to its pool when the response body it carried has
 //! been read to the end ([`Checkin`], held by the response body), so no task
 //! is spawned per request; a connection whose response was abandoned is
-//! dropped (and closed by hyper).
+//! dropped (closed).
 use crate::body::UpstreamBody;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use crate::client::{self, BackendBody, ClientError, Conn};
+use http::{HeaderMap, Method, Response, Uri};
 use parking_lot::Mutex;
 use ringleader_balancer::Pick;
 use std::net::SocketAddr;
@@ -18,9 +17,6 @@ use tokio::net::TcpStream;
 /// Idle connections kept per backend.
 pub const MAX_IDLE_PER_BACKEND: usize = 1024;
 
-/// A sender on an HTTP/1.1 connection to a backend.
-pub type Conn = SendRequest<UpstreamBody>;
-
 /// Why a request could not be sent.
 #[derive(Debug)]
 pub enum SendError {
@@ -28,8 +24,8 @@ pub enum SendError {
     Connect(std::io::Error),
     /// TCP connect did not finish within `connect_timeout`.
     ConnectTimeout,
-    /// The HTTP exchange failed (reset, closed, invalid response).
-    Http(hyper::Error),
+    /// The HTTP exchange failed (reset, closed, invalid response, client body).
+    Exchange(ClientError),
 }
 
 impl std::fmt::Display for SendError {
@@ -37,15 +33,7 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Connect(e) => write!(f, "connect: {e}"),
             SendError::ConnectTimeout => f.write_str("connect timed out"),
-            SendError::Http(e) => {
-                write!(f, "{e}")?;
-                let mut cur = std::error::Error::source(e);
-                while let Some(c) = cur {
-                    write!(f, ": {c}")?;
-                    cur = c.source();
-                }
-                Ok(())
-            }
+            SendError::Exchange(e) => write!(f, "{e}"),
         }
     }
 }
@@ -58,7 +46,12 @@ impl SendError {
 
     /// The backend's answer was not valid HTTP.
     pub fn is_protocol(&self) -> bool {
-        matches!(self, SendError::Http(e) if e.is_parse() || e.is_parse_status())
+        matches!(self, SendError::Exchange(ClientError::Protocol(_)))
+    }
+
+    /// The client's request body failed, not the backend.
+    pub fn is_client_body(&self) -> bool {
+        matches!(self, SendError::Exchange(ClientError::ClientBody(_)))
     }
 }
 
@@ -101,27 +94,20 @@ impl BackendConns {
         self.idle.lock().len()
     }
 
-    /// A ready connection: the most recently used idle one, else a new one.
+    /// A usable connection: the most recently used idle one, else a new one.
     async fn checkout(&self) -> Result<Conn, SendError> {
         loop {
             // The lock is held for a pop only (uncontended with one worker).
             let Some((mut c, since)) = self.idle.lock().pop() else {
                 break;
             };
-            if c.is_closed() {
-                continue;
-            }
             if since.elapsed() > self.idle_timeout {
                 // The ones below it went idle earlier still.
                 self.idle.lock().clear();
                 continue;
             }
-            if c.is_ready() {
-                return Ok(c);
-            }
-            // Checked in at body end; its connection task has not caught up yet.
-            // Bounded: a connection that stays busy is dropped, not waited on.
-            if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, c.ready()).await {
+            if c.is_usable() {
+                c.set_reused();
                 return Ok(c);
             }
         }
@@ -141,53 +127,39 @@ impl BackendConns {
             .map_err(|_| SendError::ConnectTimeout)?
             .map_err(SendError::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (tx, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(SendError::Http)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "backend connection ended with an error");
-            }
-        });
-        Ok(tx)
+        Ok(Conn::new(stream))
     }
 
     /// Return a connection whose exchange is complete.
     pub fn checkin(&self, c: Conn) {
-        if c.is_closed() {
-            return;
-        }
         let now = Instant::now();
         let mut idle = self.idle.lock();
+        // Drop the oldest when they have outlived the idle timeout (closing them).
+        let expired = idle
+            .iter()
+            .take_while(|(_, t)| now.duration_since(*t) > self.idle_timeout)
+            .count();
+        if expired > 0 {
+            idle.drain(..expired);
+        }
         if idle.len() < MAX_IDLE_PER_BACKEND {
             idle.push((c, now));
         }
     }
 
-    /// Send `req` on a pooled or new connection. A request that never reached
-    /// the wire (a stale idle connection) is resent on another connection.
+    /// Send a request on a pooled connection (one the backend has not closed) or a
+    /// new one. The response body streams from the connection; see [`Checkin`].
     pub async fn send(
         &self,
-        mut req: Request<UpstreamBody>,
-    ) -> Result<(hyper::Response<hyper::body::Incoming>, Conn), SendError> {
-        for fresh in [false, false, true] {
-            let mut c = if fresh {
-                self.connect().await?
-            } else {
-                self.checkout().await?
-            };
-            match c.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, c)),
-                Err(mut e) => match e.take_message() {
-                    Some(r) => req = r,
-                    None => return Err(SendError::Http(e.into_error())),
-                },
-            }
-        }
-        Err(SendError::Connect(std::io::Error::other(
-            "backend connections keep closing before use",
-        )))
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: UpstreamBody,
+    ) -> Result<Response<BackendBody>, SendError> {
+        let conn = self.checkout().await?;
+        client::exchange(conn, method, uri, headers, body)
+            .await
+            .map_err(SendError::Exchange)
     }
 }
 
@@ -196,20 +168,15 @@ impl BackendConns {
 /// counts as busy (in flight) until the last byte, as least-connections needs.
 #[derive(Debug)]
 pub struct Checkin {
-    conn: Conn,
     pool: Arc<BackendConns>,
     /// The successful pick and its time to the response head, recorded at the end.
     pick: Option<(Pick, Duration)>,
 }
 
 impl Checkin {
-    /// Pair a connection with its pool.
-    pub fn new(conn: Conn, pool: Arc<BackendConns>) -> Checkin {
-        Checkin {
-            conn,
-            pool,
-            pick: None,
-        }
+    /// For a response from `pool`.
+    pub fn new(pool: Arc<BackendConns>) -> Checkin {
+        Checkin { pool, pick: None }
     }
 
     /// Also finish `pick` as a success with `latency` (time to the response head) when
@@ -220,9 +187,12 @@ impl Checkin {
         self
     }
 
-    /// The exchange is complete: return the connection, record the pick's success.
-    pub fn done(self) {
-        self.pool.checkin(self.conn);
+    /// The exchange is complete: return the connection (when the backend keeps it
+    /// open), record the pick's success.
+    pub fn done(self, conn: Option<Conn>) {
+        if let Some(c) = conn {
+            self.pool.checkin(c);
+        }
         if let Some((pick, latency)) = self.pick {
             pick.success(latency);
         }

@@ -1,0 +1,338 @@
+//! The proxy's HTTP/1.1 client against raw TCP backends on 127.0.0.1:0: response
+//! framings, interim responses, invalid answers, request body framing, and pooled
+//! connections the backend has closed.
+mod common;
+
+use common::*;
+use http::StatusCode;
+use ringleader_proxy::Config;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// A backend that speaks HTTP/1.1 by hand: it answers each request with the
+/// canned bytes its path names, and records every request it received.
+struct RawBackend {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+    closed: Arc<Notify>,
+}
+
+/// What the backend does after answering.
+#[derive(PartialEq)]
+enum After {
+    KeepOpen,
+    Close,
+}
+
+fn answer_for(method: &str, path: &str) -> (Vec<u8>, After) {
+    let keep = After::KeepOpen;
+    let (bytes, after): (Vec<u8>, After) = match path {
+        "/len" if method == "HEAD" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
+            keep,
+        ),
+        "/len" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            keep,
+        ),
+        "/chunked" => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\n\r\n\
+              5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\n"
+                .to_vec(),
+            keep,
+        ),
+        "/close" => (b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(), After::Close),
+        "/continue" => (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+              HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec(),
+            keep,
+        ),
+        "/nocontent" => (b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), keep),
+        "/garbage" => (b"SMTP ready\r\n\r\n".to_vec(), keep),
+        "/conflict" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(),
+            keep,
+        ),
+        "/bighead" => {
+            let mut v = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            v.extend(std::iter::repeat_n(b'a', 70 * 1024));
+            v.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            (v, keep)
+        }
+        "/truncated" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec(),
+            After::Close,
+        ),
+        "/idle-close" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            After::Close,
+        ),
+        _ => (
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            keep,
+        ),
+    };
+    (bytes, after)
+}
+
+/// Read one request (head, then a content-length or chunked body) from `s`.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, String, String)> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = req.parse(buf) {
+            let method = req.method.unwrap().to_string();
+            let path = req.path.unwrap().to_string();
+            let header = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            };
+            let len: Option<usize> = header("content-length").map(|v| v.parse().unwrap());
+            let chunked = header("transfer-encoding").is_some();
+            loop {
+                let have = buf.len() - n;
+                let done = match (len, chunked) {
+                    (_, true) => buf[n..].ends_with(b"0\r\n\r\n"),
+                    (Some(l), false) => have >= l,
+                    (None, false) => true,
+                };
+                if done {
+                    break;
+                }
+                let mut tmp = [0u8; 4096];
+                let r = s.read(&mut tmp).await.ok()?;
+                if r == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&tmp[..r]);
+            }
+            let text = String::from_utf8_lossy(buf).into_owned();
+            buf.clear();
+            return Some((method, path, text));
+        }
+        let mut tmp = [0u8; 4096];
+        let r = s.read(&mut tmp).await.ok()?;
+        if r == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..r]);
+    }
+}
+
+impl RawBackend {
+    async fn start() -> RawBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(Notify::new());
+        let (c, r, cl) = (connections.clone(), requests.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                c.fetch_add(1, Relaxed);
+                let (r, cl) = (r.clone(), cl.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    while let Some((method, path, text)) = read_request(&mut s, &mut buf).await {
+                        r.lock().unwrap().push(text);
+                        let (bytes, after) = answer_for(&method, &path);
+                        if s.write_all(&bytes).await.is_err() || after == After::Close {
+                            break;
+                        }
+                    }
+                    drop(s);
+                    cl.notify_one();
+                });
+            }
+        });
+        RawBackend {
+            addr,
+            connections,
+            requests,
+            closed,
+        }
+    }
+
+    fn last_request(&self) -> String {
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn proxy_config(b: &RawBackend, upstream_extra: &str) -> Config {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [upstream.app]\nbackends = [{{ addr = \"{}\" }}]\n{upstream_extra}\n",
+        b.addr
+    );
+    Config::from_toml_str(&text, "test.toml").unwrap()
+}
+
+const NO_RETRY: &str = "[upstream.app.retry]\nattempts = 0\n";
+
+#[tokio::test]
+async fn response_framings_reach_the_client_intact_over_one_kept_connection() {
+    let b = RawBackend::start().await;
+    let s = start(proxy_config(&b, "")).await;
+    let c = client();
+    let p = s.proxy_addr();
+    for (method, path, status, body) in [
+        ("GET", "/len", 200, "hello"),
+        ("GET", "/chunked", 200, "hello world"),
+        ("GET", "/continue", 200, "ok"),
+        ("GET", "/nocontent", 204, ""),
+        ("HEAD", "/len", 200, ""),
+        ("GET", "/len", 200, "hello"),
+    ] {
+        let a = send(&c, p, method, path, &[], "").await;
+        assert_eq!(
+            (a.status.as_u16(), a.body.as_str()),
+            (status, body),
+            "{method} {path}"
+        );
+        if path == "/len" {
+            assert_eq!(a.headers["content-length"], "5", "{method} {path}");
+        }
+        if path == "/chunked" {
+            assert!(
+                !a.headers.contains_key("trailer"),
+                "hop-by-hop Trailer stripped"
+            );
+        }
+    }
+    assert_eq!(
+        b.connections.load(Relaxed),
+        1,
+        "length, chunked, 1xx-preceded, 204 and HEAD answers all leave the connection reusable"
+    );
+    let a = send(&c, p, "GET", "/close", &[], "").await;
+    assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "until close"));
+    assert_eq!(send(&c, p, "GET", "/len", &[], "").await.body, "hello");
+    assert_eq!(
+        b.connections.load(Relaxed),
+        2,
+        "a body delimited by the close is not followed by reuse"
+    );
+}
+
+#[tokio::test]
+async fn invalid_backend_answers_are_502_and_the_proxy_keeps_serving() {
+    let b = RawBackend::start().await;
+    let s = start(proxy_config(&b, NO_RETRY)).await;
+    let c = client();
+    let p = s.proxy_addr();
+    for path in ["/garbage", "/conflict", "/bighead"] {
+        let a = send(&c, p, "GET", path, &[], "").await;
+        assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{path}");
+    }
+    // A body cut short: the head went out already (or is still buffered), so the
+    // client's connection is closed before a complete response, never left hanging.
+    let mut raw = TcpStream::connect(p).await.unwrap();
+    raw.write_all(b"GET /truncated HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the client connection of a truncated body")
+        .ok();
+    let out = String::from_utf8_lossy(&out);
+    let body_len = out.find("\r\n\r\n").map_or(0, |i| out.len() - i - 4);
+    assert!(
+        out.is_empty() || out.starts_with("HTTP/1.1 200 OK"),
+        "{out}"
+    );
+    assert!(body_len < 100, "{out}");
+    assert_eq!(send(&c, p, "GET", "/len", &[], "").await.body, "hello");
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_backend_closed_is_not_used() {
+    let b = RawBackend::start().await;
+    let s = start(proxy_config(&b, NO_RETRY)).await;
+    let c = client();
+    let closed = b.closed.notified();
+    // Answered with keep-alive, then the backend closes it while it sits in the pool.
+    assert_eq!(
+        send(&c, s.proxy_addr(), "GET", "/idle-close", &[], "")
+            .await
+            .body,
+        "ok"
+    );
+    closed.await;
+    let a = send(&c, s.proxy_addr(), "GET", "/len", &[], "").await;
+    assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "hello"));
+    assert_eq!(b.connections.load(Relaxed), 2);
+    assert_eq!(
+        s.proxy().metrics().retries.load(Relaxed),
+        0,
+        "not saved by a retry"
+    );
+}
+
+#[tokio::test]
+async fn request_bodies_are_framed_by_what_is_actually_sent() {
+    let b = RawBackend::start().await;
+    let s = start(proxy_config(&b, "")).await;
+    let c = client();
+    let p = s.proxy_addr();
+
+    let a = send(&c, p, "POST", "/len", &[], "abc").await;
+    assert_eq!(a.status, 200);
+    let req = b.last_request();
+    assert!(req.contains("content-length: 3\r\n"), "{req}");
+    assert!(req.ends_with("\r\n\r\nabc"), "{req}");
+
+    // An empty POST still says its length; a GET says nothing.
+    send(&c, p, "POST", "/len", &[], "").await;
+    assert!(b.last_request().contains("content-length: 0\r\n"));
+    send(&c, p, "GET", "/len", &[], "").await;
+    let req = b.last_request();
+    assert!(
+        !req.contains("content-length") && !req.contains("transfer-encoding"),
+        "{req}"
+    );
+
+    // A chunked upload of unknown length streams on chunked; the client's own
+    // chunk boundaries and its Transfer-Encoding header are not copied.
+    let mut raw = TcpStream::connect(p).await.unwrap();
+    raw.write_all(
+        b"POST /len HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out).ends_with("hello"));
+    let req = b.last_request();
+    assert!(req.contains("transfer-encoding: chunked\r\n"), "{req}");
+    let body = &req[req.find("\r\n\r\n").unwrap() + 4..];
+    let mut decoded = String::new();
+    let mut rest = body;
+    loop {
+        let (size, tail) = rest.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size, 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        decoded.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    assert_eq!(decoded, "abcde");
+}
