@@ -168,7 +168,13 @@ ejection_time = "5s"
 [upstream.app.retry]
 on = ["connect_error", "timeout", "5xx"]
 EOF
-RUST_LOG=warn "$RINGLEADER" serve -c "$WORK/ringleader.toml" 2> "$WORK/ringleader.log" &
+# nginx and HAProxy daemonize, which gives each a session of its own, and with
+# the kernel's autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled)
+# each session is a CPU group with an equal share. ringleader stays in the
+# foreground, so it gets a session of its own too (setsid): in this script's
+# session it would share one group's share of the CPU with wrk.
+SETSID=$(command -v setsid || true)
+RUST_LOG=warn $SETSID "$RINGLEADER" serve -c "$WORK/ringleader.toml" 2> "$WORK/ringleader.log" &
 PIDS+=($!)
 
 wait_port() {
