@@ -230,9 +230,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Cl
     {
         RespFraming::Length(0)
     } else if headers.contains_key(TRANSFER_ENCODING) {
-        // RFC 9112 §6.3: Transfer-Encoding wins over Content-Length; chunked must be
-        // the final coding, else the body runs until the connection closes.
-        if headers.contains_key(CONTENT_LENGTH) {
+        // RFC 9112 §6.3: Transfer-Encoding wins over Content-Length (which is removed,
+        // so the client is not framed by it); chunked must be the final coding, else
+        // the body runs until the connection closes.
+        if headers.remove(CONTENT_LENGTH).is_some() {
             keep_alive = false;
         }
         let last = headers
@@ -248,22 +249,28 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Cl
         }
     } else if headers.contains_key(CONTENT_LENGTH) {
         let mut len: Option<u64> = None;
+        let mut values = 0;
         for v in headers.get_all(CONTENT_LENGTH) {
-            let s = v
-                .to_str()
-                .map_err(|_| ClientError::Protocol("invalid content-length"))?;
-            for part in s.split(',') {
-                let n: u64 = part
-                    .trim()
-                    .parse()
-                    .map_err(|_| ClientError::Protocol("invalid content-length"))?;
+            for part in v.as_bytes().split(|&b| b == b',') {
+                let part = part.trim_ascii();
+                // Digits only (`+5` or `0x5` would parse elsewhere: not here).
+                if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                    return Err(ClientError::Protocol("invalid content-length"));
+                }
+                let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
                 if len.is_some_and(|l| l != n) {
                     return Err(ClientError::Protocol("conflicting content-length"));
                 }
                 len = Some(n);
+                values += 1;
             }
         }
-        RespFraming::Length(len.unwrap_or(0))
+        let len = len.unwrap_or(0);
+        if values > 1 {
+            // `3, 3` or repeated fields: the client gets one plain value.
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        RespFraming::Length(len)
     } else {
         RespFraming::Close
     };
@@ -334,6 +341,12 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
             continue;
         }
         sent += data.len() as u64;
+        if expected.is_some_and(|n| sent > n) {
+            // Never more than announced: the excess would read as another request.
+            return Err(ClientError::ClientBody(
+                "request body longer than its content-length".into(),
+            ));
+        }
         if chunked {
             let size = format!("{:x}\r\n", data.len());
             let mut out = Buf::chain(Buf::chain(size.as_bytes(), data), &b"\r\n"[..]);
@@ -435,6 +448,14 @@ pub async fn exchange(
                 w = &mut task.0 => {
                     let wr = match w {
                         Ok(Ok(wr)) => wr,
+                        Ok(Err(ClientError::Io(e))) => {
+                            // The backend may have answered (413, 401) and closed
+                            // before taking the whole body: its answer, if any, wins.
+                            return match read_head(&mut rd, &mut buf, head_request).await {
+                                Ok(head) => Ok(respond_split(head, Split { rd, _writer: task }, buf)),
+                                Err(_) => Err(ClientError::Io(e)),
+                            };
+                        }
                         Ok(Err(e)) => return Err(e),
                         Err(_) => return Err(ClientError::Io(std::io::Error::other("request body writer failed"))),
                     };
@@ -898,6 +919,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(h.framing, RespFraming::Length(3));
+        assert_eq!(
+            h.parts.headers["content-length"], "3",
+            "one plain value forwarded"
+        );
+        let (h, _) = parse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (RespFraming::Chunked, false));
+        assert!(
+            !h.parts.headers.contains_key("content-length"),
+            "a Content-Length beside Transfer-Encoding is removed (RFC 9112 6.3)"
+        );
     }
 
     #[test]
@@ -908,6 +944,8 @@ mod tests {
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
             "SMTP ready\r\n\r\n",
         ] {

@@ -69,6 +69,10 @@ fn answer_for(method: &str, path: &str) -> (Vec<u8>, After) {
             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec(),
             After::Close,
         ),
+        "/reject" => (
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n".to_vec(),
+            After::Close,
+        ),
         "/idle-close" => (
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
             After::Close,
@@ -97,7 +101,8 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, S
             };
             let len: Option<usize> = header("content-length").map(|v| v.parse().unwrap());
             let chunked = header("transfer-encoding").is_some();
-            loop {
+            // `/reject` answers before reading the body (as a 413 or 401 would).
+            while path != "/reject" {
                 let have = buf.len() - n;
                 let done = match (len, chunked) {
                     (_, true) => buf[n..].ends_with(b"0\r\n\r\n"),
@@ -335,4 +340,22 @@ async fn request_bodies_are_framed_by_what_is_actually_sent() {
         rest = &tail[n + 2..];
     }
     assert_eq!(decoded, "abcde");
+}
+
+#[tokio::test]
+async fn an_answer_before_the_upload_ends_reaches_the_client() {
+    let b = RawBackend::start().await;
+    let s = start(proxy_config(&b, "")).await;
+    // 8 MiB, streamed (larger than retry.max_body_bytes); the backend answers
+    // 413 after the head and closes without reading the body.
+    let body: &'static str = Box::leak("x".repeat(8 << 20).into_boxed_str());
+    for _ in 0..3 {
+        let a = send(&client(), s.proxy_addr(), "POST", "/reject", &[], body).await;
+        assert_eq!(
+            (a.status.as_u16(), a.body.as_str()),
+            (413, "too big\n"),
+            "the backend's own answer, not a 502"
+        );
+    }
+    assert_eq!(s.proxy().metrics().retries.load(Relaxed), 0);
 }
