@@ -16,7 +16,8 @@ use http_body::{Body, Frame, SizeHint};
 use std::future::{poll_fn, Future as _};
 use std::io::Write as _;
 use std::pin::{pin, Pin};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -45,6 +46,8 @@ pub enum ClientError {
     Protocol(&'static str),
     /// The client's request body failed while it was being sent.
     ClientBody(String),
+    /// The backend sent nothing for the idle timeout in the middle of a body.
+    BodyTimeout,
 }
 
 impl std::fmt::Display for ClientError {
@@ -54,6 +57,9 @@ impl std::fmt::Display for ClientError {
             ClientError::Closed => f.write_str("connection closed before a response"),
             ClientError::Protocol(p) => write!(f, "invalid response: {p}"),
             ClientError::ClientBody(e) => write!(f, "client request body: {e}"),
+            ClientError::BodyTimeout => {
+                f.write_str("backend sent nothing mid-body for the timeout")
+            }
         }
     }
 }
@@ -519,32 +525,32 @@ fn respond(head: Head, mut conn: Conn) -> Response<BackendBody> {
             // The whole body came with the head: done, the connection is free now.
             let data = conn.buf.split_to(n as usize).freeze();
             let reusable = head.keep_alive && conn.buf.is_empty();
-            BackendBody {
-                state: State::Full(if data.is_empty() { None } else { Some(data) }),
-                conn: reusable.then_some(conn),
-            }
+            BackendBody::new(
+                State::Full(if data.is_empty() { None } else { Some(data) }),
+                reusable.then_some(conn),
+            )
         }
-        framing => BackendBody {
-            state: State::Reading {
+        framing => BackendBody::new(
+            State::Reading {
                 io: Io::Whole(conn),
                 read: Reading::new(framing),
                 keep_alive: head.keep_alive,
             },
-            conn: None,
-        },
+            None,
+        ),
     };
     Response::from_parts(head.parts, body)
 }
 
 fn respond_split(head: Head, io: Split, buf: BytesMut) -> Response<BackendBody> {
-    let body = BackendBody {
-        state: State::Reading {
+    let body = BackendBody::new(
+        State::Reading {
             io: Io::Split(io, buf),
             read: Reading::new(head.framing),
             keep_alive: false,
         },
-        conn: None,
-    };
+        None,
+    );
     Response::from_parts(head.parts, body)
 }
 
@@ -619,9 +625,53 @@ pub struct BackendBody {
     state: State,
     /// The connection, once the body is complete and the connection reusable.
     conn: Option<Conn>,
+    /// How long the backend may send nothing while the body is open.
+    idle_timeout: Option<Duration>,
+    /// Armed when the body waits for the backend; re-armed after it got bytes.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Bytes arrived since the timer was last armed.
+    progressed: bool,
 }
 
 impl BackendBody {
+    fn new(state: State, conn: Option<Conn>) -> BackendBody {
+        BackendBody {
+            state,
+            conn,
+            idle_timeout: None,
+            idle: None,
+            progressed: true,
+        }
+    }
+
+    /// Fail the body if the backend sends nothing for `t` while the client waits
+    /// for more of it (nginx's `proxy_read_timeout`). Time the client takes to
+    /// read does not count.
+    pub fn with_idle_timeout(mut self, t: Duration) -> BackendBody {
+        self.idle_timeout = Some(t);
+        self
+    }
+
+    /// Poll the idle timer while the body waits for the backend.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(t) = self.idle_timeout else {
+            return false;
+        };
+        let timer = match &mut self.idle {
+            Some(timer) => {
+                if std::mem::take(&mut self.progressed) {
+                    timer.as_mut().reset(tokio::time::Instant::now() + t);
+                }
+                timer
+            }
+            None => {
+                self.progressed = false;
+                self.idle.insert(Box::pin(tokio::time::sleep(t)))
+            }
+        };
+        timer.as_mut().poll(cx).is_ready()
+    }
+
     /// The connection, when the body was read to the end and the backend keeps it open.
     pub fn take_conn(&mut self) -> Option<Conn> {
         self.conn.take()
@@ -707,7 +757,17 @@ impl Body for BackendBody {
                     }
                 }
             }
-            match ready!(io.poll_fill(cx)) {
+            let filled = match io.poll_fill(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    if this.idle_expired(cx) {
+                        return this.fail(ClientError::BodyTimeout);
+                    }
+                    return Poll::Pending;
+                }
+            };
+            this.progressed = true;
+            match filled {
                 Ok(0) => {
                     if matches!(read, Reading::Close) {
                         this.state = State::Done;

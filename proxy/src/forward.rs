@@ -232,6 +232,7 @@ pub(crate) async fn forward(
             send_watched(pool, head, this_body, request_timeout, progress.as_deref()).await;
         let retry_wanted = match outcome {
             Ok(Ok(resp)) => {
+                let resp = resp.map(|b| b.with_idle_timeout(request_timeout));
                 let checkin = Checkin::new(pool.clone());
                 if resp.status().is_server_error() {
                     pick.failure();
