@@ -261,12 +261,8 @@ impl Body for ProxyBody {
             ProxyBody::Upstream { body, checkin } => {
                 let res = Pin::new(&mut *body).poll_frame(cx);
                 match &res {
-                    Poll::Ready(None) => {
-                        if let Some(c) = checkin.take() {
-                            c.done(body.take_conn());
-                        }
-                    }
-                    Poll::Ready(Some(Ok(_))) if body.is_complete() => {
+                    // The end, reported with the last frame or after it.
+                    Poll::Ready(None) | Poll::Ready(Some(Ok(_))) if body.is_complete() => {
                         if let Some(c) = checkin.take() {
                             c.done(body.take_conn());
                         }

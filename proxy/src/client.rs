@@ -73,8 +73,6 @@ pub struct Conn {
     buf: BytesMut,
     /// Where request heads are encoded (kept to save an allocation per request).
     wbuf: Vec<u8>,
-    /// Reused from the pool (a stale-connection race is possible), not freshly opened.
-    reused: bool,
 }
 
 impl Conn {
@@ -84,18 +82,7 @@ impl Conn {
             io,
             buf: BytesMut::new(),
             wbuf: Vec::with_capacity(512),
-            reused: false,
         }
-    }
-
-    /// Whether this connection came from the pool.
-    pub fn reused(&self) -> bool {
-        self.reused
-    }
-
-    /// Mark as taken from the pool.
-    pub(crate) fn set_reused(&mut self) {
-        self.reused = true;
     }
 
     /// An idle connection is usable unless the backend closed it or sent something
@@ -438,9 +425,7 @@ pub async fn exchange(
             conn.io.write_all(&out).await.map_err(ClientError::Io)?;
             // The body is written by a task of its own so the backend can answer (and
             // stream its answer) while it still reads: full duplex, as HTTP/1.1 allows.
-            let Conn {
-                io, buf, reused, ..
-            } = conn;
+            let Conn { io, buf, .. } = conn;
             let (rd, mut wr) = io.into_split();
             let chunked = expected.is_none();
             let mut task = Writer(tokio::spawn(async move {
@@ -467,7 +452,7 @@ pub async fn exchange(
                     };
                     let head = read_head(&mut rd, &mut buf, head_request).await?;
                     let io = rd.reunite(wr).map_err(|_| ClientError::Io(std::io::Error::other("socket halves do not match")))?;
-                    let conn = Conn { io, buf, reused, wbuf: out };
+                    let conn = Conn { io, buf, wbuf: out };
                     return Ok(respond(head, conn));
                 }
                 h = read_head(&mut rd, &mut buf, head_request) => h?,

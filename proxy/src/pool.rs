@@ -98,7 +98,7 @@ impl BackendConns {
     async fn checkout(&self) -> Result<Conn, SendError> {
         loop {
             // The lock is held for a pop only (uncontended with one worker).
-            let Some((mut c, since)) = self.idle.lock().pop() else {
+            let Some((c, since)) = self.idle.lock().pop() else {
                 break;
             };
             if since.elapsed() > self.idle_timeout {
@@ -107,7 +107,6 @@ impl BackendConns {
                 continue;
             }
             if c.is_usable() {
-                c.set_reused();
                 return Ok(c);
             }
         }
