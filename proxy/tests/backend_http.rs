@@ -182,13 +182,32 @@ impl RawBackend {
     }
 }
 
-fn proxy_config(b: &RawBackend, upstream_extra: &str) -> Config {
+/// A proxy config over `b` alone, with `server_extra` in `[server]` and
+/// `upstream_extra` after `[upstream.app]`.
+fn proxy_config(b: &RawBackend, server_extra: &str, upstream_extra: &str) -> Config {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{server_extra}\n\
          [upstream.app]\nbackends = [{{ addr = \"{}\" }}]\n{upstream_extra}\n",
         b.addr
     );
     Config::from_toml_str(&text, "test.toml").unwrap()
+}
+
+/// Send `bytes` on a new connection to `addr` and read until the proxy closes it
+/// (`what` names the expectation if it is still open after 5 s): what was read,
+/// and how the reading ended (a reset is an error).
+async fn until_closed(
+    addr: SocketAddr,
+    bytes: &[u8],
+    what: &str,
+) -> (String, std::io::Result<usize>) {
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    raw.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut out))
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    (String::from_utf8_lossy(&out).into_owned(), end)
 }
 
 const NO_RETRY: &str = "[upstream.app.retry]\nattempts = 0\n";
@@ -196,7 +215,7 @@ const NO_RETRY: &str = "[upstream.app.retry]\nattempts = 0\n";
 #[tokio::test]
 async fn response_framings_reach_the_client_intact_over_one_kept_connection() {
     let b = RawBackend::start().await;
-    let s = start(proxy_config(&b, "")).await;
+    let s = start(proxy_config(&b, "", "")).await;
     let c = client();
     let p = s.proxy_addr();
     for (method, path, status, body) in [
@@ -241,7 +260,7 @@ async fn response_framings_reach_the_client_intact_over_one_kept_connection() {
 #[tokio::test]
 async fn invalid_backend_answers_are_502_and_the_proxy_keeps_serving() {
     let b = RawBackend::start().await;
-    let s = start(proxy_config(&b, NO_RETRY)).await;
+    let s = start(proxy_config(&b, "", NO_RETRY)).await;
     let c = client();
     let p = s.proxy_addr();
     for path in ["/garbage", "/conflict", "/bighead"] {
@@ -250,16 +269,12 @@ async fn invalid_backend_answers_are_502_and_the_proxy_keeps_serving() {
     }
     // A body cut short: the head went out already (or is still buffered), so the
     // client's connection is closed before a complete response, never left hanging.
-    let mut raw = TcpStream::connect(p).await.unwrap();
-    raw.write_all(b"GET /truncated HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut out))
-        .await
-        .expect("the proxy closes the client connection of a truncated body")
-        .ok();
-    let out = String::from_utf8_lossy(&out);
+    let (out, _) = until_closed(
+        p,
+        b"GET /truncated HTTP/1.1\r\nHost: t\r\n\r\n",
+        "the proxy closes the client connection of a truncated body",
+    )
+    .await;
     let body_len = out.find("\r\n\r\n").map_or(0, |i| out.len() - i - 4);
     assert!(
         out.is_empty() || out.starts_with("HTTP/1.1 200 OK"),
@@ -272,7 +287,7 @@ async fn invalid_backend_answers_are_502_and_the_proxy_keeps_serving() {
 #[tokio::test]
 async fn a_pooled_connection_the_backend_closed_is_not_used() {
     let b = RawBackend::start().await;
-    let s = start(proxy_config(&b, NO_RETRY)).await;
+    let s = start(proxy_config(&b, "", NO_RETRY)).await;
     let c = client();
     let closed = b.closed.notified();
     // Answered with keep-alive, then the backend closes it while it sits in the pool.
@@ -296,7 +311,7 @@ async fn a_pooled_connection_the_backend_closed_is_not_used() {
 #[tokio::test]
 async fn request_bodies_are_framed_by_what_is_actually_sent() {
     let b = RawBackend::start().await;
-    let s = start(proxy_config(&b, "")).await;
+    let s = start(proxy_config(&b, "", "")).await;
     let c = client();
     let p = s.proxy_addr();
 
@@ -318,19 +333,15 @@ async fn request_bodies_are_framed_by_what_is_actually_sent() {
 
     // A chunked upload of unknown length streams on chunked; the client's own
     // chunk boundaries and its Transfer-Encoding header are not copied.
-    let mut raw = TcpStream::connect(p).await.unwrap();
-    raw.write_all(
+    let (out, end) = until_closed(
+        p,
         b"POST /len HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
           3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+        "Connection: close is honoured",
     )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out).ends_with("hello"));
+    .await;
+    end.unwrap();
+    assert!(out.ends_with("hello"), "{out}");
     let req = b.last_request();
     assert!(req.contains("transfer-encoding: chunked\r\n"), "{req}");
     let body = &req[req.find("\r\n\r\n").unwrap() + 4..];
@@ -351,7 +362,7 @@ async fn request_bodies_are_framed_by_what_is_actually_sent() {
 #[tokio::test]
 async fn an_answer_before_the_upload_ends_reaches_the_client() {
     let b = RawBackend::start().await;
-    let s = start(proxy_config(&b, "")).await;
+    let s = start(proxy_config(&b, "", "")).await;
     let m = s.proxy().metrics();
     // 8 MiB POSTs (streamed); the backend answers 413 after the head and closes
     // without reading the body. What the proxy answered is read from its metrics:
@@ -389,31 +400,19 @@ async fn an_answer_before_the_upload_ends_reaches_the_client() {
 #[tokio::test]
 async fn a_backend_pausing_mid_body_past_request_timeout_is_cut_off() {
     let b = RawBackend::start().await;
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nrequest_timeout = \"300ms\"\n\
-         [upstream.app]\nbackends = [{{ addr = \"{}\" }}]\n",
-        b.addr
-    );
-    let s = start(Config::from_toml_str(&text, "test.toml").unwrap()).await;
+    let s = start(proxy_config(&b, "request_timeout = \"300ms\"", "")).await;
     // The backend sends 7 of 100 body bytes and then nothing, keeping the connection open.
-    let mut raw = TcpStream::connect(s.proxy_addr()).await.unwrap();
-    raw.write_all(b"GET /stall HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
     let started = std::time::Instant::now();
-    let mut out = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        raw.read_to_end(&mut out),
+    let (out, _) = until_closed(
+        s.proxy_addr(),
+        b"GET /stall HTTP/1.1\r\nHost: t\r\n\r\n",
+        "the client connection is closed, not left hanging",
     )
-    .await
-    .expect("the client connection is closed, not left hanging")
-    .ok();
+    .await;
     assert!(
         started.elapsed() >= std::time::Duration::from_millis(300),
         "not before the timeout"
     );
-    let out = String::from_utf8_lossy(&out);
     assert!(
         !out.contains("partial") || out.ends_with("partial"),
         "{out}"
