@@ -571,8 +571,16 @@ fn ideal_moved(before: &Cluster, after: &Cluster) -> f64 {
         .sum()
 }
 
-/// Peak-to-mean and stddev/mean of per-node load, each node's load divided
-/// by its fair share (its weight's fraction of the total).
+/// Peak-to-mean and stddev/mean of the load per unit of weight.
+///
+/// Node `i` with weight share `s_i` (its weight over the total) carrying
+/// `l_i` of the requests has load per unit of weight `x_i = l_i / (total x s_i)`.
+/// Every unit of weight counts once, so the mean is share-weighted:
+/// `mean = sum s_i x_i` (the fraction of requests the nodes carry, 1 when
+/// every key has an owner), `peak/mean = max x_i / mean` and
+/// `stddev = sqrt(sum s_i (x_i - mean)^2)`. With equal weights these are the
+/// plain per-node figures; with weights 1:9 carrying 20%/80% of the requests
+/// the lighter node is at twice its share: peak/mean 2.0.
 fn load_spread(owners: &[u32], cluster: &Cluster, work: &Workload) -> (f64, f64) {
     let max_id = cluster.iter().map(|(n, _)| n.id).max().unwrap_or(0) as usize;
     let mut load = vec![0u64; max_id + 1];
@@ -583,12 +591,56 @@ fn load_spread(owners: &[u32], cluster: &Cluster, work: &Workload) -> (f64, f64)
     }
     let total_w: f64 = cluster.iter().map(|(_, w)| f64::from(*w)).sum();
     let total = work.total as f64;
-    let norm: Vec<f64> = cluster
+    // (share, load per unit of weight) per node.
+    let per_unit: Vec<(f64, f64)> = cluster
         .iter()
-        .map(|(n, w)| load[n.id as usize] as f64 / (total * f64::from(*w) / total_w))
+        .map(|(n, w)| {
+            let share = f64::from(*w) / total_w;
+            (share, load[n.id as usize] as f64 / (total * share))
+        })
         .collect();
-    let mean = norm.iter().sum::<f64>() / norm.len() as f64;
-    let peak = norm.iter().copied().fold(0.0, f64::max);
-    let var = norm.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / norm.len() as f64;
+    let mean: f64 = per_unit.iter().map(|(s, x)| s * x).sum();
+    if mean <= 0.0 {
+        return (0.0, 0.0);
+    }
+    let peak = per_unit.iter().map(|&(_, x)| x).fold(0.0, f64::max);
+    let var: f64 = per_unit.iter().map(|(s, x)| s * (x - mean).powi(2)).sum();
     (peak / mean, var.sqrt() / mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten keys of one request each; `owners[i]` owns key `i`.
+    fn spread(cluster: &[(u32, u32)], owners: &[u32]) -> (f64, f64) {
+        let mut rng = SplitMix64::new(1);
+        let work = Workload::generate(owners.len(), KeyDistribution::Uniform, &mut rng).unwrap();
+        let cluster: Cluster = cluster
+            .iter()
+            .map(|&(id, w)| (SimNode::new(id), w))
+            .collect();
+        load_spread(owners, &cluster, &work)
+    }
+
+    #[test]
+    fn peak_to_mean_is_load_over_fair_share() {
+        // Weights 1:9 carrying 20% / 80%: node 0 is at 2x its 10% share.
+        let (peak, cv) = spread(&[(0, 1), (1, 9)], &[0, 0, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert!((peak - 2.0).abs() < 1e-12, "peak/mean {peak}");
+        // Per unit of weight: 1 unit at 2.0, 9 units at 8/9; stddev 1/3.
+        assert!((cv - 1.0 / 3.0).abs() < 1e-12, "stddev/mean {cv}");
+        // Exactly the weight shares: perfectly even.
+        let (peak, cv) = spread(&[(0, 1), (1, 9)], &[0, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert!(
+            (peak - 1.0).abs() < 1e-12 && cv.abs() < 1e-12,
+            "{peak} {cv}"
+        );
+        // Equal weights: the plain per-node figures.
+        let (peak, cv) = spread(&[(0, 1), (1, 1)], &[0, 0, 0, 0, 0, 0, 1, 1, 1, 1]);
+        assert!(
+            (peak - 1.2).abs() < 1e-12 && (cv - 0.2).abs() < 1e-12,
+            "{peak} {cv}"
+        );
+    }
 }

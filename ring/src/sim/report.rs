@@ -19,11 +19,14 @@ pub struct AlgoResult {
     /// Fraction of requests that moved between two nodes present before and
     /// after with the same weight (0 for a consistent scheme).
     pub between_survivors: f64,
-    /// Most loaded node's load over its fair share, before the change.
+    /// Most loaded node's load over its fair share (its weight's fraction of
+    /// all requests), before the change: the peak load per unit of weight over
+    /// the mean load per unit of weight.
     pub peak_to_mean_before: f64,
     /// The same after the change.
     pub peak_to_mean_after: f64,
-    /// Standard deviation over mean of per-node load (normalised by weight), before.
+    /// Standard deviation over mean of the load per unit of weight (each
+    /// unit of weight counts once, so a weight-9 node counts nine times), before.
     pub cv_before: f64,
     /// The same after.
     pub cv_after: f64,
