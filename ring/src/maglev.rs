@@ -11,7 +11,9 @@ pub const MAGLEV_MIN_TABLE: usize = 65_537;
 ///
 /// Each node walks its own permutation of a prime-sized table
 /// (`offset = h1(node) mod M`, `skip = h2(node) mod (M - 1) + 1`, with h1 and
-/// h2 xxh3 under two seeds) and claims its next free entry in turn; a key
+/// h2 xxh3 under two seeds) and claims its next free entry in turn, nodes
+/// taking turns in the order of their bytes whatever order they were given
+/// in (so every process that knows the same nodes builds the same table); a key
 /// looks up `table[XXH3_64(key) mod M]`. The default `M` is the smallest
 /// prime `>= max(65537, 100 * n + 1)`, the paper's "M > 100 N" rule. Weights
 /// are honoured by credit: per round a node claims `weight / max_weight`
@@ -39,7 +41,7 @@ impl<N: AsRef<[u8]>> Maglev<N> {
     }
 
     /// Build with table size `m`, which must be prime and at least the node count.
-    pub fn with_table_size(nodes: Vec<(N, u32)>, m: usize) -> Result<Self, Error> {
+    pub fn with_table_size(mut nodes: Vec<(N, u32)>, m: usize) -> Result<Self, Error> {
         check_weights(&nodes)?;
         check_unique(nodes.iter().map(|(n, _)| n.as_ref()))?;
         if !is_prime(m) || m < nodes.len() || m > u32::MAX as usize {
@@ -48,6 +50,10 @@ impl<N: AsRef<[u8]>> Maglev<N> {
                 reason: format!("{m} must be a prime >= the node count ({})", nodes.len()),
             });
         }
+        // Fill in a canonical order: nodes claim entries in turn, and who
+        // goes first wins a contested entry, so every process that knows the
+        // same set must walk it in the same order to build the same table.
+        nodes.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         let table = populate(&nodes, m);
         Ok(Self { nodes, table })
     }
@@ -67,7 +73,7 @@ impl<N: AsRef<[u8]>> Maglev<N> {
         self.table.len()
     }
 
-    /// The nodes and weights, in the order given.
+    /// The nodes and weights, sorted by node bytes (the fill order).
     pub fn nodes(&self) -> &[(N, u32)] {
         &self.nodes
     }
@@ -152,5 +158,43 @@ impl<N: AsRef<[u8]>> Placement for Maglev<N> {
     }
     fn heap_bytes(&self) -> usize {
         self.table.capacity() * 4 + self.nodes.capacity() * std::mem::size_of::<(N, u32)>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    /// The owner of every table entry, by name.
+    fn owners(m: &Maglev<String>) -> Vec<&str> {
+        m.table
+            .iter()
+            .map(|&i| m.nodes[i as usize].0.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn shuffled_inputs_fill_identical_tables() {
+        let nodes: Vec<(String, u32)> = (0..10).map(|i| (format!("node-{i}"), 1 + i % 3)).collect();
+        let base = Maglev::new(nodes.clone()).unwrap();
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut orders = vec![nodes.iter().rev().cloned().collect::<Vec<_>>()];
+        for _ in 0..4 {
+            let mut shuffled = nodes.clone();
+            shuffled.shuffle(&mut rng);
+            orders.push(shuffled);
+        }
+        for order in orders {
+            let other = Maglev::new(order.clone()).unwrap();
+            let differ = owners(&base)
+                .iter()
+                .zip(owners(&other))
+                .filter(|(a, b)| **a != *b)
+                .count();
+            assert_eq!(differ, 0, "{differ} entries differ for order {order:?}");
+        }
     }
 }
