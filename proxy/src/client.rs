@@ -173,6 +173,58 @@ fn header_has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The response's transfer codings: `None` without `Transfer-Encoding`, else whether
+/// `chunked` is the final coding. `chunked` applied twice is an error (RFC 9112 §6.1:
+/// "A sender MUST NOT apply the chunked transfer coding more than once").
+fn transfer_coding(headers: &HeaderMap) -> Result<Option<bool>, ClientError> {
+    let mut values = headers.get_all(TRANSFER_ENCODING).iter().peekable();
+    if values.peek().is_none() {
+        return Ok(None);
+    }
+    let mut chunked = 0;
+    let mut last_chunked = false;
+    for v in values {
+        let v = v
+            .to_str()
+            .map_err(|_| ClientError::Protocol("invalid transfer-encoding"))?;
+        for coding in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            last_chunked = coding.eq_ignore_ascii_case("chunked");
+            chunked += usize::from(last_chunked);
+        }
+    }
+    if chunked > 1 {
+        return Err(ClientError::Protocol("chunked applied more than once"));
+    }
+    Ok(Some(last_chunked))
+}
+
+/// The response's `Content-Length`: every value (comma-separated or on several field
+/// lines) must be the same run of digits (RFC 9110 §8.6; `+5` or `0x5` would parse
+/// elsewhere, not here). Several equal values are replaced by one plain value.
+fn content_length(headers: &mut HeaderMap) -> Result<Option<u64>, ClientError> {
+    let mut len: Option<u64> = None;
+    let mut values = 0;
+    for v in headers.get_all(CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(ClientError::Protocol("invalid content-length"));
+            }
+            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if len.is_some_and(|l| l != n) {
+                return Err(ClientError::Protocol("conflicting content-length"));
+            }
+            len = Some(n);
+            values += 1;
+        }
+    }
+    if values > 1 {
+        // `3, 3` or repeated fields: the client gets one plain value.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len.unwrap_or(0)));
+    }
+    Ok(len)
+}
+
 /// Parse one response head at the start of `buf`; `Ok(None)` when it is not complete
 /// yet. On success the head's bytes are taken off `buf` (header values share them).
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ClientError> {
@@ -216,54 +268,48 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Cl
     } else {
         header_has_token(&headers, &CONNECTION, "keep-alive")
     };
+    let chunked = transfer_coding(&headers)?;
+    if chunked.is_some() {
+        if version == Version::HTTP_10 {
+            // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing;
+            // the body is read as the field says, then the connection is closed.
+            keep_alive = false;
+        }
+        // RFC 9112 §6.3 (3): Transfer-Encoding overrides Content-Length, which an
+        // intermediary removes before forwarding; such a message might be an attempt
+        // at response splitting, so the connection is not reused.
+        if headers.remove(CONTENT_LENGTH).is_some() {
+            keep_alive = false;
+        }
+    }
+    // Validated on every answer, also those without a body (HEAD, 1xx, 204, 304):
+    // a value the client's side could not frame by is never passed on.
+    let length = content_length(&mut headers)?;
     let framing = if head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        RespFraming::Length(0)
-    } else if headers.contains_key(TRANSFER_ENCODING) {
-        // RFC 9112 §6.3: Transfer-Encoding wins over Content-Length (which is removed,
-        // so the client is not framed by it); chunked must be the final coding, else
-        // the body runs until the connection closes.
-        if headers.remove(CONTENT_LENGTH).is_some() {
-            keep_alive = false;
-        }
-        let last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|t| !t.is_empty());
-        match last {
-            Some(t) if t.eq_ignore_ascii_case("chunked") => RespFraming::Chunked,
-            _ => RespFraming::Close,
-        }
-    } else if headers.contains_key(CONTENT_LENGTH) {
-        let mut len: Option<u64> = None;
-        let mut values = 0;
-        for v in headers.get_all(CONTENT_LENGTH) {
-            for part in v.as_bytes().split(|&b| b == b',') {
-                let part = part.trim_ascii();
-                // Digits only (`+5` or `0x5` would parse elsewhere: not here).
-                if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                    return Err(ClientError::Protocol("invalid content-length"));
-                }
-                let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-                if len.is_some_and(|l| l != n) {
-                    return Err(ClientError::Protocol("conflicting content-length"));
-                }
-                len = Some(n);
-                values += 1;
+        // RFC 9112 §6.3 (1): no body, whatever the fields say.
+        if status.is_informational() || status == StatusCode::NO_CONTENT {
+            // RFC 9110 §8.6, RFC 9112 §6.1: such a response has neither field. A
+            // backend announcing a body here might send one: not reused.
+            if chunked.is_some() || length.is_some_and(|n| n > 0) {
+                keep_alive = false;
             }
+            headers.remove(CONTENT_LENGTH);
         }
-        let len = len.unwrap_or(0);
-        if values > 1 {
-            // `3, 3` or repeated fields: the client gets one plain value.
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        RespFraming::Length(0)
+    } else if let Some(chunked) = chunked {
+        // RFC 9112 §6.3 (4): chunked must be the final coding, else the body runs
+        // until the connection closes.
+        if chunked {
+            RespFraming::Chunked
+        } else {
+            RespFraming::Close
         }
-        RespFraming::Length(len)
+    } else if let Some(n) = length {
+        RespFraming::Length(n)
     } else {
         RespFraming::Close
     };
@@ -288,16 +334,20 @@ async fn read_head<R: AsyncRead + Unpin>(
     head_request: bool,
 ) -> Result<Head, ClientError> {
     let mut any = !buf.is_empty();
+    // An interim response that announced a body (or said close) spoils the connection too.
+    let mut interim_keep_alive = true;
     loop {
         if !buf.is_empty() {
-            if let Some(head) = parse_head(buf, head_request)? {
+            if let Some(mut head) = parse_head(buf, head_request)? {
                 if head.parts.status == StatusCode::SWITCHING_PROTOCOLS {
                     // The proxy strips `Upgrade`, so a 101 was never asked for.
                     return Err(ClientError::Protocol("unexpected 101 Switching Protocols"));
                 }
                 if head.parts.status.is_informational() {
+                    interim_keep_alive &= head.keep_alive;
                     continue; // 100 Continue, 103 Early Hints: not forwarded
                 }
+                head.keep_alive &= interim_keep_alive;
                 return Ok(head);
             }
             if buf.len() >= MAX_RESPONSE_HEAD {
@@ -982,6 +1032,86 @@ mod tests {
     }
 
     #[test]
+    fn faulty_framing_is_read_then_the_connection_is_not_reused() {
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, keep-alive or not.
+        let (h, _) = parse(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (RespFraming::Chunked, false));
+        // A 204 that announces a body might send one.
+        for (head, keep) in [
+            (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+                false,
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+            ),
+            ("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", true),
+        ] {
+            let (h, _) = parse(head, false).unwrap().unwrap();
+            assert_eq!(
+                (h.framing, h.keep_alive),
+                (RespFraming::Length(0), keep),
+                "{head:?}"
+            );
+            assert!(!h.parts.headers.contains_key("content-length"), "{head:?}");
+        }
+        // Content-Length beside Transfer-Encoding on a HEAD answer: removed, not reused.
+        let (h, _) = parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (RespFraming::Length(0), false));
+        assert!(!h.parts.headers.contains_key("content-length"));
+    }
+
+    #[tokio::test]
+    async fn an_interim_answer_that_says_close_spoils_the_connection() {
+        let mut rd: &[u8] = b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n\
+                              HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let h = read_head(&mut rd, &mut BytesMut::new(), false)
+            .await
+            .unwrap();
+        assert_eq!((h.parts.status.as_u16(), h.keep_alive), (200, false));
+    }
+
+    #[test]
+    fn content_length_is_validated_on_answers_without_a_body() {
+        for status in [
+            "200 OK",
+            "304 Not Modified",
+            "204 No Content",
+            "100 Continue",
+        ] {
+            for bad in [
+                "Content-Length: 5\r\nContent-Length: 7",
+                "Content-Length: abc",
+                "Content-Length: 5, 7",
+                "Content-Length: -1",
+            ] {
+                let head = format!("HTTP/1.1 {status}\r\n{bad}\r\n\r\n");
+                assert!(
+                    matches!(parse(&head, true), Err(ClientError::Protocol(_))),
+                    "{head:?}"
+                );
+            }
+        }
+        let (h, _) = parse("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, RespFraming::Length(0));
+        assert_eq!(h.parts.headers["content-length"], "5", "one plain value");
+        assert_eq!(h.parts.headers.get_all("content-length").iter().count(), 1);
+    }
+
+    #[test]
     fn bad_heads_are_protocol_errors_and_partial_heads_wait() {
         assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", false)
             .unwrap()
@@ -992,6 +1122,8 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "SMTP ready\r\n\r\n",
         ] {
             assert!(

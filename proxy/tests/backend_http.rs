@@ -27,11 +27,43 @@ struct RawBackend {
 enum After {
     KeepOpen,
     Close,
+    /// Answer the next request on this connection with bytes it never asked for
+    /// (as if they were sent late, after a body the backend framed wrongly).
+    ThenStray,
+    /// Close the connection when the next request arrives, without answering it.
+    ThenEof,
+    /// Reset the connection when the next request arrives, without answering it.
+    ThenReset,
 }
 
-fn answer_for(method: &str, path: &str) -> (Vec<u8>, After) {
+/// The answer to a request that follows [`After::ThenStray`].
+const STRAY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray";
+
+fn answer_for(method: &str, target: &str) -> (Vec<u8>, After) {
     let keep = After::KeepOpen;
+    // `?s=NNN` picks the status of the `/cl-*` answers.
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let status = query.strip_prefix("s=").unwrap_or("200");
+    let cl = |fields: &str| format!("HTTP/1.1 {status} X\r\n{fields}\r\n\r\n").into_bytes();
     let (bytes, after): (Vec<u8>, After) = match path {
+        "/cl-two" => (cl("Content-Length: 5\r\nContent-Length: 7"), keep),
+        "/cl-abc" => (cl("Content-Length: abc"), keep),
+        "/cl-list" => (cl("Content-Length: 5, 7"), keep),
+        "/cl-same" => (cl("Content-Length: 5, 5"), keep),
+        "/te-http10" => (
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
+            After::ThenStray,
+        ),
+        "/then-eof" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            After::ThenEof,
+        ),
+        "/then-reset" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            After::ThenReset,
+        ),
         "/len" if method == "HEAD" => (
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
             keep,
@@ -152,12 +184,26 @@ impl RawBackend {
                 let (r, cl) = (r.clone(), cl.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
+                    let mut pending = After::KeepOpen;
                     while let Some((method, path, text)) = read_request(&mut s, &mut buf).await {
                         r.lock().unwrap().push(text);
-                        let (bytes, after) = answer_for(&method, &path);
+                        let (bytes, after) = match std::mem::replace(&mut pending, After::KeepOpen)
+                        {
+                            After::ThenStray => (STRAY.to_vec(), After::KeepOpen),
+                            After::ThenEof => break,
+                            After::ThenReset => {
+                                // SO_LINGER 0: closing sends a reset, not a FIN (and
+                                // does not block, which is why tokio deprecates the call).
+                                #[allow(deprecated)]
+                                let _ = s.set_linger(Some(std::time::Duration::ZERO));
+                                break;
+                            }
+                            _ => answer_for(&method, &path),
+                        };
                         if s.write_all(&bytes).await.is_err() || after == After::Close {
                             break;
                         }
+                        pending = after;
                     }
                     drop(s);
                     cl.notify_one();
@@ -422,5 +468,62 @@ async fn a_backend_pausing_mid_body_past_request_timeout_is_cut_off() {
     assert_eq!(
         st["upstreams"]["app"]["backends"][0]["in_flight"], 0,
         "{st}"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_with_faulty_framing_is_read_then_not_reused() {
+    let b = RawBackend::start().await;
+    let s = start(proxy_config(&b, "", NO_RETRY)).await;
+    let c = client();
+    let p = s.proxy_addr();
+    // HTTP/1.0 + keep-alive + chunked (RFC 9112 §6.1: faulty framing). The body is
+    // read as chunked; the backend's later bytes must never reach another request.
+    let a = send(&c, p, "GET", "/te-http10", &[], "").await;
+    assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "hello"));
+    let a = send(&c, p, "GET", "/len", &[], "").await;
+    assert_eq!(
+        (a.status.as_u16(), a.body.as_str()),
+        (200, "hello"),
+        "the next request got the backend's stray bytes"
+    );
+    assert_eq!(
+        b.connections.load(Relaxed),
+        2,
+        "closed after the faulty answer"
+    );
+}
+
+#[tokio::test]
+async fn content_length_of_answers_without_a_body_is_validated() {
+    let b = RawBackend::start().await;
+    // Nine 502s in a row: no passive ejection, so each is the backend's answer judged.
+    let no_eject = format!("{NO_RETRY}[upstream.app.passive]\nmax_ejection_percent = 0\n");
+    let s = start(proxy_config(&b, "", &no_eject)).await;
+    let p = s.proxy_addr();
+    for (method, query) in [("HEAD", ""), ("GET", "?s=304"), ("GET", "?s=204")] {
+        for path in ["/cl-two", "/cl-abc", "/cl-list"] {
+            let req =
+                format!("{method} {path}{query} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            let (out, _) = until_closed(p, req.as_bytes(), "the proxy answers and closes").await;
+            assert!(
+                out.starts_with("HTTP/1.1 502 "),
+                "{method} {path}{query}: an invalid Content-Length is a 502, never relayed \
+                 nor a silent close: {out:?}"
+            );
+        }
+    }
+    // Equal values: one plain value reaches the client.
+    let (out, _) = until_closed(
+        p,
+        b"HEAD /cl-same HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "the proxy answers and closes",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("\r\ncontent-length: 5\r\n"),
+        "{out}"
     );
 }
