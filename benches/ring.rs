@@ -4,9 +4,20 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use ringleader::ring::{HashRing, Jump, Maglev, Modulo, Rendezvous, SlotMap};
+use ringleader::ring::{HashRing, Jump, Maglev, Modulo, Rendezvous, SlotMap, MAGLEV_DEFAULT_TABLE};
 
 const VNODES: u32 = 160;
+
+/// Maglev's table size for `n` nodes: the default up to 655 nodes, else the
+/// smallest prime >= 100 x 1000 (Maglev needs M >= 100 x nodes).
+fn maglev_table(n: usize) -> usize {
+    if n * 100 <= MAGLEV_DEFAULT_TABLE {
+        MAGLEV_DEFAULT_TABLE
+    } else {
+        assert!(n <= 1000, "size the table for {n} nodes");
+        100_003
+    }
+}
 
 fn node_names(n: usize) -> Vec<String> {
     (0..n)
@@ -70,7 +81,7 @@ fn lookup(c: &mut Criterion) {
                 black_box(jump.get(black_box(&keys[i])))
             })
         });
-        let maglev = Maglev::new(nodes.clone()).expect("valid maglev");
+        let maglev = Maglev::with_table_size(nodes.clone(), maglev_table(n)).expect("valid maglev");
         g.bench_with_input(BenchmarkId::new("maglev", n), &n, |b, _| {
             b.iter(|| {
                 i = (i + 1) & 4095;

@@ -55,6 +55,22 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A Maglev table too small for the node count: the Maglev paper asks
+    /// for `M >= 100 x nodes` (NSDI 2016, section 3.4). `M` never grows by
+    /// itself, since a new `M` moves almost every key.
+    #[error(
+        "maglev table size {table_size} is too small for {nodes} nodes \
+         (Maglev needs M >= 100 x nodes; the smallest prime that fits is {smallest_fit}, \
+         choose one that leaves room to grow and keep it)"
+    )]
+    TableTooSmall {
+        /// Nodes requested.
+        nodes: usize,
+        /// The table size given.
+        table_size: usize,
+        /// The smallest prime `>= 100 x nodes`.
+        smallest_fit: usize,
+    },
     /// A slot count of 0 or above the supported maximum.
     #[error("slot count must be within 1..={max}, got {slots}")]
     InvalidSlotCount {

@@ -47,7 +47,7 @@ pub use error::Error;
 pub use hash::{hash_key, hash_vnode};
 pub use hashring::{Candidates, HashRing, DEFAULT_VNODES, MAX_POINTS_PER_NODE};
 pub use jump::{jump_hash, Jump};
-pub use maglev::{Maglev, MAGLEV_MIN_TABLE};
+pub use maglev::{Maglev, MAGLEV_DEFAULT_TABLE};
 pub use modulo::Modulo;
 pub use placement::Placement;
 pub use range::{RangeId, RangeMap, RangeRef, RangeStats, SplitPolicy};

@@ -1,10 +1,16 @@
-//! [`Maglev`]: Google's Maglev lookup table (prime-sized, weighted fill).
+//! [`Maglev`]: Google's Maglev lookup table (prime size M fixed at build, weighted fill).
 use crate::error::Error;
 use crate::hash::{hash_key, hash_seeded};
 use crate::placement::{check_unique, check_weights, Placement};
 
-/// Smallest table size used; the Maglev paper's production value.
-pub const MAGLEV_MIN_TABLE: usize = 65_537;
+/// The default table size `M`, prime, for up to 655 nodes: the smaller of
+/// the two sizes the Maglev paper evaluates (Eisenbud et al., NSDI 2016),
+/// and Envoy's default.
+pub const MAGLEV_DEFAULT_TABLE: usize = 65_537;
+
+/// Maglev asks for `M >= 100 x N`: with fewer entries per node, nodes' shares
+/// of the table drift apart by more than about 1% (section 3.4).
+const ENTRIES_PER_NODE: usize = 100;
 
 /// Maglev hashing (Eisenbud et al., "Maglev: A Fast and Reliable Software
 /// Network Load Balancer", NSDI 2016, section 3.4).
@@ -14,40 +20,63 @@ pub const MAGLEV_MIN_TABLE: usize = 65_537;
 /// h2 xxh3 under two seeds) and claims its next free entry in turn, nodes
 /// taking turns in the order of their bytes whatever order they were given
 /// in (so every process that knows the same nodes builds the same table); a key
-/// looks up `table[XXH3_64(key) mod M]`. The default `M` is the smallest
-/// prime `>= max(65537, 100 * n + 1)`, the paper's "M > 100 N" rule. Weights
-/// are honoured by credit: per round a node claims `weight / max_weight`
-/// entries on average. Lookup is one hash and one load; on a node change
-/// a few keys move between survivors (the paper trades that for balance).
+/// looks up `table[XXH3_64(key) mod M]`. Weights are honoured by credit: per
+/// round a node claims `weight / max_weight` entries on average. Lookup is
+/// one hash and one load; on a node change a few keys move between
+/// survivors (the paper trades that for balance).
+///
+/// The table size `M` is yours to choose and must stay the same across
+/// membership changes: a key's entry is `hash mod M`, so a new `M` moves
+/// almost every key. [`Maglev::new`] uses [`MAGLEV_DEFAULT_TABLE`] (65537);
+/// [`Maglev::with_table_size`] takes any prime. Either way `M` must be at
+/// least 100 times the node count (the paper's rule, section 3.4), so size
+/// it for the most nodes you will run: more nodes than `M / 100` is
+/// [`Error::TableTooSmall`], never a silent resize.
 ///
 /// ```
-/// use ringleader_ring::{Maglev, Placement};
+/// use ringleader_ring::{Error, Maglev, Placement};
 /// let m = Maglev::new(vec![("a".to_string(), 1), ("b".to_string(), 1)])?;
 /// assert_eq!(m.table_size(), 65_537);
 /// assert!(m.locate(b"k").is_some());
+///
+/// // 1000 nodes need M >= 100,000: choose a prime that leaves room to grow.
+/// let nodes: Vec<(String, u32)> = (0..1000).map(|i| (format!("node-{i}"), 1)).collect();
+/// assert!(matches!(Maglev::new(nodes.clone()), Err(Error::TableTooSmall { .. })));
+/// let big = Maglev::with_table_size(nodes, 131_071)?;
+/// assert_eq!(big.table_size(), 131_071);
 /// # Ok::<(), ringleader_ring::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Maglev<N> {
     nodes: Vec<(N, u32)>,
     table: Vec<u32>,
+    size: usize,
 }
 
 impl<N: AsRef<[u8]>> Maglev<N> {
-    /// Build with the default table size.
+    /// Build with the default table size [`MAGLEV_DEFAULT_TABLE`] (65537), for
+    /// at most 655 nodes.
     pub fn new(nodes: Vec<(N, u32)>) -> Result<Self, Error> {
-        let m = next_prime(MAGLEV_MIN_TABLE.max(nodes.len().saturating_mul(100) + 1));
-        Self::with_table_size(nodes, m)
+        Self::with_table_size(nodes, MAGLEV_DEFAULT_TABLE)
     }
 
-    /// Build with table size `m`, which must be prime and at least the node count.
+    /// Build with table size `m`: a prime below 2^32, at least 100 times the
+    /// node count. Keep `m` the same when nodes join or leave.
     pub fn with_table_size(mut nodes: Vec<(N, u32)>, m: usize) -> Result<Self, Error> {
         check_weights(&nodes)?;
         check_unique(nodes.iter().map(|(n, _)| n.as_ref()))?;
-        if !is_prime(m) || m < nodes.len() || m > u32::MAX as usize {
+        if !is_prime(m) || m > u32::MAX as usize {
             return Err(Error::InvalidParameter {
                 what: "maglev table size",
-                reason: format!("{m} must be a prime >= the node count ({})", nodes.len()),
+                reason: format!("{m} is not a prime below 2^32"),
+            });
+        }
+        let needed = nodes.len().saturating_mul(ENTRIES_PER_NODE);
+        if m < needed {
+            return Err(Error::TableTooSmall {
+                nodes: nodes.len(),
+                table_size: m,
+                smallest_fit: next_prime(needed),
             });
         }
         // Fill in a canonical order: nodes claim entries in turn, and who
@@ -55,7 +84,11 @@ impl<N: AsRef<[u8]>> Maglev<N> {
         // same set must walk it in the same order to build the same table.
         nodes.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
         let table = populate(&nodes, m);
-        Ok(Self { nodes, table })
+        Ok(Self {
+            nodes,
+            table,
+            size: m,
+        })
     }
 
     /// The owner of `key`, `None` when empty.
@@ -68,9 +101,9 @@ impl<N: AsRef<[u8]>> Maglev<N> {
         Some(&self.nodes[self.table[slot] as usize].0)
     }
 
-    /// Table size `M`.
+    /// Table size `M`, as given at build.
     pub fn table_size(&self) -> usize {
-        self.table.len()
+        self.size
     }
 
     /// The nodes and weights, sorted by node bytes (the fill order).
@@ -174,6 +207,84 @@ mod tests {
             .iter()
             .map(|&i| m.nodes[i as usize].0.as_str())
             .collect()
+    }
+
+    fn names(n: usize) -> Vec<(String, u32)> {
+        (0..n).map(|i| (format!("node-{i}"), 1)).collect()
+    }
+
+    #[test]
+    fn table_size_is_fixed_and_too_many_nodes_is_an_error() {
+        // The default M does not follow the node count...
+        assert_eq!(Maglev::new(names(655)).unwrap().table_size(), 65_537);
+        assert_eq!(Maglev::new(names(1)).unwrap().table_size(), 65_537);
+        // ...so a node more than M / 100 is an error, not a new M.
+        assert_eq!(
+            Maglev::new(names(656)).err(),
+            Some(Error::TableTooSmall {
+                nodes: 656,
+                table_size: 65_537,
+                smallest_fit: 65_609,
+            })
+        );
+        let err = Maglev::new(names(656)).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "maglev table size 65537 is too small for 656 nodes (Maglev needs \
+                 M >= 100 x nodes; the smallest prime that fits is 65609, choose one \
+                 that leaves room to grow and keep it)"
+            )
+        );
+        assert!(matches!(
+            Maglev::with_table_size(names(10), 997),
+            Err(Error::TableTooSmall { nodes: 10, .. })
+        ));
+        assert_eq!(
+            Maglev::with_table_size(names(10), 1009)
+                .unwrap()
+                .table_size(),
+            1009
+        );
+        // M must be prime (the permutation needs skip coprime to M).
+        assert!(matches!(
+            Maglev::with_table_size(names(10), 65_536),
+            Err(Error::InvalidParameter { .. })
+        ));
+        let empty = Maglev::<String>::with_table_size(Vec::new(), 7).unwrap();
+        assert_eq!((empty.table_size(), empty.get(b"k")), (7, None));
+    }
+
+    /// Fraction of table entries whose owner differs (same M).
+    fn changed(a: &Maglev<String>, b: &Maglev<String>) -> f64 {
+        assert_eq!(a.table_size(), b.table_size());
+        let moved = owners(a)
+            .iter()
+            .zip(owners(b))
+            .filter(|(x, y)| **x != *y)
+            .count();
+        moved as f64 / a.table_size() as f64
+    }
+
+    #[test]
+    fn a_node_joining_moves_a_few_times_its_share_with_the_same_m() {
+        let a = Maglev::with_table_size(names(655), 131_071).unwrap();
+        let b = Maglev::with_table_size(names(656), 131_071).unwrap();
+        // The ideal is 1/656 = 0.15% of the entries. Maglev's churn between
+        // survivors grows with N / M: about 5x the ideal at 200 entries per
+        // node (1.03x at 10 nodes in 65537).
+        let frac = changed(&a, &b);
+        assert!(frac < 10.0 / 656.0, "{:.3}% of entries moved", frac * 100.0);
+        // The same nodes in another M: almost every key moves.
+        let c = Maglev::with_table_size(names(656), 131_101).unwrap();
+        let keys = 20_000;
+        let moved = (0..keys)
+            .filter(|i| {
+                let k = format!("key-{i}");
+                b.get(k.as_bytes()) != c.get(k.as_bytes())
+            })
+            .count();
+        assert!(moved * 10 > keys * 9, "{moved} of {keys} keys moved");
     }
 
     #[test]

@@ -43,6 +43,29 @@ fn adding_a_node_moves_about_the_ideal_except_for_modulo() {
 }
 
 #[test]
+fn maglev_keeps_its_table_size_when_the_cluster_grows() {
+    // 655 -> 656 nodes crosses 65537 / 100: a table sized by the node count
+    // would change M and move almost every key.
+    let report = sim::run(&SimConfig {
+        nodes: 655,
+        algorithms: vec![Algorithm::Maglev],
+        ..cfg(vec![Event::Add(1)])
+    })
+    .unwrap();
+    let r = report.steps[0].result(Algorithm::Maglev).unwrap();
+    // Ideal 0.15%; Maglev's own churn at ~100 entries per node is ~7x that,
+    // a new M would be ~650x (99.85% of the keys).
+    assert!(r.moved_over_ideal.unwrap() < 10.0, "{r:?}");
+    assert_eq!(r.note, "M = 65609", "M sized once for the run's 656 nodes");
+    let small = sim::run(&SimConfig {
+        algorithms: vec![Algorithm::Maglev],
+        ..cfg(vec![Event::GrowTo(12)])
+    })
+    .unwrap();
+    assert!(small.steps.iter().all(|s| s.results[0].note == "M = 65537"));
+}
+
+#[test]
 fn removing_nodes_shows_jumps_limit_and_the_rings_consistency() {
     let report = sim::run(&cfg(vec![Event::Remove(2)])).unwrap();
     let step = &report.steps[0];

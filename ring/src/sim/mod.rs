@@ -63,7 +63,9 @@ pub enum Algorithm {
     Ring,
     /// [`Jump`](crate::Jump) consistent hash.
     Jump,
-    /// [`Maglev`](crate::Maglev) lookup table.
+    /// [`Maglev`](crate::Maglev) lookup table. Its size `M` is fixed for
+    /// the whole run, as a deployment keeps it: the default 65537, or the
+    /// smallest prime `>= 100 x` the largest cluster the run reaches.
     Maglev,
     /// [`Rendezvous`](crate::Rendezvous) (weighted HRW).
     Rendezvous,
@@ -458,10 +460,12 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Error> {
     let clusters = plan_steps(cfg, &mut rng)?;
     debug!(keys = work.len(), steps = clusters.len() - 1, "simulating");
 
+    let largest = clusters.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+    let maglev_table = maglev_table_for(largest);
     let n = work.len();
     let mut states = Vec::with_capacity(cfg.algorithms.len());
     for &alg in &cfg.algorithms {
-        let state = State::build(alg, &clusters[0].1, cfg, &work)?;
+        let state = State::build(alg, &clusters[0].1, cfg, &work, maglev_table)?;
         let owners = owners_of(&state, &work);
         states.push((alg, state, owners));
     }
@@ -477,7 +481,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Error> {
             let lookup_ns = t.elapsed().as_nanos() as f64 / n as f64;
             let build_us = if cfg.measure_time {
                 let t = Instant::now();
-                let fresh = State::build(*alg, after, cfg, &work)?;
+                let fresh = State::build(*alg, after, cfg, &work, maglev_table)?;
                 let us = t.elapsed().as_nanos() as f64 / 1e3;
                 drop(fresh);
                 Some(us)
@@ -545,6 +549,13 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Error> {
         });
     }
     Ok(Report::new(cfg.clone(), work.len(), steps))
+}
+
+/// Maglev's table size for a run whose largest cluster has `nodes` nodes:
+/// the default, or the smallest prime that keeps `M >= 100 x nodes`. Chosen
+/// once per run, as an operator sizes `M` for the most nodes they will run.
+fn maglev_table_for(nodes: usize) -> usize {
+    crate::maglev::next_prime(crate::MAGLEV_DEFAULT_TABLE.max(nodes.saturating_mul(100)))
 }
 
 /// The owner id of every key (u32::MAX for none, which cannot happen with nodes).

@@ -49,18 +49,21 @@ pub(crate) enum State {
 }
 
 impl State {
-    /// Build from scratch for `cluster`.
+    /// Build from scratch for `cluster`; Maglev with table size `maglev_table`.
     pub(crate) fn build(
         alg: Algorithm,
         cluster: &Cluster,
         cfg: &SimConfig,
         work: &Workload,
+        maglev_table: usize,
     ) -> Result<Self, Error> {
         let names = || cluster.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         Ok(match alg {
             Algorithm::Ring => State::Ring(HashRing::from_nodes(cluster.clone(), cfg.vnodes)?),
             Algorithm::Jump => State::Jump(Jump::try_new(names())?),
-            Algorithm::Maglev => State::Maglev(Maglev::new(cluster.clone())?),
+            Algorithm::Maglev => {
+                State::Maglev(Maglev::with_table_size(cluster.clone(), maglev_table)?)
+            }
             Algorithm::Rendezvous => State::Rendezvous(Rendezvous::new(cluster.clone())?),
             Algorithm::Modulo => State::Modulo(Modulo::new(names())?),
             Algorithm::Slots => State::Slots(SlotMap::new(cluster.clone(), cfg.slots)?),
@@ -166,8 +169,10 @@ impl State {
                 }
                 (State::Modulo(m), weights_ignored)
             }
-            State::Maglev(_) => {
-                let m = Maglev::new(after.clone())?;
+            State::Maglev(m) => {
+                // Rebuilt for the new membership with the same M, as a
+                // deployment would: a new M would move almost every key.
+                let m = Maglev::with_table_size(after.clone(), m.table_size())?;
                 let note = format!("M = {}", m.table_size());
                 (State::Maglev(m), note)
             }
