@@ -225,9 +225,19 @@ impl Backend {
     /// `ln(peak EWMA now x (in-flight + 1) / weight)` up to a term shared by every
     /// backend of the balancer: compare, never read as a time. No clock read, no `exp`.
     /// `ln` is a [`LnTable`] (fetched once per pick by the scans).
+    ///
+    /// A backend never measured that has a request in flight costs [`UNMEASURED_BUSY`]
+    /// (more than any measured one), as in Finagle's `PeakEwma`, whose load is a
+    /// `Penalty` when there is no latency history yet and a request is pending: a new
+    /// or never-answering backend is probed one request at a time instead of looking
+    /// like the fastest (its default RTT) while requests pile up on it.
     #[inline]
     pub(crate) fn latency_cost(&self, ln: LnTable) -> f64 {
-        self.ewma.key() + ln.ln(self.in_flight() + 1) - ln.ln(u64::from(self.weight()))
+        let f = self.in_flight();
+        if f != 0 && !self.ewma.sampled() {
+            return UNMEASURED_BUSY;
+        }
+        self.ewma.key() + ln.ln(f + 1) - ln.ln(u64::from(self.weight()))
     }
 
     pub(crate) fn record_success(&self, latency: Duration) {
@@ -235,6 +245,21 @@ impl Backend {
             .observe(latency.as_nanos() as f64, self.now_ns(), self.decay_ns());
         self.health.record_success();
         self.refresh_lrt_base();
+    }
+
+    /// A request failed (after `latency`, if known): count it, and count it against
+    /// the backend's latency estimate (see `PeakEwma::penalize`).
+    /// Returns the consecutive-failure streak.
+    pub(crate) fn record_failure(&self, latency: Option<Duration>) -> u32 {
+        self.failures.fetch_add(1, Relaxed);
+        self.ewma.penalize(
+            latency.map(|l| l.as_nanos() as f64),
+            self.now_ns(),
+            self.decay_ns(),
+            FAILURE_PENALTY_CAP.as_nanos() as f64,
+        );
+        self.refresh_lrt_base();
+        self.health.record_failure()
     }
 
     // ---- the load table (see `table.rs`) ----
@@ -271,7 +296,14 @@ impl Backend {
         let ln = LnTable::get();
         for _ in 0..4 {
             let (base, f) = (self.lrt_base.load(Relaxed), self.in_flight());
-            s.store_lrt((f64::from_bits(base) + ln.ln(f + 1)).to_bits());
+            // Same order as `latency_cost`, unmeasured-and-busy included (a first
+            // sample rewrites `lrt_base`, so the retry below catches it).
+            let cost = if f != 0 && !self.ewma.sampled() {
+                UNMEASURED_BUSY
+            } else {
+                f64::from_bits(base) + ln.ln(f + 1)
+            };
+            s.store_lrt(cost.to_bits());
             if self.lrt_base.load(Relaxed) == base && self.in_flight() == f {
                 return;
             }
@@ -313,12 +345,6 @@ impl Backend {
         }
     }
 
-    /// Count a failure; returns the consecutive-failure streak.
-    pub(crate) fn record_failure(&self) -> u32 {
-        self.failures.fetch_add(1, Relaxed);
-        self.health.record_failure()
-    }
-
     pub(crate) fn is_ejected_now(&self) -> bool {
         let until = self.health.ejected_until_ns();
         until != 0 && self.now_ns() < until
@@ -332,9 +358,27 @@ impl Backend {
         }
     }
 
-    /// Apply an active check result; true if the state changed.
+    /// End an ejection early because the backend proved it serves (`why`); true if
+    /// it was ejected. Clears its table flag when it is available again.
+    pub(crate) fn uneject(&self, why: &'static str) -> bool {
+        if !self.health.uneject(self.now_ns()) {
+            return false;
+        }
+        info!(backend = %self.id, why, "backend returned from ejection");
+        self.sync_flag();
+        true
+    }
+
+    /// Apply an active check result; true if the active state changed.
+    ///
+    /// A passing check also ends an ejection, as Envoy does by default
+    /// (`successful_active_health_check_uneject_host`): "a successful active health
+    /// check unejects the host" (one pass when the host was not failing active
+    /// checks; here, as there, a backend that is down needs `rise` passes first). A
+    /// backend that serves again must not keep a slot of `max_percent` that the next
+    /// backend to fail needs.
     pub(crate) fn report_check(&self, ok: bool, policy: &HealthPolicy) -> bool {
-        match self.health.report_check(ok, policy) {
+        let changed = match self.health.report_check(ok, policy) {
             Some(true) => {
                 info!(backend = %self.id, "backend up (active checks pass)");
                 true
@@ -345,12 +389,28 @@ impl Backend {
                 true
             }
             None => false,
+        };
+        if ok && self.health.active_up() {
+            self.uneject("active check passed");
+            if changed {
+                self.sync_flag();
+            }
         }
+        changed
     }
 }
 
 /// Added to every table cost to keep it positive (see [`Backend::refresh_lrt`]).
 pub(crate) const LRT_BIAS: f64 = 64.0;
+
+/// Cost of a backend with no latency sample yet and a request in flight: above any
+/// measured backend's (a key is `ln(ns) + t / decay`, far below 1e300 for any clock
+/// a process sees), and its `f64` bits order above theirs as well.
+pub(crate) const UNMEASURED_BUSY: f64 = 1e300;
+
+/// A failure of unknown duration at most doubles the estimate up to this (a failure
+/// that took longer counts what it took).
+pub(crate) const FAILURE_PENALTY_CAP: Duration = Duration::from_secs(10);
 
 fn decay_ns(config: &BalancerConfig) -> f64 {
     (config.ewma_decay.as_nanos() as f64).max(1.0)

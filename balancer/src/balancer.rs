@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
@@ -69,6 +69,8 @@ struct Shared {
     update_lock: Mutex<()>,
     /// Slots of the least-* strategies' load words (`table.rs`).
     table: Arc<LoadTable>,
+    /// Picks made in panic mode (nothing was available).
+    panic_picks: AtomicU64,
 }
 
 /// One immutable view: backends in config order, the strategy built for them, the config.
@@ -80,9 +82,25 @@ struct Snapshot {
     shared: Arc<Shared>,
 }
 
+/// Why a backend is being ejected: statistics are held to `max_percent`, proof is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// Consecutive failures: an outlier by statistics, within the group allowance.
+    Outlier,
+    /// The connection was refused: nothing listens there, whatever the others do.
+    Refused,
+}
+
 impl Snapshot {
-    /// Eject `backends[index]` if the group allowance permits.
-    fn try_eject(&self, index: usize, reason: &'static str) {
+    /// Eject `backends[index]`: an outlier only if the group allowance permits, a
+    /// refused connection regardless of it (unless ejection is off, `max_percent = 0`).
+    ///
+    /// The allowance exists so that statistics cannot empty a group (Envoy: "if the
+    /// number of ejected hosts is above the threshold, the host is not ejected").
+    /// A refused connection is not a statistic: the backend cannot serve, and sending
+    /// it a share of the traffic only spends retries. Ejections of both kinds count
+    /// toward the allowance of later outliers.
+    fn try_eject(&self, index: usize, cause: Cause) {
         let policy = &self.config.ejection;
         let allowed = policy.max_ejected(self.backends.len());
         if allowed == 0 {
@@ -93,11 +111,17 @@ impl Snapshot {
         if b.is_ejected_now() {
             return;
         }
-        let ejected = self.backends.iter().filter(|b| b.is_ejected_now()).count();
-        if ejected >= allowed {
-            debug!(backend = %b.id(), ejected, allowed, "not ejecting: max_percent reached");
-            return;
-        }
+        let reason = match cause {
+            Cause::Refused => "connection refused",
+            Cause::Outlier => {
+                let ejected = self.backends.iter().filter(|b| b.is_ejected_now()).count();
+                if ejected >= allowed {
+                    debug!(backend = %b.id(), ejected, allowed, "not ejecting: max_percent reached");
+                    return;
+                }
+                "consecutive failures"
+            }
+        };
         b.eject(policy, reason);
     }
 
@@ -113,20 +137,27 @@ impl Snapshot {
     #[inline]
     fn start(snap: &Arc<Snapshot>, ctx: &RequestCtx<'_>) -> Option<Pick> {
         let snap = Arc::clone(snap);
-        let (index, _) = snap.pick_index(ctx)?;
-        Some(Pick::counted(snap, index))
+        let (index, filter) = snap.pick_index(ctx)?;
+        Some(Pick::counted(snap, index, filter))
     }
 
-    /// Nothing is available: every backend in panic mode, else none.
+    /// Nothing is available: every backend in panic mode (counted), else none.
+    ///
+    /// Panic mode is what nginx and Envoy do. nginx, when every server of an upstream
+    /// has failed, resets their failure counts ("all peers failed, mark them as live
+    /// for quick recovery", `ngx_http_upstream_round_robin.c`); Envoy, when fewer
+    /// than its panic threshold (50 % by default) of the hosts are healthy,
+    /// "disregards health status and balances amongst all hosts" (Envoy docs, "Panic
+    /// threshold"). Here the threshold is zero: only when nothing is available.
     #[cold]
     fn pick_any(&self, ctx: &RequestCtx<'_>) -> Option<(usize, Filter)> {
-        if self.config.panic_mode {
-            return self
-                .strategy
-                .pick(&self.backends, ctx, Filter::Any)
-                .map(|i| (i, Filter::Any));
+        if !self.config.panic_mode {
+            return None;
         }
-        None
+        let i = self.strategy.pick(&self.backends, ctx, Filter::Any)?;
+        self.shared.panic_picks.fetch_add(1, Relaxed);
+        debug!(backend = %self.backends[i].id(), "panic mode: no backend available, trying all");
+        Some((i, Filter::Any))
     }
 }
 
@@ -194,6 +225,7 @@ impl Balancer {
             eject_lock: Mutex::new(()),
             update_lock: Mutex::new(()),
             table: LoadTable::new(MIN_SLOTS.max(2 * specs.len())),
+            panic_picks: AtomicU64::new(0),
         });
         let snap = build_snapshot(&shared, &specs, config, &HashMap::new(), None)?;
         Ok(Self {
@@ -362,6 +394,28 @@ impl Balancer {
             .filter(|b| b.is_available())
             .count()
     }
+
+    /// Picks made in panic mode since the balancer was created: no backend was
+    /// available (all down or ejected), so every backend was a candidate.
+    ///
+    /// ```
+    /// use ringleader_balancer::{Balancer, BalancerConfig, BackendSpec, RequestCtx};
+    /// let lb = Balancer::new(vec![BackendSpec::new("a:1", 1)], BalancerConfig::default())?;
+    /// lb.pick(&RequestCtx::new()).unwrap().connect_refused(); // ejected
+    /// assert_eq!(lb.available(), 0);
+    /// assert!(lb.pick(&RequestCtx::new()).is_some()); // panic mode (the default)
+    /// assert_eq!(lb.panic_picks(), 1);
+    /// # Ok::<(), ringleader_balancer::Error>(())
+    /// ```
+    pub fn panic_picks(&self) -> u64 {
+        self.shared.panic_picks.load(Relaxed)
+    }
+
+    /// Would a pick now be a panic pick (panic mode on and no backend available)?
+    pub fn in_panic(&self) -> bool {
+        let snap = self.snapshot.load();
+        snap.config.panic_mode && !snap.backends.iter().any(|b| b.is_available())
+    }
 }
 
 impl Drop for Balancer {
@@ -474,12 +528,15 @@ impl fmt::Debug for Pick {
 impl Pick {
     /// Count a request to `snap.backends[index]` in flight (and in the load table) and
     /// guard it. `index` fits in 32 bits: a snapshot holds at most `u32::MAX` backends
-    /// (validated).
+    /// (validated). `filter` is [`Filter::Any`] for a panic pick.
     #[inline]
-    fn counted(snap: Arc<Snapshot>, index: usize) -> Pick {
+    fn counted(snap: Arc<Snapshot>, index: usize, filter: Filter) -> Pick {
         let backend = &snap.backends[index];
         backend.start();
-        let acct = snap.strategy.account(index, backend);
+        let mut acct = snap.strategy.account(index, backend);
+        if filter == Filter::Any {
+            acct = acct.panic();
+        }
         Pick {
             packed: index as u64 | u64::from(acct.bits()) << 32,
             snap,
@@ -498,26 +555,62 @@ impl Pick {
         self.packed as u32 as usize
     }
 
-    /// The request succeeded after `latency`: feeds the EWMA, resets the failure streak.
-    pub fn success(self, latency: Duration) {
-        self.backend().record_success(latency);
+    /// Was this pick made in panic mode (no backend was available)?
+    #[inline]
+    pub fn is_panic(&self) -> bool {
+        Acct::from_bits((self.packed >> 32) as u32).is_panic()
     }
 
-    /// The request failed (e.g. 5xx or timeout): counts toward passive ejection.
-    pub fn failure(self) {
-        let streak = self.backend().record_failure();
-        self.snap.strategy.as_dyn().on_failure(self.index());
-        let need = self.snap.config.ejection.consecutive_failures;
-        if need > 0 && streak >= need {
-            self.snap.try_eject(self.index(), "consecutive failures");
+    /// The request succeeded after `latency`: feeds the EWMA, resets the failure streak.
+    /// A panic pick that succeeds was a probe the backend passed: its ejection ends.
+    #[inline]
+    pub fn success(self, latency: Duration) {
+        self.backend().record_success(latency);
+        if self.is_panic() {
+            self.backend().uneject("served a request in panic mode");
         }
     }
 
-    /// The connection was refused: ejects at once (within `max_percent`).
-    pub fn connect_refused(self) {
-        self.backend().record_failure();
+    /// The request failed (e.g. 5xx or timeout), its duration unknown: counts toward
+    /// passive ejection, and against the backend's latency estimate (doubled, up to
+    /// 10 s), so the latency-aware strategies move traffic away from it.
+    pub fn failure(self) {
+        self.failed(None);
+    }
+
+    /// The request failed after `latency` (e.g. a timeout after `request_timeout`):
+    /// as [`failure`](Self::failure), and the latency estimate counts at least the
+    /// time the failure cost (as Finagle's and tower's peak EWMA record the round
+    /// trip of every request, failed or not).
+    ///
+    /// ```
+    /// use ringleader_balancer::{Balancer, BalancerConfig, BackendSpec, RequestCtx};
+    /// use std::time::Duration;
+    /// let lb = Balancer::new(vec![BackendSpec::new("a:1", 1)], BalancerConfig::default())?;
+    /// lb.pick(&RequestCtx::new()).unwrap().failure_after(Duration::from_secs(2));
+    /// assert!(lb.backends()[0].ewma() >= Duration::from_millis(1999));
+    /// # Ok::<(), ringleader_balancer::Error>(())
+    /// ```
+    pub fn failure_after(self, latency: Duration) {
+        self.failed(Some(latency));
+    }
+
+    fn failed(self, latency: Option<Duration>) {
+        let streak = self.backend().record_failure(latency);
         self.snap.strategy.as_dyn().on_failure(self.index());
-        self.snap.try_eject(self.index(), "connection refused");
+        let need = self.snap.config.ejection.consecutive_failures;
+        if need > 0 && streak >= need {
+            self.snap.try_eject(self.index(), Cause::Outlier);
+        }
+    }
+
+    /// The connection was refused: ejects at once, whatever `max_percent` allows
+    /// (only `max_percent = 0` turns it off). A refused connection is proof that
+    /// nothing serves there, not an outlier statistic.
+    pub fn connect_refused(self) {
+        self.backend().record_failure(None);
+        self.snap.strategy.as_dyn().on_failure(self.index());
+        self.snap.try_eject(self.index(), Cause::Refused);
     }
 }
 
@@ -569,6 +662,79 @@ impl Iterator for Candidates {
                 .next_candidate(&snap.backends, &ctx, self.filter, &self.tried)?
         };
         self.tried.push(index);
-        Some(Pick::counted(Arc::clone(snap), index))
+        Some(Pick::counted(Arc::clone(snap), index, self.filter))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HealthPolicy, ManualClock};
+
+    /// Is `b`'s load-table slot flagged "may be unavailable"?
+    fn flagged(b: &Backend) -> bool {
+        let (table, slot) = b.slot().expect("a slot");
+        table.any_flagged(slot, 1)
+    }
+
+    /// The table flag follows every way a backend leaves and rejoins the rotation:
+    /// set by a refused connection (beyond the ejection cap) and by failed checks,
+    /// cleared by a passing check that ends an ejection, by `rise` passes, and by a
+    /// panic pick that serves.
+    #[test]
+    fn table_flags_follow_ejections_checks_and_panic_probes() {
+        let clock = Arc::new(ManualClock::new());
+        let specs: Vec<_> = (0..3)
+            .map(|i| BackendSpec::new(format!("b{i}"), 1))
+            .collect();
+        let config = BalancerConfig {
+            strategy: StrategyKind::LeastResponseTime,
+            health: HealthPolicy { rise: 2, fall: 2 },
+            ..BalancerConfig::default()
+        };
+        let lb = Balancer::with_clock(specs, config, clock.clone()).unwrap();
+        let bs = lb.backends();
+        let pick_of = |i: usize| {
+            lb.candidates(&RequestCtx::new())
+                .find(|p| p.index() == i)
+                .unwrap()
+        };
+        assert!(bs.iter().all(|b| !flagged(b)));
+        // Refused twice: both flagged, the cap (one of three) notwithstanding.
+        pick_of(0).connect_refused();
+        pick_of(1).connect_refused();
+        assert!(flagged(&bs[0]) && flagged(&bs[1]) && !flagged(&bs[2]));
+        // A passing check ends b0's ejection and clears its flag at once.
+        lb.report_check("b0", true);
+        assert!(bs[0].is_available() && !flagged(&bs[0]));
+        assert!(flagged(&bs[1]));
+        // b1's ejection runs out: the next flagged scan clears the flag.
+        clock.advance(Duration::from_secs(31));
+        let _ = lb.pick(&RequestCtx::new());
+        assert!(!flagged(&bs[1]));
+        // Down by checks: flagged; up after `rise` passes: cleared.
+        lb.report_check("b2", false);
+        lb.report_check("b2", false);
+        assert!(flagged(&bs[2]) && !bs[2].is_available());
+        lb.report_check("b2", true);
+        assert!(flagged(&bs[2]));
+        lb.report_check("b2", true);
+        assert!(!flagged(&bs[2]) && bs[2].is_available());
+        // Everything ejected: a panic pick that serves ends its backend's ejection
+        // and clears its flag.
+        for i in 0..3 {
+            pick_of(i).connect_refused();
+        }
+        assert!(bs.iter().all(|b| flagged(b)));
+        let p = lb.pick(&RequestCtx::new()).unwrap();
+        assert!(p.is_panic());
+        let i = p.index();
+        p.success(Duration::from_millis(1));
+        assert!(bs[i].is_available() && !flagged(&bs[i]));
+        assert_eq!(lb.panic_picks(), 1);
+        // Scans agree with the flags: the only available backend takes every pick.
+        for _ in 0..5 {
+            assert_eq!(lb.pick(&RequestCtx::new()).unwrap().index(), i);
+        }
     }
 }

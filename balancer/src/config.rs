@@ -145,7 +145,9 @@ impl Default for HealthPolicy {
     }
 }
 
-/// Passive outlier detection: eject a backend after consecutive failures, for a doubling, capped time.
+/// Passive outlier detection: eject a backend after consecutive failures (within
+/// `max_percent`) or a refused connection (always), for a doubling, capped time whose
+/// multiplier decays while the backend stays healthy.
 ///
 /// ```
 /// use ringleader_balancer::EjectionPolicy;
@@ -160,12 +162,14 @@ pub struct EjectionPolicy {
     /// Consecutive failed requests that eject a backend; 0 disables ejection by count
     /// (a refused connection still ejects).
     pub consecutive_failures: u32,
-    /// Ejection time of a first ejection; it doubles for each repeated ejection.
+    /// Ejection time of a first ejection; it doubles for each repeated ejection, and
+    /// the doubling is undone one step per `base_time` the backend stays healthy.
     pub base_time: Duration,
     /// Cap of the doubling ejection time.
     pub max_time: Duration,
-    /// Never eject more than this percentage of the backends (0..=100); at least one
-    /// backend may always be ejected unless this is 0 (as Envoy does). 0 disables ejection.
+    /// Never eject more than this percentage of the backends for consecutive failures
+    /// (0..=100); at least one backend may always be ejected unless this is 0 (as
+    /// Envoy does). A refused connection ejects regardless. 0 disables ejection.
     pub max_percent: u32,
 }
 
@@ -216,7 +220,9 @@ pub struct BalancerConfig {
     pub health: HealthPolicy,
     /// Passive ejection on failures.
     pub ejection: EjectionPolicy,
-    /// When every backend is unavailable, pick among all of them instead of returning none.
+    /// When every backend is unavailable (down or ejected), pick among all of them
+    /// instead of returning none (on by default, as nginx and Envoy do; see
+    /// [`Balancer::panic_picks`](crate::Balancer::panic_picks)).
     pub panic_mode: bool,
     /// Time constant of the peak EWMA's decay toward faster samples (and toward zero when idle).
     pub ewma_decay: Duration,
@@ -234,14 +240,15 @@ pub struct BalancerConfig {
 }
 
 impl Default for BalancerConfig {
-    /// Least response time; EWMA decay 10 s and default RTT 30 ms (linkerd2-proxy's
-    /// defaults); 160 vnodes per weight unit (ketama's 40 points x 4); no bounded load.
+    /// Least response time; panic mode on; EWMA decay 10 s and default RTT 30 ms
+    /// (linkerd2-proxy's defaults); 160 vnodes per weight unit (ketama's 40 points x
+    /// 4); no bounded load.
     fn default() -> Self {
         Self {
             strategy: StrategyKind::default(),
             health: HealthPolicy::default(),
             ejection: EjectionPolicy::default(),
-            panic_mode: false,
+            panic_mode: true,
             ewma_decay: Duration::from_secs(10),
             default_rtt: Duration::from_millis(30),
             vnodes: 160,

@@ -88,6 +88,34 @@ impl PeakEwma {
         }
     }
 
+    /// Fold in a failed request: it counts as at least as slow as twice the current
+    /// estimate (the failed attempt plus the retry it causes elsewhere), capped at
+    /// `cap_ns` unless the estimate is already higher, and at least as slow as the time
+    /// it took (`latency_ns`, when the caller knows it). A peak EWMA takes a slower
+    /// sample at once, so a failure never makes a backend look faster.
+    ///
+    /// Before any sample, a failure of unknown duration leaves the estimate alone (the
+    /// backend stays "unmeasured", which the cost functions penalize while it has a
+    /// request in flight); one of known duration becomes its first sample.
+    pub(crate) fn penalize(
+        &self,
+        latency_ns: Option<f64>,
+        now_ns: u64,
+        decay_ns: f64,
+        cap_ns: f64,
+    ) {
+        let took = latency_ns.unwrap_or(0.0);
+        if !self.sampled() {
+            if latency_ns.is_some() {
+                self.observe(took, now_ns, decay_ns);
+            }
+            return;
+        }
+        let now = self.estimate(now_ns, decay_ns);
+        let penalty = (2.0 * now).min(cap_ns.max(now));
+        self.observe(took.max(penalty), now_ns, decay_ns);
+    }
+
     /// Re-express the key for a new decay window (or a new default RTT before any sample).
     pub(crate) fn reconfigure(&self, now_ns: u64, old_decay: f64, new_decay: f64, default_ns: f64) {
         let estimate = if self.sampled() {

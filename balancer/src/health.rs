@@ -1,4 +1,4 @@
-//! Health of one backend: active `Up`/`Down` with rise/fall, passive ejection with capped doubling back-off.
+//! Health of one backend: active `Up`/`Down` with rise/fall, passive ejection with a capped, decaying doubling back-off.
 use crate::clock::saturating_ns;
 use crate::{EjectionPolicy, HealthPolicy};
 use parking_lot::Mutex;
@@ -48,9 +48,12 @@ impl fmt::Display for Health {
 struct Slow {
     passes: u32,
     fails: u32,
-    /// Consecutive ejections (the back-off exponent).
+    /// The back-off exponent: the next ejection lasts `base * 2^level` (capped). It
+    /// grows by one per ejection and shrinks by one per `base` of healthy time since
+    /// the previous ejection ended (see [`HealthCell::eject`]).
     level: u32,
-    /// End of the previous ejection (ns since epoch), 0 if none.
+    /// End of the previous ejection (ns since epoch): when it was scheduled to end,
+    /// or earlier if it was lifted ([`HealthCell::uneject`]); 0 if none.
     last_until_ns: u64,
 }
 
@@ -170,17 +173,26 @@ impl HealthCell {
 
     /// Eject from `now_ns` on. The caller has checked the group's ejection allowance.
     ///
-    /// The back-off level resets when the previous ejection ended more than
-    /// `max_time` ago (the backend behaved for a whole cap period).
+    /// The back-off multiplier decays while the backend stays healthy, as Envoy's
+    /// outlier detection does: Envoy decrements a host's ejection-time multiplier at
+    /// every `interval` sweep (10 s by default) that finds it healthy, so a host that
+    /// stays healthy returns to `base_ejection_time` after about
+    /// `max_ejection_time / base_ejection_time * interval` (Envoy docs, "Outlier
+    /// detection", ejection algorithm step 3). Here the exponent drops by one for
+    /// every `base_time` that passed since the previous ejection ended, so a backend
+    /// that failed once long ago is not punished as a repeat offender, and one that
+    /// fails again at once gets twice the time.
     pub(crate) fn eject(&self, now_ns: u64, policy: &EjectionPolicy) -> Ejected {
         let mut slow = self.slow.lock();
         if self.is_ejected(now_ns) {
             return Ejected::Already;
         }
-        if slow.last_until_ns != 0
-            && now_ns.saturating_sub(slow.last_until_ns) >= saturating_ns(policy.max_time)
-        {
-            slow.level = 0;
+        if slow.last_until_ns != 0 {
+            let healthy = now_ns.saturating_sub(slow.last_until_ns);
+            let periods = healthy / saturating_ns(policy.base_time).max(1);
+            slow.level = slow
+                .level
+                .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
         }
         let time = policy.ejection_time(slow.level);
         slow.level = slow.level.saturating_add(1);
@@ -190,6 +202,20 @@ impl HealthCell {
         self.consecutive_failures.store(0, Relaxed);
         self.ejections.fetch_add(1, Relaxed);
         Ejected::For(time)
+    }
+
+    /// End an ejection early (an active check passed, or the backend served a
+    /// request while ejected): true if it was ejected at `now_ns`. The back-off
+    /// decay counts healthy time from now.
+    pub(crate) fn uneject(&self, now_ns: u64) -> bool {
+        let mut slow = self.slow.lock();
+        if !self.is_ejected(now_ns) {
+            return false;
+        }
+        slow.last_until_ns = now_ns.max(1);
+        self.ejected_until_ns.store(0, Relaxed);
+        self.consecutive_failures.store(0, Relaxed);
+        true
     }
 }
 
@@ -245,10 +271,39 @@ mod tests {
         }
         assert_eq!(times, vec![10, 20, 35, 35]);
         assert_eq!(h.ejections(), 4);
-        // Behaving for longer than the cap resets the back-off.
-        assert_eq!(
-            h.eject(now + 36 * S, &p),
-            Ejected::For(Duration::from_secs(10))
-        );
+        // The exponent is 4 now (10 s x 2^4, capped). Each base time (10 s) of health
+        // undoes one doubling: after 29 s, two of them: 10 s x 2^2 = 40, capped at 35.
+        let now = now + 29 * S;
+        assert_eq!(h.eject(now, &p), Ejected::For(Duration::from_secs(35)));
+        // Exponent 3 now; 25 s after that ejection ended, two steps down: 10 x 2^1.
+        let now = h.ejected_until_ns() + 25 * S;
+        assert_eq!(h.eject(now, &p), Ejected::For(Duration::from_secs(20)));
+        // Healthy for a long time: back to the base time.
+        let now = h.ejected_until_ns() + 1000 * S;
+        assert_eq!(h.eject(now, &p), Ejected::For(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn uneject_ends_an_ejection_and_starts_the_healthy_period() {
+        let h = HealthCell::new();
+        let p = EjectionPolicy {
+            consecutive_failures: 5,
+            base_time: Duration::from_secs(10),
+            max_time: Duration::from_secs(80),
+            max_percent: 100,
+        };
+        assert!(!h.uneject(S));
+        assert_eq!(h.eject(S, &p), Ejected::For(Duration::from_secs(10)));
+        assert_eq!(h.record_failure(), 1);
+        assert!(h.uneject(2 * S));
+        assert!(!h.is_ejected(2 * S));
+        assert_eq!(h.record_failure(), 1, "the failure streak starts over");
+        assert!(!h.uneject(3 * S), "not ejected any more");
+        // Ejected again 5 s after it was lifted: less than a base time of health, so
+        // the time doubles.
+        assert_eq!(h.eject(7 * S, &p), Ejected::For(Duration::from_secs(20)));
+        assert!(h.uneject(8 * S));
+        // 10 s after the lift: one step back.
+        assert_eq!(h.eject(18 * S, &p), Ejected::For(Duration::from_secs(20)));
     }
 }

@@ -252,41 +252,74 @@ fn consecutive_failures_eject_with_doubling_back_off() {
 }
 
 #[test]
-fn ejection_respects_max_percent_and_connect_refused_ejects_at_once() {
-    let (lb, _clock) = with_clock(4, config(StrategyKind::RoundRobin)); // 50 % of 4 = 2
-    for i in 0..4 {
-        let p = lb
-            .candidates(&RequestCtx::new())
+fn outliers_respect_max_percent_but_a_refused_connection_ejects_at_once() {
+    let mut c = config(StrategyKind::RoundRobin); // 50 % of 4 = 2
+    c.ejection.consecutive_failures = 1;
+    let (lb, _clock) = with_clock(4, c);
+    let pick_of = |i: usize| {
+        lb.candidates(&RequestCtx::new())
             .find(|p| p.index() == i)
-            .unwrap();
-        p.connect_refused();
+            .unwrap()
+    };
+    for i in 0..3 {
+        pick_of(i).failure();
     }
     let ejected = lb.backends().iter().filter(|b| !b.is_available()).count();
-    assert_eq!(ejected, 2);
+    assert_eq!(ejected, 2, "failures eject within max_percent");
+    assert!(lb.backends()[2].is_available());
+    // Refused connections are proof, not statistics: out of rotation whatever the cap.
+    pick_of(2).connect_refused();
+    pick_of(3).connect_refused();
+    assert_eq!(lb.available(), 0);
+    assert!(lb.backends().iter().all(|b| b.ejections() == 1));
+    // max_percent = 0 turns ejection off, refused connections included.
+    let mut off = config(StrategyKind::RoundRobin);
+    off.ejection.max_percent = 0;
+    let (lb, _clock) = with_clock(2, off);
+    lb.pick(&RequestCtx::new()).unwrap().connect_refused();
     assert_eq!(lb.available(), 2);
 }
 
 #[test]
 fn no_pick_when_all_down_unless_panic_mode() {
-    let (lb, _clock) = with_clock(2, config(StrategyKind::LeastConnections));
+    let off = BalancerConfig {
+        panic_mode: false,
+        ..config(StrategyKind::LeastConnections)
+    };
+    let (lb, _clock) = with_clock(2, off);
     for id in ["10.0.0.0:80", "10.0.0.1:80"] {
         for _ in 0..3 {
             lb.report_check(id, false);
         }
     }
+    assert!(!lb.in_panic());
     assert!(lb.pick(&RequestCtx::new()).is_none());
     assert_eq!(lb.candidates(&RequestCtx::new()).count(), 0);
-    let panic = BalancerConfig {
-        panic_mode: true,
-        ..config(StrategyKind::LeastConnections)
-    };
-    lb.update(specs(2), panic).unwrap();
-    assert!(lb.pick(&RequestCtx::new()).is_some());
+    assert_eq!(lb.panic_picks(), 0);
+    // Panic mode is the default.
+    assert!(BalancerConfig::default().panic_mode);
+    lb.update(specs(2), config(StrategyKind::LeastConnections))
+        .unwrap();
+    assert!(lb.in_panic());
+    let p = lb.pick(&RequestCtx::new()).unwrap();
+    assert!(p.is_panic());
+    drop(p);
     let all: Vec<_> = lb
         .candidates(&RequestCtx::new())
-        .map(|p| p.index())
+        .map(|p| {
+            assert!(p.is_panic());
+            p.index()
+        })
         .collect();
     assert_eq!(all.len(), 2);
+    // One panic pick per request: the pick, then the candidates' first.
+    assert_eq!(lb.panic_picks(), 2);
+    // A panic pick that succeeds does not bring a backend that is down up: only
+    // active checks do.
+    lb.pick(&RequestCtx::new())
+        .unwrap()
+        .success(Duration::from_millis(1));
+    assert_eq!(lb.available(), 0);
 }
 
 #[test]

@@ -456,9 +456,15 @@ mod tests {
                             };
                             let loads: Vec<_> = (0..bs.len()).map(load).collect();
                             let Some(p) = lb.pick(&RequestCtx::new()) else {
-                                assert!(avail.is_empty(), "{kind} seed {seed}: no pick");
-                                continue;
+                                panic!("{kind} seed {seed}: no pick (panic mode is on)");
                             };
+                            if avail.is_empty() {
+                                // Panic mode: every backend is a candidate.
+                                assert!(p.is_panic(), "{kind} seed {seed}");
+                                held.push(p);
+                                continue;
+                            }
+                            assert!(!p.is_panic(), "{kind} seed {seed}");
                             let i = p.index();
                             assert!(avail.contains(&i), "{kind} seed {seed}: {i} unavailable");
                             let (ci, fi, wi) = loads[i];

@@ -131,10 +131,13 @@ impl Built {
     }
 }
 
-/// What a pick added to the balancer's load table (`table.rs`), settled when it ends.
+/// What a pick added to the balancer's load table (`table.rs`), settled when it ends,
+/// and whether it was a panic pick.
 ///
-/// One `u32` (0: nothing; `u32::MAX`: least response time; else the least-connections
-/// amount) so that a [`Pick`](crate::Pick) keeps it in the word of its index.
+/// One `u32` so that a [`Pick`](crate::Pick) keeps it in the word of its index: the
+/// low 31 bits are 0 (nothing), `0x7fff_ffff` (least response time) or the
+/// least-connections amount (at most 2^24); the top bit marks a pick made in panic
+/// mode (every backend unavailable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Acct(u32);
 
@@ -142,7 +145,9 @@ impl Acct {
     /// Nothing (the strategy does not use the table).
     pub(crate) const NONE: Acct = Acct(0);
     /// Least response time: the backend's word follows its in-flight count.
-    pub(crate) const LRT: Acct = Acct(u32::MAX);
+    pub(crate) const LRT: Acct = Acct(u32::MAX >> 1);
+    /// The flag bit of a panic pick.
+    const PANIC: u32 = 1 << 31;
 
     /// Least connections: `amount` (at least 1, below `u32::MAX`) was added to the word.
     #[inline]
@@ -160,6 +165,18 @@ impl Acct {
         Acct(bits)
     }
 
+    /// The same accounting, marked as a panic pick.
+    #[inline]
+    pub(crate) const fn panic(self) -> Acct {
+        Acct(self.0 | Self::PANIC)
+    }
+
+    /// Was the pick made in panic mode?
+    #[inline]
+    pub(crate) const fn is_panic(self) -> bool {
+        self.0 & Self::PANIC != 0
+    }
+
     /// The pick of `backend` ended (after its in-flight count was decremented).
     #[inline]
     pub(crate) fn settle(self, backend: &Backend) {
@@ -174,8 +191,9 @@ impl Acct {
 /// the call).
 #[inline(never)]
 fn settle_table(bits: u32, backend: &Backend) {
-    match bits {
-        u32::MAX => backend.refresh_lrt(),
+    match bits & !Acct::PANIC {
+        0 => {}
+        b if b == Acct::LRT.0 => backend.refresh_lrt(),
         amount => backend.lc_sub(amount),
     }
 }
