@@ -107,6 +107,31 @@ fn a_weight_change_moves_keys_only_to_that_node() {
 }
 
 #[test]
+fn the_ideal_is_the_distance_between_weight_shares_not_a_floor() {
+    // node-3 goes from weight 1 to 2 among ten: shares 1/10 -> 2/11 and
+    // 1/10 -> 1/11; the total-variation distance is half the L1 distance.
+    let report = sim::run(&SimConfig {
+        algorithms: vec![Algorithm::Rendezvous],
+        ..cfg(vec![Event::SetWeight { node: 3, weight: 2 }])
+    })
+    .unwrap();
+    let tv = 0.5 * ((2.0 / 11.0 - 0.1_f64).abs() + 9.0 * (1.0 / 11.0 - 0.1_f64).abs());
+    assert!((report.steps[0].ideal - tv).abs() < 1e-12);
+    // With hot keys the joining node's real load misses its share, and a
+    // placement can move less than the ideal: it is not a floor.
+    let report = sim::run(&SimConfig {
+        keys: 200_000,
+        distribution: KeyDistribution::Zipf { exponent: 1.1 },
+        algorithms: vec![Algorithm::Rendezvous],
+        ..cfg(vec![Event::Add(1)])
+    })
+    .unwrap();
+    let step = &report.steps[0];
+    let r = step.result(Algorithm::Rendezvous).unwrap();
+    assert!(r.moved < step.ideal, "{} vs ideal {}", r.moved, step.ideal);
+}
+
+#[test]
 fn a_growth_schedule_has_one_step_per_node_and_totals() {
     let report = sim::run(&SimConfig {
         nodes: 4,

@@ -565,9 +565,11 @@ fn owners_of(state: &State, work: &Workload) -> Vec<u32> {
         .collect()
 }
 
-/// The least fraction of keys any placement must move: the total variation
-/// distance between the weight shares before and after (1/(n+1) when one
-/// node joins n, k/n when k of n leave).
+/// The ideal moved fraction: the total-variation distance between the
+/// distributions of load the weights ask for before and after, i.e. between
+/// the weight shares (1/(n+1) when one node joins n equal ones, k/n when k of
+/// n leave). A placement that matches the shares on both sides must move at
+/// least this much; one whose real load misses them (hot keys) can move less.
 fn ideal_moved(before: &Cluster, after: &Cluster) -> f64 {
     let wb: f64 = before.iter().map(|(_, w)| f64::from(*w)).sum();
     let wa: f64 = after.iter().map(|(_, w)| f64::from(*w)).sum();
