@@ -42,6 +42,8 @@ pub enum ClientError {
     Io(std::io::Error),
     /// The backend closed the connection before any byte of a response.
     Closed,
+    /// The connection failed (reset, broken pipe) before any byte of a response.
+    Unanswered(std::io::Error),
     /// The backend's answer is not valid HTTP/1.x.
     Protocol(&'static str),
     /// The client's request body failed while it was being sent.
@@ -55,6 +57,7 @@ impl std::fmt::Display for ClientError {
         match self {
             ClientError::Io(e) => write!(f, "{e}"),
             ClientError::Closed => f.write_str("connection closed before a response"),
+            ClientError::Unanswered(e) => write!(f, "connection failed before a response: {e}"),
             ClientError::Protocol(p) => write!(f, "invalid response: {p}"),
             ClientError::ClientBody(e) => write!(f, "client request body: {e}"),
             ClientError::BodyTimeout => {
@@ -64,7 +67,22 @@ impl std::fmt::Display for ClientError {
     }
 }
 
-impl std::error::Error for ClientError {}
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Io(e) | ClientError::Unanswered(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl ClientError {
+    /// The backend closed or reset the connection without sending any byte of a
+    /// response: on a reused connection, the request may be sent again (RFC 9112 §9.3.1).
+    pub fn is_unanswered(&self) -> bool {
+        matches!(self, ClientError::Closed | ClientError::Unanswered(_))
+    }
+}
 
 /// One keep-alive connection to a backend with its read buffer.
 #[derive(Debug)]
@@ -355,7 +373,13 @@ async fn read_head<R: AsyncRead + Unpin>(
             }
         }
         buf.reserve(READ_CHUNK);
-        let n = rd.read_buf(buf).await.map_err(ClientError::Io)?;
+        let n = rd.read_buf(buf).await.map_err(|e| {
+            if any {
+                ClientError::Io(e)
+            } else {
+                ClientError::Unanswered(e)
+            }
+        })?;
         if n == 0 {
             return Err(if any {
                 ClientError::Protocol("connection closed inside the response head")
@@ -441,7 +465,10 @@ pub async fn exchange(
                 &ReqFraming::Empty { length_zero },
                 &mut out,
             );
-            conn.io.write_all(&out).await.map_err(ClientError::Io)?;
+            conn.io
+                .write_all(&out)
+                .await
+                .map_err(ClientError::Unanswered)?;
             conn.wbuf = out;
         }
         UpstreamBody::Full(b) => {
@@ -455,13 +482,16 @@ pub async fn exchange(
             );
             if b.len() <= COALESCE_BODY {
                 out.extend_from_slice(&b);
-                conn.io.write_all(&out).await.map_err(ClientError::Io)?;
+                conn.io
+                    .write_all(&out)
+                    .await
+                    .map_err(ClientError::Unanswered)?;
             } else {
                 let mut all = Buf::chain(&out[..], b);
                 conn.io
                     .write_all_buf(&mut all)
                     .await
-                    .map_err(ClientError::Io)?;
+                    .map_err(ClientError::Unanswered)?;
             }
             conn.wbuf = out;
         }
@@ -472,7 +502,10 @@ pub async fn exchange(
                 None => ReqFraming::Chunked,
             };
             encode_head(method, uri, headers, &framing, &mut out);
-            conn.io.write_all(&out).await.map_err(ClientError::Io)?;
+            conn.io
+                .write_all(&out)
+                .await
+                .map_err(ClientError::Unanswered)?;
             // The body is written by a task of its own so the backend can answer (and
             // stream its answer) while it still reads: full duplex, as HTTP/1.1 allows.
             let Conn { io, buf, .. } = conn;

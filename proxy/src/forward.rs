@@ -77,17 +77,17 @@ enum Stalled {
 /// backend waits for it (a slow upload is not an upstream timeout).
 async fn send_watched(
     pool: &BackendConns,
-    (method, uri, headers): (&Method, &Uri, &HeaderMap),
+    (method, uri, headers, idempotent): (&Method, &Uri, &HeaderMap, bool),
     body: UpstreamBody,
     t: Duration,
     progress: Option<&Progress>,
 ) -> Result<Result<Response<BackendBody>, SendError>, Stalled> {
     let Some(p) = progress else {
-        return tokio::time::timeout(t, pool.send(method, uri, headers, body))
+        return tokio::time::timeout(t, pool.send(method, uri, headers, body, idempotent))
             .await
             .map_err(|_| Stalled::Upstream);
     };
-    let send = pool.send(method, uri, headers, body);
+    let send = pool.send(method, uri, headers, body, idempotent);
     tokio::pin!(send);
     let mut wake = Instant::now() + t;
     loop {
@@ -154,18 +154,20 @@ pub(crate) async fn forward(
     metrics: &Metrics,
 ) -> Result<Answer, Error> {
     let policy = &up.retry;
-    let retryable = policy.attempts > 0 && is_idempotent(&parts.method, &parts.headers);
+    let idempotent = is_idempotent(&parts.method, &parts.headers);
+    let retryable = policy.attempts > 0 && idempotent;
     up.budget.deposit();
 
     let mut body = if body.is_end_stream() {
         BodyState::Replay(UpstreamBody::Empty)
-    } else if retryable
+    } else if idempotent
         && body
             .size_hint()
             .upper()
             .is_some_and(|n| n <= policy.max_body_bytes as u64)
     {
-        // Small enough to keep for a retry: read it (bounded by its declared length).
+        // Small enough to keep for a retry, or to send again when a pooled connection
+        // closes unanswered (see `BackendConns::send`): read it (bounded by its declared length).
         let limited = http_body_util::Limited::new(body, policy.max_body_bytes);
         match tokio::time::timeout(request_timeout, limited.collect()).await {
             Ok(Ok(c)) => BodyState::Replay(UpstreamBody::Full(Some(c.to_bytes()))),
@@ -227,7 +229,7 @@ pub(crate) async fn forward(
 
         let started = Instant::now();
         let pool = &up.conns[idx];
-        let head = (&parts.method, &target, &parts.headers);
+        let head = (&parts.method, &target, &parts.headers, idempotent);
         let outcome =
             send_watched(pool, head, this_body, request_timeout, progress.as_deref()).await;
         let retry_wanted = match outcome {

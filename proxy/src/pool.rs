@@ -94,8 +94,8 @@ impl BackendConns {
         self.idle.lock().len()
     }
 
-    /// A usable connection: the most recently used idle one, else a new one.
-    async fn checkout(&self) -> Result<Conn, SendError> {
+    /// A usable connection: the most recently used idle one (`true`: reused), else a new one.
+    async fn checkout(&self) -> Result<(Conn, bool), SendError> {
         loop {
             // The lock is held for a pop only (uncontended with one worker).
             let Some((c, since)) = self.idle.lock().pop() else {
@@ -107,10 +107,10 @@ impl BackendConns {
                 continue;
             }
             if c.is_usable() {
-                return Ok(c);
+                return Ok((c, true));
             }
         }
-        self.connect().await
+        Ok((self.connect().await?, false))
     }
 
     /// Open a new connection.
@@ -148,17 +148,41 @@ impl BackendConns {
 
     /// Send a request on a pooled connection (one the backend has not closed) or a
     /// new one. The response body streams from the connection; see [`Checkin`].
+    ///
+    /// A backend may close an idle connection just as a request goes out on it. When a
+    /// reused connection is closed or reset before any byte of a response, an
+    /// `idempotent` request whose body can be replayed is sent once more, on a new
+    /// connection to the same backend (RFC 9112 §9.3.1: "a client MAY open a new
+    /// connection and automatically retransmit an aborted sequence of requests if all
+    /// of those requests have idempotent methods"). It is not a retry: only the
+    /// second exchange's outcome is the backend's.
     pub async fn send(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: UpstreamBody,
+        idempotent: bool,
     ) -> Result<Response<BackendBody>, SendError> {
-        let conn = self.checkout().await?;
-        client::exchange(conn, method, uri, headers, body)
-            .await
-            .map_err(SendError::Exchange)
+        let (conn, reused) = self.checkout().await?;
+        let again = if reused && idempotent {
+            body.try_clone()
+        } else {
+            None
+        };
+        match client::exchange(conn, method, uri, headers, body).await {
+            Err(e) if e.is_unanswered() => {
+                let Some(body) = again else {
+                    return Err(SendError::Exchange(e));
+                };
+                tracing::debug!(backend = %self.addr, error = %e, "pooled connection closed unanswered; sending again on a new one");
+                let conn = self.connect().await?;
+                client::exchange(conn, method, uri, headers, body)
+                    .await
+                    .map_err(SendError::Exchange)
+            }
+            r => r.map_err(SendError::Exchange),
+        }
     }
 }
 

@@ -527,3 +527,50 @@ async fn content_length_of_answers_without_a_body_is_validated() {
         "{out}"
     );
 }
+
+/// `failures` of the one backend according to /status.
+async fn failures(admin: SocketAddr) -> u64 {
+    status(admin).await["upstreams"]["app"]["backends"][0]["failures"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_unanswered_is_resent_once_for_idempotent_requests() {
+    // RFC 9112 §9.3.1. The backend takes the next request on the pooled connection
+    // and closes it (FIN, then a reset) without a byte of answer; no other backend,
+    // no retries configured.
+    for first in ["/then-eof", "/then-reset"] {
+        let b = RawBackend::start().await;
+        let s = start(proxy_config(&b, "", NO_RETRY)).await;
+        let c = client();
+        let p = s.proxy_addr();
+        for (method, body) in [("GET", ""), ("PUT", "abc")] {
+            assert_eq!(send(&c, p, "GET", first, &[], "").await.body, "ok");
+            let a = send(&c, p, method, "/len", &[], body).await;
+            assert_eq!(
+                (a.status.as_u16(), a.body.as_str()),
+                (200, "hello"),
+                "{first}: {method} sent again on a new connection"
+            );
+            if method == "PUT" {
+                assert!(b.last_request().ends_with("\r\n\r\nabc"), "body replayed");
+            }
+        }
+        assert_eq!(b.connections.load(Relaxed), 3, "{first}");
+        assert_eq!(s.proxy().metrics().retries.load(Relaxed), 0, "not a retry");
+        assert_eq!(failures(s.admin_addr()).await, 0, "no failure counted");
+
+        // A POST is not idempotent: never sent twice.
+        assert_eq!(send(&c, p, "GET", first, &[], "").await.body, "ok");
+        let posts_before = b.requests.lock().unwrap().len();
+        let a = send(&c, p, "POST", "/len", &[], "abc").await;
+        assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{first}");
+        assert_eq!(
+            b.requests.lock().unwrap().len(),
+            posts_before + 1,
+            "sent once"
+        );
+        assert_eq!(failures(s.admin_addr()).await, 1);
+    }
+}
