@@ -128,6 +128,82 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Opt
     }
 }
 
+/// Whether `v` is a valid `Host` field value or request-target authority without
+/// userinfo: `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2-3.2.3):
+/// an IP literal in brackets, or a reg-name of unreserved characters,
+/// percent-encodings and sub-delims (an IPv4 address is one), then digits.
+///
+/// ```
+/// use ringleader_proxy::is_valid_host;
+/// assert!(is_valid_host(b"api.example.com:8080"));
+/// assert!(is_valid_host(b"[::1]:80"));
+/// assert!(!is_valid_host(b"evil@good.example"));
+/// assert!(!is_valid_host(b"a b"));
+/// assert!(!is_valid_host(b"a/b"));
+/// ```
+pub fn is_valid_host(v: &[u8]) -> bool {
+    let (host, port) = if v.first() == Some(&b'[') {
+        let Some(end) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        if !is_ip_literal(&v[1..end]) {
+            return false;
+        }
+        match &v[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&[][..], port),
+            _ => return false,
+        }
+    } else {
+        match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i + 1..]),
+            None => (v, &[][..]),
+        }
+    };
+    port.iter().all(u8::is_ascii_digit) && is_reg_name(host)
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn is_reg_name(v: &[u8]) -> bool {
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' => {
+                if !v
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Inside the brackets of an `IP-literal`: an IPv6 address or
+/// `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )` (RFC 3986 §3.2.2).
+fn is_ip_literal(v: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = v {
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (ver, tail) = (&rest[..dot], &rest[dot + 1..]);
+        return !ver.is_empty()
+            && ver.iter().all(u8::is_ascii_hexdigit)
+            && !tail.is_empty()
+            && tail
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+    }
+    std::str::from_utf8(v).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 /// Whether a request may be retried: an idempotent method (RFC 9110 §9.2.2)
 /// or an `Idempotency-Key` header.
 ///
@@ -235,6 +311,49 @@ mod tests {
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.0.0.9");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
         assert_eq!(h[&X_FORWARDED_HOST], "example.com");
+    }
+
+    #[test]
+    fn hosts_follow_the_uri_host_grammar() {
+        for ok in [
+            "a",
+            "api.example.com",
+            "api.example.com:8080",
+            "host:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "a%2Db",
+            "!$&'()*+,;=-._~",
+            "",
+        ] {
+            assert!(is_valid_host(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in [
+            "a b",
+            " a",
+            "a/b",
+            "evil@good.example",
+            "a:b",
+            "a:80:80",
+            "a?b",
+            "a#b",
+            "a\\b",
+            "[::1",
+            "[::1]x",
+            "[::1]:x",
+            "[zz]",
+            "[v.x]",
+            "[v1.]",
+            "a%2",
+            "a%zz",
+            "a\"b",
+            "\u{e9}",
+        ] {
+            assert!(!is_valid_host(bad.as_bytes()), "{bad:?}");
+        }
     }
 
     #[test]

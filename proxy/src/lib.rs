@@ -47,7 +47,9 @@ pub use config::{
 };
 pub use demo::DemoBackend;
 pub use error::{Error, Result};
-pub use headers::{host_without_port, is_idempotent, set_forwarded, strip_hop_by_hop};
+pub use headers::{
+    host_without_port, is_idempotent, is_valid_host, set_forwarded, strip_hop_by_hop,
+};
 pub use health::check_once;
 pub use metrics::{Metrics, LATENCY_BUCKETS};
 pub use pool::{BackendConns, Checkin, SendError, MAX_IDLE_PER_BACKEND};

@@ -227,19 +227,35 @@ impl Proxy {
             if parts.method == Method::CONNECT {
                 return Err(Error::BadRequest("CONNECT is not supported"));
             }
+            // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
+            // to any HTTP/1.1 request message that lacks a Host header field and to any
+            // request message that contains more than one Host header field line or a
+            // Host header field with an invalid field value."
+            let mut hosts = parts.headers.get_all(HOST).iter();
+            let host_field = hosts.next();
+            if hosts.next().is_some() {
+                return Err(Error::BadRequest("more than one Host header"));
+            }
+            let host_field = match host_field {
+                Some(h) if headers::is_valid_host(h.as_bytes()) => h.to_str().ok(),
+                Some(_) => return Err(Error::BadRequest("invalid Host header")),
+                None if version == Version::HTTP_11 => {
+                    return Err(Error::BadRequest("missing Host header"))
+                }
+                None => None,
+            };
             let absolute = parts.uri.authority().is_some();
             let host = match parts.uri.authority() {
-                Some(a) => Some(a.host()),
-                None => match parts.headers.get(HOST) {
-                    Some(h) => Some(
-                        h.to_str()
-                            .map_err(|_| Error::BadRequest("invalid Host header"))?,
-                    ),
-                    None if version == Version::HTTP_11 => {
-                        return Err(Error::BadRequest("missing Host header"))
+                Some(a) => {
+                    // RFC 9110 §4.2.4: a recipient SHOULD treat userinfo in an http(s)
+                    // URI from an untrusted source as an error; it is never a host.
+                    if !headers::is_valid_host(a.as_str().as_bytes()) {
+                        return Err(Error::BadRequest("invalid authority in the request target"));
                     }
-                    None => None,
-                },
+                    // The authority replaces Host (RFC 9112 §3.2.2).
+                    Some(a.host())
+                }
+                None => host_field,
             };
             let host = host.map(headers::host_without_port);
             let route = state

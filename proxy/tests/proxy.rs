@@ -622,6 +622,62 @@ async fn absolute_form_for_an_unserved_host_is_never_forwarded() {
 
 // ---------- headers ----------
 
+/// The JSON body of a raw `/echo-headers` answer (the headers the backend got).
+fn echoed(out: &str) -> serde_json::Value {
+    assert!(
+        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"),
+        "{out}"
+    );
+    let body = &out[out.find("\r\n\r\n").expect("a complete head") + 4..];
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[tokio::test]
+async fn duplicate_or_invalid_host_and_userinfo_are_400_and_never_forwarded() {
+    let b = backends(1).await;
+    let s = start(config(
+        "",
+        &[(&b[0], 1)],
+        "",
+        "[[route]]\nhost = \"a.test\"\nupstream = \"app\"\n",
+    ))
+    .await;
+    // RFC 9112 §3.2 (Host), RFC 9110 §4.2.4 (userinfo).
+    for head in [
+        "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test",
+        "GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test",
+        "GET / HTTP/1.0\r\nHost: a.test\r\nHost: b.test",
+        "GET / HTTP/1.1\r\nHost: a.test b.test",
+        "GET / HTTP/1.1\r\nHost: a.test/x",
+        "GET / HTTP/1.1\r\nHost: evil@a.test",
+        "GET / HTTP/1.1\r\nHost: a.test:x",
+        "GET / HTTP/1.1\r\nHost: a.test, b.test",
+        "GET http://evil@a.test/ HTTP/1.1\r\nHost: a.test",
+        "GET http://evil:pw@a.test/ HTTP/1.1\r\nHost: a.test",
+        "GET http://a.test/ HTTP/1.1",
+    ] {
+        let out = raw(
+            s.proxy_addr(),
+            format!("{head}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(
+            out.starts_with("HTTP/1.") && out.get(8..13) == Some(" 400 "),
+            "{head:?}: {out}"
+        );
+    }
+    assert_eq!(b[0].requests(), 0, "none was forwarded");
+    // A valid absolute-form authority replaces Host (RFC 9112 §3.2.2).
+    let out = raw(
+        s.proxy_addr(),
+        b"GET http://a.test:80/echo-headers HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let seen = echoed(&out);
+    assert_eq!(seen["host"], "a.test:80");
+    assert_eq!(seen["x-forwarded-host"], "a.test:80");
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_are_stripped_both_ways_and_xff_appended() {
     let b = backends(1).await;
