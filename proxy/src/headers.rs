@@ -48,6 +48,38 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
 /// assert!(h.contains_key("x-kept"));
 /// ```
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, false);
+}
+
+/// [`strip_hop_by_hop`] for a client's request: its `Connection` header never
+/// removes a header the proxy needs or sets itself (`Host`, `X-Forwarded-*`,
+/// `X-Request-Id`). RFC 9110 §7.6.1 has a client list only hop-by-hop fields
+/// there; `Connection: host` would make the proxy lose the host it routed by.
+///
+/// ```
+/// use http::HeaderMap;
+/// let mut h = HeaderMap::new();
+/// h.insert("connection", "host, x-secret".parse().unwrap());
+/// h.insert("host", "api.example".parse().unwrap());
+/// h.insert("x-secret", "1".parse().unwrap());
+/// ringleader_proxy::strip_request_hop_by_hop(&mut h);
+/// assert_eq!(h.len(), 1);
+/// assert_eq!(h["host"], "api.example");
+/// ```
+pub fn strip_request_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, true);
+}
+
+/// Headers of a request that a client's `Connection` list never removes.
+fn proxy_owned(name: &HeaderName) -> bool {
+    name == header::HOST
+        || name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_HOST
+        || name == X_REQUEST_ID
+}
+
+fn strip(headers: &mut HeaderMap, keep_proxy_owned: bool) {
     // One pass over the (few) names, noting which hop-by-hop names are present;
     // then only those are removed (every `remove` hashes its name). Most requests
     // carry none; most responses carry only `Connection: keep-alive`.
@@ -71,6 +103,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .map(str::trim)
             .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| !(keep_proxy_owned && proxy_owned(n)))
             .collect();
         for name in named {
             headers.remove(name);
@@ -108,7 +141,10 @@ fn only_close_or_keep_alive(headers: &HeaderMap) -> bool {
 }
 
 /// Set `X-Forwarded-For` (appending the client), `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (the original host, when there is one).
+/// `X-Forwarded-Host` (the original host; removed when there is none, as for an
+/// HTTP/1.0 request without `Host`). Proto and Host are always the proxy's own
+/// values, never a client's; `X-Forwarded-For` keeps what the client sent in
+/// front of the address the proxy saw (only that last entry is the proxy's word).
 pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<HeaderValue>) {
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(prev) if !prev.is_empty() => {
@@ -123,8 +159,13 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Opt
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host);
+    match host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
     }
 }
 
@@ -306,11 +347,50 @@ mod tests {
         let mut h = HeaderMap::new();
         set_forwarded(&mut h, &ip, Some(HeaderValue::from_static("example.com")));
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.9");
+        assert_eq!(h[&X_FORWARDED_HOST], "example.com");
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
         set_forwarded(&mut h, &ip, None);
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.0.0.9");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
-        assert_eq!(h[&X_FORWARDED_HOST], "example.com");
+    }
+
+    #[test]
+    fn a_clients_connection_list_never_removes_what_the_proxy_sets() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static(
+                "Host, X-Forwarded-For, x-forwarded-proto, x-forwarded-host, x-request-id, x-gone",
+            ),
+        );
+        for k in [
+            "host",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-request-id",
+            "x-gone",
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static("v"));
+        }
+        let mut response = h.clone();
+        strip_request_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 5);
+        assert!(!h.contains_key("x-gone") && !h.contains_key("connection"));
+        // A backend's Connection list is obeyed as it is.
+        strip_hop_by_hop(&mut response);
+        assert!(response.is_empty(), "{response:?}");
+    }
+
+    #[test]
+    fn forwarded_host_is_never_the_clients() {
+        let ip = HeaderValue::from_static("10.0.0.9");
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("spoofed"));
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        set_forwarded(&mut h, &ip, None);
+        assert!(!h.contains_key(&X_FORWARDED_HOST));
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub use demo::DemoBackend;
 pub use error::{Error, Result};
 pub use headers::{
     host_without_port, is_idempotent, is_valid_host, set_forwarded, strip_hop_by_hop,
+    strip_request_hop_by_hop,
 };
 pub use health::check_once;
 pub use metrics::{Metrics, LATENCY_BUCKETS};

@@ -273,7 +273,7 @@ impl Proxy {
                         parts.headers.insert(HOST, v);
                     }
                 }
-                headers::strip_hop_by_hop(&mut parts.headers);
+                headers::strip_request_hop_by_hop(&mut parts.headers);
                 let host = parts.headers.get(HOST).cloned();
                 headers::set_forwarded(&mut parts.headers, peer_ip, host);
                 let method = access_log.then(|| parts.method.clone());

@@ -679,6 +679,58 @@ async fn duplicate_or_invalid_host_and_userinfo_are_400_and_never_forwarded() {
 }
 
 #[tokio::test]
+async fn a_clients_connection_list_never_removes_what_the_proxy_sets() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let out = raw(
+        s.proxy_addr(),
+        b"GET /echo-headers HTTP/1.1\r\nHost: a.test\r\n\
+          Connection: close, host, x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-request-id, x-gone\r\n\
+          X-Forwarded-For: 203.0.113.7\r\nX-Request-Id: abc-1\r\nX-Gone: 1\r\n\r\n",
+    )
+    .await;
+    let seen = echoed(&out);
+    assert_eq!(seen["host"], "a.test", "{seen}");
+    assert_eq!(seen["x-forwarded-host"], "a.test", "{seen}");
+    assert_eq!(seen["x-forwarded-proto"], "http", "{seen}");
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1", "{seen}");
+    assert_eq!(seen["x-request-id"], "abc-1", "{seen}");
+    assert!(seen.get("x-gone").is_none(), "{seen}");
+}
+
+#[tokio::test]
+async fn forwarded_host_and_proto_are_always_the_proxys_own() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let spoof = "X-Forwarded-Host: spoofed.test\r\nX-Forwarded-Proto: https\r\n";
+    let out = raw(
+        s.proxy_addr(),
+        format!("GET /echo-headers HTTP/1.1\r\nHost: a.test\r\n{spoof}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    let seen = echoed(&out);
+    assert_eq!(
+        (&seen["x-forwarded-host"], &seen["x-forwarded-proto"]),
+        (&"a.test".into(), &"http".into())
+    );
+    // HTTP/1.0 without Host: there is no original host to tell, and the client's is not one.
+    let out = raw(
+        s.proxy_addr(),
+        format!("GET /echo-headers HTTP/1.0\r\n{spoof}\r\n").as_bytes(),
+    )
+    .await;
+    let seen = echoed(&out);
+    assert!(seen.get("x-forwarded-host").is_none(), "{seen}");
+    assert_eq!(seen["x-forwarded-proto"], "http", "{seen}");
+    assert_eq!(
+        seen["host"],
+        b[0].addr().to_string(),
+        "the backend is named as Host"
+    );
+}
+
+#[tokio::test]
 async fn hop_by_hop_headers_are_stripped_both_ways_and_xff_appended() {
     let b = backends(1).await;
     let s = start(config("", &[(&b[0], 1)], "", "")).await;
