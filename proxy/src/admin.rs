@@ -80,6 +80,10 @@ impl Proxy {
                 serde_json::json!({
                     "strategy": up.strategy.to_string(),
                     "active_checks": up.config.health.is_some(),
+                    "available": up.lb.available(),
+                    // No backend available: requests go to all of them (panic mode).
+                    "panic": up.lb.in_panic(),
+                    "panic_picks": up.lb.panic_picks(),
                     "backends": backends,
                 }),
             );
@@ -154,6 +158,32 @@ impl Proxy {
                     };
                 }
             }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ringleader_upstream_panic_picks_total Backends picked in panic mode (none was available, all were tried).\n\
+             # TYPE ringleader_upstream_panic_picks_total counter"
+        );
+        for (uname, up) in &state.upstreams {
+            let _ = writeln!(
+                out,
+                "ringleader_upstream_panic_picks_total{{upstream=\"{}\"}} {}",
+                label(uname),
+                up.lb.panic_picks()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ringleader_upstream_panic 1 while no backend of the upstream is available and panic mode tries them all.\n\
+             # TYPE ringleader_upstream_panic gauge"
+        );
+        for (uname, up) in &state.upstreams {
+            let _ = writeln!(
+                out,
+                "ringleader_upstream_panic{{upstream=\"{}\"}} {}",
+                label(uname),
+                u8::from(up.lb.in_panic())
+            );
         }
         counter(
             &mut out,

@@ -195,19 +195,32 @@ impl Default for HealthConfig {
 }
 
 /// `[upstream.NAME.passive]`: outlier detection from live traffic.
+///
+/// ```
+/// let p = ringleader_proxy::PassiveConfig::default();
+/// assert_eq!((p.consecutive_failures, p.max_ejection_percent, p.panic_mode), (5, 50, true));
+/// ```
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PassiveConfig {
     /// Consecutive failures (errors, timeouts, 5xx) that eject a backend; 0 = never.
+    /// A refused connection ejects at once.
     pub consecutive_failures: u32,
-    /// First ejection time; doubles per repeated ejection.
+    /// First ejection time; doubles per repeated ejection, and the doubling is undone
+    /// one step per `ejection_time` the backend stays healthy. A passing active
+    /// check ends an ejection early.
     #[serde(with = "dur")]
     pub ejection_time: Duration,
     /// Cap of the doubling ejection time.
     #[serde(with = "dur")]
     pub max_ejection_time: Duration,
-    /// Never eject more than this share of the upstream's backends.
+    /// Never eject more than this share of the upstream's backends for consecutive
+    /// failures (a refused connection ejects regardless; 0 = never eject at all).
     pub max_ejection_percent: u32,
+    /// When no backend is available (all down or ejected), try them all anyway
+    /// instead of answering 503 (nginx and Envoy do the same); counted in
+    /// `ringleader_upstream_panic_picks_total`.
+    pub panic_mode: bool,
 }
 
 impl Default for PassiveConfig {
@@ -217,6 +230,7 @@ impl Default for PassiveConfig {
             ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 50,
+            panic_mode: true,
         }
     }
 }
@@ -466,6 +480,23 @@ impl Config {
                     let _ = writeln!(out, "  health: no active checks (passive detection only)");
                 }
             }
+            let p = &u.passive;
+            let cap = match p.max_ejection_percent {
+                0 => "ejection off".to_string(),
+                pct => format!("at most {pct}% ejected for failures"),
+            };
+            let _ = writeln!(
+                out,
+                "  passive: eject on a refused connection or {} failures in a row, for {} doubling up to {} ({cap}); {}",
+                p.consecutive_failures,
+                humantime::format_duration(p.ejection_time),
+                humantime::format_duration(p.max_ejection_time),
+                if p.panic_mode {
+                    "none available: try all (panic mode)"
+                } else {
+                    "none available: 503"
+                }
+            );
             let on: Vec<&str> = u.retry.on.iter().map(|o| o.get_ref().as_str()).collect();
             let _ = writeln!(
                 out,
@@ -796,6 +827,21 @@ mod tests {
         assert_eq!(line_col("ab\ncdé\nx", 8), (3, 1));
         assert_eq!(line_col("ab\ncdé", 5), (2, 3));
         assert_eq!(line_col("", 10), (1, 1));
+    }
+
+    #[test]
+    fn passive_defaults_and_panic_mode_switch() {
+        let c = parse(MIN).unwrap();
+        let p = &c.upstreams["app"].passive;
+        assert!(p.panic_mode);
+        assert_eq!(p.max_ejection_percent, 50);
+        assert!(c.describe().contains("panic mode"), "{}", c.describe());
+        let c = parse(&format!(
+            "{MIN}[upstream.app.passive]\npanic_mode = false\n"
+        ))
+        .unwrap();
+        assert!(!c.upstreams["app"].passive.panic_mode);
+        assert!(c.describe().contains("none available: 503"));
     }
 
     #[test]

@@ -139,11 +139,13 @@ pub fn balancer_parts(
             max_time: p.max_ejection_time,
             max_percent: p.max_ejection_percent,
         },
-        panic_mode: false,
-        // An unsampled backend counts as fast, so latency-aware strategies
-        // try every backend once; with the balancer's 30 ms default a proxy
-        // whose backends answer in well under 30 ms would send everything
-        // to the first backend it measured and never learn about the others.
+        panic_mode: p.panic_mode,
+        // An unsampled backend counts as fast while idle, so latency-aware
+        // strategies try every backend once (one request at a time until it
+        // answers: the balancer penalizes an unmeasured backend with a request
+        // in flight); with the balancer's 30 ms default a proxy whose backends
+        // answer in well under 30 ms would send everything to the first
+        // backend it measured and never learn about the others.
         default_rtt: Duration::from_micros(1),
         ..BalancerConfig::default()
     };
