@@ -71,6 +71,13 @@ pub enum Error {
     /// Request headers exceed `max_header_bytes`.
     #[error("request headers too large")]
     HeadersTooLarge,
+    /// The request line alone exceeds `max_header_bytes`.
+    #[error("request line too long")]
+    UriTooLong,
+    /// The request uses a feature the proxy does not implement (a transfer coding
+    /// other than chunked).
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     /// The request is malformed (bad Host, absolute-form URI for a foreign host, ...).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -86,14 +93,17 @@ impl Error {
     /// Status code the proxy answers with when this error ends a request.
     ///
     /// No healthy backend 503, connect or protocol failure 502, upstream
-    /// timeout 504, headers too large 431, malformed request 400, no route 404,
-    /// a client that stalls while sending its body 408.
+    /// timeout 504, headers too large 431, request line too long 414 (RFC 9112
+    /// §3), malformed request 400, no route 404, a client that stalls while
+    /// sending its body 408, an unknown transfer coding 501 (RFC 9112 §6.1).
     pub fn status(&self) -> StatusCode {
         match self {
             Error::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamConnect(_) | Error::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::UriTooLong => StatusCode::URI_TOO_LONG,
+            Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::BadRequest(_) | Error::ClientBody(_) => StatusCode::BAD_REQUEST,
             Error::NoRoute => StatusCode::NOT_FOUND,
             Error::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -116,6 +126,8 @@ mod tests {
         assert_eq!(Error::UpstreamProtocol("x".into()).status(), 502);
         assert_eq!(Error::UpstreamTimeout.status(), 504);
         assert_eq!(Error::HeadersTooLarge.status(), 431);
+        assert_eq!(Error::UriTooLong.status(), 414);
+        assert_eq!(Error::NotImplemented("x").status(), 501);
         assert_eq!(Error::BadRequest("x").status(), 400);
         assert_eq!(Error::NoRoute.status(), 404);
         assert_eq!(Error::ClientTimeout.status(), 408);

@@ -8,7 +8,7 @@ use crate::health;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
-use http::header::{CONTENT_TYPE, HOST};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
@@ -223,7 +223,9 @@ impl Proxy {
         let state = self.shared.state.load();
         let access_log = state.config.server.access_log;
         let request_timeout = state.config.server.request_timeout;
+        let max_head = state.config.server.max_header_bytes;
         let routed: Result<Arc<Upstream>> = (|| {
+            check_head(&parts, max_head)?;
             if parts.method == Method::CONNECT {
                 return Err(Error::BadRequest("CONNECT is not supported"));
             }
@@ -336,6 +338,64 @@ impl Proxy {
     }
 }
 
+/// Limits and framing of a request head that hyper parsed but does not enforce.
+///
+/// hyper is given a read buffer of at least `max_head` bytes and no head-size limit
+/// of its own, so that a complete head over the limit reaches this check, which tells
+/// a request line too long (414, RFC 9112 §3: "A server that receives a
+/// request-target longer than any URI it wishes to parse MUST respond with a 414")
+/// from a head too large (431). The sizes are counted as hyper received them, less
+/// optional whitespace around field values. A head that does not even fit hyper's
+/// buffer is answered by the server module (`ClientIo`).
+fn check_head(parts: &http::request::Parts, max_head: usize) -> Result<()> {
+    // `METHOD SP request-target SP HTTP/1.x CRLF`
+    let uri = &parts.uri;
+    let target = match (uri.scheme_str(), uri.authority()) {
+        (Some(s), Some(a)) => s.len() + 3 + a.as_str().len(),
+        _ => 0,
+    } + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let line = parts.method.as_str().len() + 1 + target + 1 + 8 + 2;
+    if line > max_head {
+        return Err(Error::UriTooLong);
+    }
+    let fields: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    if line + fields + 2 > max_head {
+        return Err(Error::HeadersTooLarge);
+    }
+    // hyper decodes a final `chunked` (and refuses a request where it is not final)
+    // but lets more codings through. RFC 9112 §6.1: "A sender MUST NOT apply the
+    // chunked transfer coding more than once to a message body", and "A server that
+    // receives a request message with a transfer coding it does not understand
+    // SHOULD respond with 501 (Not Implemented)": the proxy would otherwise pass a
+    // still-coded body on as if it were plain.
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        let (mut codings, mut chunked) = (0, 0);
+        let values = parts.headers.get_all(TRANSFER_ENCODING);
+        for coding in values
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+        {
+            codings += 1;
+            chunked += usize::from(coding.eq_ignore_ascii_case(b"chunked"));
+        }
+        if chunked > 1 {
+            return Err(Error::BadRequest("chunked applied more than once"));
+        }
+        if codings != 1 || chunked != 1 {
+            return Err(Error::NotImplemented(
+                "a transfer coding other than chunked",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The response the proxy sends for a failure of its own (status from [`Error::status`]).
 pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBody> {
     let status = e.status();
@@ -344,6 +404,8 @@ pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBo
         StatusCode::BAD_GATEWAY => "bad gateway\n",
         StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request headers too large\n",
+        StatusCode::URI_TOO_LONG => "request line too long\n",
+        StatusCode::NOT_IMPLEMENTED => "not implemented\n",
         StatusCode::BAD_REQUEST => "bad request\n",
         StatusCode::NOT_FOUND => "no route\n",
         StatusCode::REQUEST_TIMEOUT => "request body timed out\n",
@@ -356,5 +418,11 @@ pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBo
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r.headers_mut().insert(X_REQUEST_ID.clone(), req_id);
+    if matches!(status.as_u16(), 400 | 414 | 431 | 501) {
+        // The request's head or framing was not understood: nothing after it on
+        // this connection can be trusted to start a request.
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     r
 }

@@ -588,6 +588,92 @@ async fn oversize_headers_get_431_and_garbage_gets_400() {
     assert_eq!(b[0].requests(), 1);
 }
 
+/// Send `bytes` (not more than the proxy reads, or a reset could lose its answer)
+/// and return the status line of the answer.
+async fn status_line(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let out = raw(addr, bytes).await;
+    out.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_request_line_too_long_is_414_and_a_head_too_large_431() {
+    let b = backends(1).await;
+    let s = start(config("max_header_bytes = 4096", &[(&b[0], 1)], "", "")).await;
+    let p = s.proxy_addr();
+    // RFC 9112 §3: a request-target longer than the server wants to parse is 414.
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(5_000));
+    assert_eq!(
+        status_line(p, long_line.as_bytes()).await,
+        "HTTP/1.1 414 URI Too Long"
+    );
+    let absolute = format!(
+        "GET http://x/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(5_000)
+    );
+    assert_eq!(
+        status_line(p, absolute.as_bytes()).await,
+        "HTTP/1.1 414 URI Too Long"
+    );
+    // A request line within the limit in a head over it: 431.
+    let long_head = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(3_000),
+        "b".repeat(3_000)
+    );
+    assert_eq!(
+        status_line(p, long_head.as_bytes()).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    assert_eq!(b[0].requests(), 0);
+
+    // A head that does not even fit the read buffer (64 KiB here; exactly that much
+    // is sent, so that the proxy reads all of it): hyper gives up on it.
+    let s = start(config("max_header_bytes = 65536", &[(&b[0], 1)], "", "")).await;
+    let p = s.proxy_addr();
+    let mut unended = b"GET /".to_vec();
+    unended.resize(65_536, b'a');
+    assert_eq!(status_line(p, &unended).await, "HTTP/1.1 414 URI Too Long");
+    let mut many_lines = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    while many_lines.len() < 65_536 - 100 {
+        many_lines.extend_from_slice(
+            format!("X-F{}: {}\r\n", many_lines.len(), "v".repeat(60)).as_bytes(),
+        );
+    }
+    many_lines.resize(65_536, b'v');
+    assert_eq!(
+        status_line(p, &many_lines).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    assert_eq!(b[0].requests(), 0);
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_one_chunked_are_refused() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let p = s.proxy_addr();
+    for (te, status) in [
+        (
+            "Transfer-Encoding: chunked, chunked",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "Transfer-Encoding: gzip, chunked",
+            "HTTP/1.1 501 Not Implemented",
+        ),
+    ] {
+        let req = format!("POST / HTTP/1.1\r\nHost: x\r\n{te}\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(status_line(p, req.as_bytes()).await, status, "{te}");
+    }
+    assert_eq!(b[0].requests(), 0);
+    let ok = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    assert_eq!(status_line(p, ok.as_bytes()).await, "HTTP/1.1 200 OK");
+}
+
 #[tokio::test]
 async fn absolute_form_for_an_unserved_host_is_never_forwarded() {
     let b = backends(1).await;
