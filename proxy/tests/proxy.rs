@@ -254,7 +254,8 @@ async fn refused_connections_eject_at_once_then_no_healthy_backend_is_503() {
         "",
         &[(&b[0], 1)],
         "",
-        "[upstream.app.passive]\nmax_ejection_percent = 100\n",
+        // Without panic mode: with every backend ejected, answer 503 rather than try it.
+        "[upstream.app.passive]\nmax_ejection_percent = 100\npanic_mode = false\n",
     ))
     .await;
     b[0].kill();
