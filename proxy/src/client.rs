@@ -892,13 +892,17 @@ enum Decoded {
     End,
 }
 
-fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, ClientError> {
+/// One line off `buf`, without its end. Chunk-size lines end in CRLF (RFC 9112 §7.1,
+/// as hyper's decoder requires too); trailer field lines may end in a bare LF (§2.2).
+fn take_line(buf: &mut BytesMut, max: usize, crlf: bool) -> Result<Option<BytesMut>, ClientError> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(i) => {
             let mut line = buf.split_to(i + 1);
             line.truncate(i);
             if line.last() == Some(&b'\r') {
                 line.truncate(i - 1);
+            } else if crlf {
+                return Err(ClientError::Protocol("chunk line without CRLF"));
             }
             Ok(Some(line))
         }
@@ -912,14 +916,21 @@ impl Chunked {
         loop {
             match self.state {
                 ChunkState::Size => {
-                    let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else {
+                    let Some(line) = take_line(buf, MAX_CHUNK_LINE, true)? else {
                         return Ok(Decoded::More);
                     };
-                    let digits = line[..]
-                        .split(|&b| b == b';' || b == b' ' || b == b'\t')
-                        .next()
-                        .unwrap_or_default();
-                    if digits.is_empty() || digits.len() > 16 {
+                    // chunk-size [ chunk-ext ], chunk-ext = *( BWS ";" ... ): hex digits,
+                    // then nothing, or whitespace and ";" (whatever follows is dropped).
+                    let end = line
+                        .iter()
+                        .position(|b| !b.is_ascii_hexdigit())
+                        .unwrap_or(line.len());
+                    let (digits, rest) = line.split_at(end);
+                    let ext = rest.trim_ascii_start();
+                    if digits.is_empty()
+                        || digits.len() > 16
+                        || !(rest.is_empty() || ext.first() == Some(&b';'))
+                    {
                         return Err(ClientError::Protocol("invalid chunk size"));
                     }
                     let mut size: u64 = 0;
@@ -950,8 +961,6 @@ impl Chunked {
                 ChunkState::DataEnd => {
                     if buf.starts_with(b"\r\n") {
                         buf.advance(2);
-                    } else if buf.starts_with(b"\n") {
-                        buf.advance(1);
                     } else if buf.is_empty() || buf[..] == b"\r"[..] {
                         return Ok(Decoded::More);
                     } else {
@@ -961,7 +970,7 @@ impl Chunked {
                 }
                 ChunkState::Trailers => {
                     let before = buf.len();
-                    let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else {
+                    let Some(line) = take_line(buf, MAX_CHUNK_LINE, false)? else {
                         return Ok(Decoded::More);
                     };
                     self.trailer_bytes += before - buf.len();
@@ -1209,7 +1218,8 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode_whatever_the_read_boundaries() {
-        let wire = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\n";
+        let wire =
+            b"5;ext=1\r\nhello\r\n1A \t; e=\"v\"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\n\r\n";
         for step in [1, 2, 3, 7, 64, 1000] {
             let (out, left) = dechunk(wire, step).unwrap();
             assert_eq!(out, b"helloabcdefghijklmnopqrstuvwxyz", "step {step}");
@@ -1229,6 +1239,15 @@ mod tests {
             b"\r\n",
             b"11111111111111111\r\n",
             b"3\r\nabcX\r\n",
+            // RFC 9112 §7.1: CRLF after the size and after the data; nothing but an
+            // extension after the size.
+            b"3\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3 x\r\nabc\r\n0\r\n\r\n",
+            b"3x\r\nabc\r\n0\r\n\r\n",
+            b"3 \r\nabc\r\n0\r\n\r\n",
+            b"0x3\r\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\r\n0\n\r\n",
         ] {
             assert!(
                 matches!(dechunk(bad, 1000), Err(ClientError::Protocol(_))),
