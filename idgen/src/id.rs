@@ -10,9 +10,10 @@ use crate::Error;
 /// A 64-bit ID whose top bit is always clear (so it is also a positive `i64`).
 ///
 /// Ordered like its integer, which for IDs from one [`Layout`](crate::Layout) means by
-/// time, then worker, then sequence. Serialized by serde as a JSON number; deserialized
-/// from a number or a decimal string. For JavaScript clients, serialize it as a string
-/// with [`id_as_string`](crate::id_as_string) (or use [`Layout::JS_SAFE`](crate::Layout::JS_SAFE)).
+/// time, then worker, then sequence. Serialized by serde as a `u64` and deserialized from
+/// one (so binary formats without type tags, such as postcard or bincode, work). For
+/// JavaScript clients, serialize it as a string with [`id_as_string`](crate::id_as_string),
+/// which also reads a string back (or use [`Layout::JS_SAFE`](crate::Layout::JS_SAFE)).
 ///
 /// ```
 /// use ringleader_idgen::Id;
@@ -118,8 +119,10 @@ impl Serialize for Id {
 }
 
 impl<'de> Deserialize<'de> for Id {
+    /// Asks for a `u64`: a format that does not describe its own types (postcard, bincode)
+    /// can only answer a request for the type it wrote; `deserialize_any` would fail there.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Id, D::Error> {
-        deserializer.deserialize_any(IdVisitor)
+        deserializer.deserialize_u64(IdVisitor)
     }
 }
 
@@ -174,9 +177,15 @@ pub mod id_as_string {
         serializer.collect_str(id)
     }
 
-    /// Deserialize an [`Id`] from a decimal string or a number.
+    /// Deserialize an [`Id`] from a decimal string or, in self-describing human-readable
+    /// formats (JSON), also a number. Other formats are asked for the string `serialize`
+    /// wrote.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Id, D::Error> {
-        deserializer.deserialize_any(IdVisitor)
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_any(IdVisitor)
+        } else {
+            deserializer.deserialize_str(IdVisitor)
+        }
     }
 }
 
@@ -205,14 +214,55 @@ mod tests {
     }
 
     #[test]
-    fn serde_number_by_default_and_string_accepted() {
+    fn serde_number_by_default_string_with_id_as_string() {
         let id = Id::try_from(1234u64).unwrap();
         assert_eq!(serde_json::to_string(&id).unwrap(), "1234");
         assert_eq!(serde_json::from_str::<Id>("1234").unwrap(), id);
-        assert_eq!(serde_json::from_str::<Id>("\"1234\"").unwrap(), id);
+        assert!(
+            serde_json::from_str::<Id>("\"1234\"").is_err(),
+            "strings only with id_as_string"
+        );
         assert!(serde_json::from_str::<Id>("-5").is_err());
-        assert!(serde_json::from_str::<Id>("\"abc\"").is_err());
         assert!(serde_json::from_str::<Id>("18446744073709551615").is_err());
+
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct AsString(#[serde(with = "id_as_string")] Id);
+        let text = serde_json::to_string(&AsString(id)).unwrap();
+        assert_eq!(text, "\"1234\"");
+        assert_eq!(
+            serde_json::from_str::<AsString>(&text).unwrap(),
+            AsString(id)
+        );
+        assert_eq!(
+            serde_json::from_str::<AsString>("1234").unwrap(),
+            AsString(id)
+        );
+        assert!(serde_json::from_str::<AsString>("\"abc\"").is_err());
+    }
+
+    #[test]
+    fn round_trips_through_a_format_that_does_not_describe_its_types() {
+        // postcard writes a u64 as a bare varint and a string as length + bytes, with no
+        // type tags: reading back works only when the reader asks for the written type.
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Row {
+            id: Id,
+            #[serde(with = "id_as_string")]
+            text_id: Id,
+            n: u8,
+        }
+        let row = Row {
+            id: Id::try_from(1_541_815_603_606_036_480u64).unwrap(),
+            text_id: Id::MAX,
+            n: 7,
+        };
+        let bytes = postcard::to_allocvec(&row).unwrap();
+        assert_eq!(postcard::from_bytes::<Row>(&bytes).unwrap(), row);
+        let bare = postcard::to_allocvec(&row.id).unwrap();
+        assert_eq!(postcard::from_bytes::<Id>(&bare).unwrap(), row.id);
+        // A u64 with the top bit set is still refused.
+        let too_big = postcard::to_allocvec(&u64::MAX).unwrap();
+        assert!(postcard::from_bytes::<Id>(&too_big).is_err());
     }
 
     #[test]
