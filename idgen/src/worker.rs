@@ -73,6 +73,41 @@ impl WorkerId {
         WorkerId::from_env_var(WORKER_ID_ENV)
     }
 
+    /// `RINGLEADER_WORKER_ID` when it is set (an error when it is not a non-negative
+    /// integer), `None` when it is unset: for a caller that falls back to a default and
+    /// must say so, as a service that runs alone may (two processes that both fall back
+    /// to the same worker id issue the same IDs).
+    ///
+    /// ```
+    /// use ringleader_idgen::{WorkerId, WORKER_ID_ENV};
+    ///
+    /// std::env::remove_var(WORKER_ID_ENV);
+    /// let worker = match WorkerId::from_env_if_set()? {
+    ///     Some(worker) => worker,
+    ///     None => {
+    ///         tracing::warn!("{WORKER_ID_ENV} is not set: using worker id 0; replicas must each set their own");
+    ///         WorkerId::new(0)
+    ///     }
+    /// };
+    /// assert_eq!(worker, WorkerId::new(0));
+    /// std::env::set_var(WORKER_ID_ENV, "x");
+    /// assert!(WorkerId::from_env_if_set().is_err(), "set but invalid is never defaulted");
+    /// # std::env::remove_var(WORKER_ID_ENV);
+    /// # Ok::<(), ringleader_idgen::Error>(())
+    /// ```
+    pub fn from_env_if_set() -> Result<Option<WorkerId>, Error> {
+        WorkerId::from_env_var_if_set(WORKER_ID_ENV)
+    }
+
+    /// [`from_env_if_set`](WorkerId::from_env_if_set) for the environment variable `var`.
+    pub fn from_env_var_if_set(var: &str) -> Result<Option<WorkerId>, Error> {
+        match WorkerId::from_env_var(var) {
+            Ok(worker) => Ok(Some(worker)),
+            Err(Error::WorkerIdMissing { .. }) => Ok(None),
+            Err(invalid) => Err(invalid),
+        }
+    }
+
     /// Read the worker id from the environment variable `var`.
     pub fn from_env_var(var: &str) -> Result<WorkerId, Error> {
         let value =
