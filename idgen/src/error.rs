@@ -42,11 +42,12 @@ pub enum Error {
         /// Its value.
         value: String,
     },
-    /// The clock is behind the last issued ID by more than the configured tolerance.
+    /// The clock is behind the last issued ID (or, at start, behind the time the stored
+    /// high-water mark was written) by more than the configured tolerance.
     #[error("clock moved backwards by {behind:?}, more than the configured tolerance")]
     ClockMovedBackwards {
-        /// How far the clock is behind the generator's last issued timestamp
-        /// (beyond any ticks borrowed on purpose).
+        /// How far the clock is behind the generator's last issued timestamp (beyond any
+        /// ticks borrowed on purpose), or behind the stored mark's write time.
         behind: Duration,
     },
     /// The clock reads a time before the layout's epoch.
@@ -92,6 +93,34 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another generator, in this process or another, holds the high-water-mark file
+    /// (its advisory lock, `<path>.lock`, is taken for as long as a generator lives).
+    #[error("high-water mark {path} is in use by another generator ({}): one worker id and mark file must have one generator at a time", holder(.pid))]
+    HighWaterMarkLocked {
+        /// The mark file.
+        path: PathBuf,
+        /// The process holding it, as it recorded itself in the lock file (`None` when it
+        /// could not be read).
+        pid: Option<u32>,
+    },
+    /// On start, the stored mark is further ahead of the clock than this generator waits
+    /// for (its `reserve_ahead` plus `backwards_tolerance`): the run that wrote it reserved
+    /// further ahead, with a larger `reserve_ahead`, and did not stop cleanly (a generator
+    /// dropped normally lowers the mark to what it issued). Not a clock step: that is
+    /// [`ClockMovedBackwards`](Error::ClockMovedBackwards), reported when the clock reads
+    /// before the time the mark was written.
+    #[error("high-water mark {path} reserves IDs {ahead:?} ahead of the clock, longer than this generator waits at start ({max_wait:?}: its reserve_ahead plus backwards_tolerance); {}", ahead_cause(.clock_checked))]
+    HighWaterMarkAhead {
+        /// The mark file.
+        path: PathBuf,
+        /// How far the stored mark is ahead of the clock.
+        ahead: Duration,
+        /// The longest this generator waits for the clock to pass a stored mark.
+        max_wait: Duration,
+        /// Whether the file recorded when it was written, so a backwards clock step could
+        /// be ruled out (files written before that was recorded cannot tell the two apart).
+        clock_checked: bool,
+    },
     /// The high-water-mark file exists but is not valid for this generator.
     #[error("high-water mark {path} is unusable: {reason} (refusing to start rather than risk duplicate IDs)")]
     HighWaterMarkCorrupt {
@@ -100,4 +129,19 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("held by process {pid}"),
+        None => "holder's pid unknown".to_owned(),
+    }
+}
+
+fn ahead_cause(clock_checked: &bool) -> &'static str {
+    if *clock_checked {
+        "the clock has not moved back since it was written: the run that wrote it reserved further ahead (a larger reserve_ahead) and did not stop cleanly. Start with a reserve_ahead at least that long, or wait until the clock passes the mark"
+    } else {
+        "this file does not record when it was written, so either the run that wrote it reserved further ahead (a larger reserve_ahead) or the clock moved backwards since"
+    }
 }

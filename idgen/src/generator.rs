@@ -1,10 +1,10 @@
 //! The lock-free generator: last (tick, sequence) in one `AtomicU64`, advanced by compare-exchange.
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::mark::Mark;
 use crate::persist::HighWaterMark;
 use crate::sync::{AtomicU64, Ordering};
 use crate::worker::{self, WorkerIdSource};
@@ -21,8 +21,8 @@ pub const DEFAULT_RESERVE_AHEAD: Duration = Duration::from_secs(2);
 /// `tick << sequence_bits | sequence`. `next_id` reads the state, then the clock, proposes
 /// `max(state, now << sequence_bits)` and installs `proposal + 1` with a compare-exchange;
 /// the winner owns the proposal. So IDs from one generator are strictly increasing in the
-/// order the exchanges succeed, and per thread. The only lock is taken when a high-water
-/// mark file must be advanced (at most once per `reserve_ahead`, by one thread).
+/// order the exchanges succeed, and per thread. No lock is taken on the way, not even with
+/// a high-water mark (see below).
 ///
 /// - Sequence exhausted within a tick: waits for the next tick through [`Clock::sleep`], or,
 ///   with [`max_borrow`](GeneratorBuilder::max_borrow) `> 0`, first issues from up to that
@@ -32,7 +32,16 @@ pub const DEFAULT_RESERVE_AHEAD: Duration = Duration::from_secs(2);
 ///   catch up once that tick's sequence is used), beyond it returns
 ///   [`Error::ClockMovedBackwards`]. Never panics, never resets.
 /// - With a [`high_water_mark`](GeneratorBuilder::high_water_mark) file, it never issues a
-///   timestamp past the durably stored mark, and resumes after the mark on start.
+///   timestamp past the durably stored mark, and resumes after the mark on start. A
+///   background thread renews the mark when half of the reservation is used, so callers
+///   do not wait for the disk; one waits only if it catches up with the durable mark (a
+///   disk slower than half of `reserve_ahead`, or a burst of borrowing). The file is
+///   locked while the generator lives; dropping the generator lowers the mark to the last
+///   tick it issued, so the next start does not wait out the reservation.
+///
+/// [`next_id`](Generator::next_id) blocks the thread for the waits above (up to a tick,
+/// or up to the tolerance after a clock step); async callers use
+/// [`try_next_id`](Generator::try_next_id), which never blocks and says how long to wait.
 ///
 /// ```
 /// use ringleader_idgen::{Generator, Layout};
@@ -50,8 +59,10 @@ pub const DEFAULT_RESERVE_AHEAD: Duration = Duration::from_secs(2);
 pub struct Generator<C: Clock = SystemClock> {
     /// Next free `tick << seq_bits | sequence`. Only ever increases.
     state: AtomicU64,
-    /// Highest tick covered by the durable high-water mark (`u64::MAX` without a file).
-    reserved: AtomicU64,
+    /// Ticks up to here are issued without looking at the mark: the durable mark less half
+    /// the reservation (`u64::MAX` without a file). Only increases, never past the durable
+    /// mark; past it, the slow path asks the renewer for a new mark.
+    renew_at: AtomicU64,
     clock: C,
     layout: Layout,
     worker: u32,
@@ -66,7 +77,7 @@ pub struct Generator<C: Clock = SystemClock> {
     max_borrow: u64,
     tolerance: Duration,
     reserve_ticks: u64,
-    hwm: Option<Mutex<HighWaterMark>>,
+    mark: Option<Mark>,
     /// Tick of the last "clock moved backwards" warning (`u64::MAX`: none yet); the
     /// warning is logged at most once per second, not once per failed call.
     last_warned: AtomicU64,
@@ -145,6 +156,13 @@ impl<C: Clock> GeneratorBuilder<C> {
     /// When a tick's sequence is used up, issue from up to `ticks` future ticks before
     /// waiting (default 0: always wait). Smooths bursts; IDs then carry timestamps up to
     /// `ticks` ahead of the clock.
+    ///
+    /// A restart could then reissue what the previous run borrowed, even with a perfect
+    /// clock. With a [`high_water_mark`](Self::high_water_mark) it cannot (borrowed ticks
+    /// are covered by the mark). Without one, a borrowing generator starts issuing at
+    /// `now + ticks + 1`, past anything a predecessor with the same worker id and at most
+    /// the same `max_borrow` could have issued (at most a one-tick wait for the first ID);
+    /// a backwards clock step across the restart still reissues, as without borrowing.
     pub fn max_borrow(mut self, ticks: u64) -> Self {
         self.max_borrow = ticks;
         self
@@ -160,21 +178,28 @@ impl<C: Clock> GeneratorBuilder<C> {
     }
 
     /// Persist a high-water mark in `path` (see [`Generator`]); the file is created if missing.
+    ///
+    /// `build` takes an advisory lock on `<path>.lock` (`flock`; `LockFileEx` on Windows),
+    /// held until the generator is dropped, and writes its pid there: a second generator
+    /// on the same file, in any process, fails with [`Error::HighWaterMarkLocked`] naming
+    /// that pid. The lock is the kernel's, so a crashed holder releases it at once.
     pub fn high_water_mark(mut self, path: impl Into<PathBuf>) -> Self {
         self.hwm = Some(path.into());
         self
     }
 
-    /// How far ahead of the clock each high-water-mark write reserves (default 2 s): one
-    /// fsync per this much time at most. A restart within this window waits until the clock
-    /// passes the stored mark.
+    /// How far ahead of the clock each high-water-mark write reserves (default 2 s): about
+    /// two writes per this much time (a renewal starts when half is used). A restart after
+    /// a crash within this window waits until the clock passes the stored mark; after a
+    /// clean drop, only until it passes the last issued ID.
     pub fn reserve_ahead(mut self, ahead: Duration) -> Self {
         self.reserve_ahead = ahead;
         self
     }
 
-    /// Build the generator for `worker`. With a high-water mark this reads the file, waits
-    /// (through the clock) until the clock is past the stored mark, and writes a new mark.
+    /// Build the generator for `worker`. With a high-water mark this locks and reads the
+    /// file, waits (through the clock) until the clock is past the stored mark, writes a new
+    /// mark and starts the renewer thread (`ringleader-idgen-mark`).
     pub fn build(self, worker: impl WorkerIdSource) -> Result<Generator<C>, Error> {
         let layout = self.layout;
         let worker = worker::checked(worker.acquire(&layout)?, &layout)?;
@@ -182,9 +207,13 @@ impl<C: Clock> GeneratorBuilder<C> {
         let tick_nanos = layout.tick_nanos();
         let max_timestamp = layout.max_timestamp();
         let reserve_ticks = nanos(self.reserve_ahead).div_ceil(tick_nanos).max(1);
-        let gen = Generator {
+        let mark = match self.hwm {
+            Some(path) => Some(Mark::new(HighWaterMark::open(path, layout, worker)?)),
+            None => None,
+        };
+        let mut gen = Generator {
             state: AtomicU64::new(0),
-            reserved: AtomicU64::new(u64::MAX),
+            renew_at: AtomicU64::new(if mark.is_some() { 0 } else { u64::MAX }),
             clock: self.clock,
             layout,
             worker,
@@ -198,22 +227,56 @@ impl<C: Clock> GeneratorBuilder<C> {
             max_borrow: self.max_borrow.min(max_timestamp),
             tolerance: self.tolerance,
             reserve_ticks,
-            hwm: self
-                .hwm
-                .map(|p| Mutex::new(HighWaterMark::new(p, layout, worker))),
+            // Set once resumed: a generator that failed to build must not touch the file
+            // when dropped (it would overwrite the mark that made it fail).
+            mark: None,
             last_warned: AtomicU64::new(u64::MAX),
         };
-        gen.resume()?;
+        if let Some(mark) = mark {
+            gen.resume(&mark)?;
+            gen.mark = Some(mark);
+        } else if gen.max_borrow > 0 {
+            gen.skip_borrowable()?;
+        }
         Ok(gen)
     }
 }
 
-/// Outcome of one pass over the compare-exchange loop that did not issue.
+/// Why a pass over the compare-exchange loop did not issue.
 enum Blocked {
-    /// Wait until the clock reaches this tick.
-    Until(u64),
-    /// The durable mark must cover this tick first.
-    Persist(u64),
+    /// Wait until the clock reaches `tick` (it read `since` nanoseconds since the epoch).
+    Until { tick: u64, since: u64 },
+    /// The durable mark must cover `tick` first (the clock read `now_tick`).
+    Persist { tick: u64, now_tick: u64 },
+}
+
+/// Outcome of [`Generator::try_next_id`].
+///
+/// ```
+/// use ringleader_idgen::{Generator, Layout, ManualClock, NextId};
+///
+/// let clock = ManualClock::new();
+/// let gen = Generator::with_clock(Layout::TWITTER, 1, clock.clone())?;
+/// let ids: Vec<_> = gen.next_ids(4096)?.collect(); // this tick's sequence, used up
+/// match gen.try_next_id()? {
+///     NextId::Ready(id) => unreachable!("no ID left in this tick, got {id}"),
+///     NextId::Wait(wait) => {
+///         assert!(wait <= std::time::Duration::from_millis(1)); // until the next tick
+///         clock.advance(wait); // an async caller sleeps instead
+///     }
+/// }
+/// assert!(matches!(gen.try_next_id()?, NextId::Ready(id) if id > ids[4095]));
+/// # Ok::<(), ringleader_idgen::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum NextId {
+    /// The ID.
+    Ready(Id),
+    /// None issued: [`next_id`](Generator::next_id) would block here (sequence used up,
+    /// clock behind within tolerance, or the high-water mark being renewed). Call again
+    /// after this long.
+    Wait(Duration),
 }
 
 impl<C: Clock> Generator<C> {
@@ -240,7 +303,7 @@ impl<C: Clock> Generator<C> {
             if now_tick <= self.max_timestamp
                 && tick <= now_tick + self.max_borrow
                 && tick <= self.max_timestamp
-                && tick <= self.reserved.load(Ordering::Acquire)
+                && tick <= self.renew_at.load(Ordering::Acquire)
             {
                 match self.state.compare_exchange_weak(
                     cur,
@@ -261,8 +324,49 @@ impl<C: Clock> Generator<C> {
     #[cold]
     #[inline(never)]
     fn next_id_slow(&self, carried: Option<(u64, u64)>) -> Result<Id, Error> {
-        let counter = self.reserve_from(1, carried)?;
+        let counter = self.reserve_blocking(1, carried)?;
         Ok(self.id_at(counter))
+    }
+
+    /// The next ID, or how long to wait for it: never blocks, never sleeps, never touches
+    /// the disk. For async code, which must not block its worker thread:
+    ///
+    /// ```
+    /// use ringleader_idgen::{Error, Generator, Id, NextId};
+    /// # async fn sleep(_: std::time::Duration) {}
+    ///
+    /// async fn request_id(gen: &Generator) -> Result<Id, Error> {
+    ///     loop {
+    ///         match gen.try_next_id()? {
+    ///             NextId::Ready(id) => return Ok(id),
+    ///             NextId::Wait(d) => sleep(d).await, // tokio::time::sleep, or your runtime's
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Same IDs and errors as [`next_id`](Generator::next_id) (which it can be mixed with);
+    /// where that would wait, this returns [`NextId::Wait`]. With a high-water mark, where
+    /// `next_id` would write the mark itself, this leaves the write to the renewer thread
+    /// and returns a wait of one tick (a failed background write is returned as the error).
+    pub fn try_next_id(&self) -> Result<NextId, Error> {
+        match self.attempt(1, None)? {
+            Ok(counter) => Ok(NextId::Ready(self.id_at(counter))),
+            Err(Blocked::Until { tick, since }) => Ok(NextId::Wait(self.wait_until(tick, since))),
+            Err(Blocked::Persist { tick, now_tick }) => {
+                let Some(mark) = &self.mark else {
+                    return Ok(NextId::Wait(Duration::from_nanos(self.tick_nanos)));
+                };
+                if let Some(e) = mark.take_failure() {
+                    return Err(e);
+                }
+                if !mark.has_renewer() {
+                    // No background thread could be started: write in the foreground.
+                    self.persist(tick, now_tick)?;
+                }
+                Ok(NextId::Wait(Duration::from_nanos(self.tick_nanos)))
+            }
+        }
     }
 
     /// `n` consecutive IDs reserved with one compare-exchange, as an iterator.
@@ -285,7 +389,11 @@ impl<C: Clock> Generator<C> {
         if n > max {
             return Err(Error::BatchTooLarge { requested: n, max });
         }
-        let start = if n == 0 { 0 } else { self.reserve(n)? };
+        let start = if n == 0 {
+            0
+        } else {
+            self.reserve_blocking(n, None)?
+        };
         Ok(IdBatch {
             next: start,
             end: start + n,
@@ -372,15 +480,35 @@ impl<C: Clock> Generator<C> {
         }
     }
 
-    /// Reserve `n >= 1` consecutive counter values; returns the first.
-    fn reserve(&self, n: u64) -> Result<u64, Error> {
-        self.reserve_from(n, None)
+    /// Reserve `n >= 1` consecutive counter values, waiting (sleeping through the clock, or
+    /// writing the mark) as needed; returns the first.
+    fn reserve_blocking(&self, n: u64, mut carried: Option<(u64, u64)>) -> Result<u64, Error> {
+        loop {
+            match self.attempt(n, carried.take())? {
+                Ok(start) => return Ok(start),
+                Err(Blocked::Until { tick, since }) => {
+                    self.clock.sleep(self.wait_until(tick, since));
+                }
+                Err(Blocked::Persist { tick, now_tick }) => self.persist(tick, now_tick)?,
+            }
+        }
     }
 
-    /// [`reserve`](Self::reserve), optionally starting from a state returned by a failed
+    /// Time from `since` (nanoseconds since the epoch) to the start of `tick`, at least 1 ns.
+    fn wait_until(&self, tick: u64, since: u64) -> Duration {
+        let target = tick.saturating_mul(self.tick_nanos);
+        Duration::from_nanos(target.saturating_sub(since).max(1))
+    }
+
+    /// Try to reserve `n >= 1` consecutive counter values without waiting: the first one,
+    /// or why it would have to wait. Optionally starts from a state returned by a failed
     /// exchange and the clock reading made before it (`(state, nanos since epoch)`); such a
     /// state is newer than the reading, so it only counts as "fresh" after a re-read.
-    fn reserve_from(&self, n: u64, mut carried: Option<(u64, u64)>) -> Result<u64, Error> {
+    fn attempt(
+        &self,
+        n: u64,
+        mut carried: Option<(u64, u64)>,
+    ) -> Result<Result<u64, Blocked>, Error> {
         'fresh: loop {
             // Uniqueness needs only that compare-exchanges on this one location are atomic and
             // totally ordered, which holds at any ordering. Acquire here (with Release on the
@@ -414,17 +542,22 @@ impl<C: Clock> Generator<C> {
                         continue 'fresh;
                     }
                     // Ahead of the clock: sequence used up, or the clock stepped back.
-                    if let Some(blocked) = self.ahead_of_clock(cur, last_tick, now_tick)? {
+                    if let Some(blocked) = self.ahead_of_clock(cur, last_tick, now_tick, since)? {
                         break blocked;
                     }
                 }
                 if last_tick > self.max_timestamp {
                     return Err(self.overflow());
                 }
-                // Acquire pairs with the Release in `persist`: an ID past the old mark is only
-                // issued after the new mark is durably written.
-                if last_tick > self.reserved.load(Ordering::Acquire) {
-                    break Blocked::Persist(last_tick);
+                // Acquire pairs with the Release in `mark_covers`: the threshold is below a
+                // durably written mark.
+                if last_tick > self.renew_at.load(Ordering::Acquire)
+                    && !self.mark_covers(last_tick, now_tick)
+                {
+                    break Blocked::Persist {
+                        tick: last_tick,
+                        now_tick,
+                    };
                 }
                 match self.state.compare_exchange_weak(
                     cur,
@@ -432,21 +565,14 @@ impl<C: Clock> Generator<C> {
                     Ordering::Release,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return Ok(start),
+                    Ok(_) => return Ok(Ok(start)),
                     Err(actual) => {
                         cur = actual;
                         cur_is_fresh = false;
                     }
                 }
             };
-            match blocked {
-                Blocked::Until(tick) => {
-                    let target = tick.saturating_mul(self.tick_nanos);
-                    self.clock
-                        .sleep(Duration::from_nanos(target.saturating_sub(since).max(1)));
-                }
-                Blocked::Persist(tick) => self.persist(tick, now_tick)?,
-            }
+            return Ok(Err(blocked));
         }
     }
 
@@ -459,6 +585,7 @@ impl<C: Clock> Generator<C> {
         cur: u64,
         last_tick: u64,
         now_tick: u64,
+        since: u64,
     ) -> Result<Option<Blocked>, Error> {
         let allowed = now_tick + self.max_borrow;
         if let Some(issued) = cur.checked_sub(1) {
@@ -476,7 +603,10 @@ impl<C: Clock> Generator<C> {
                 }
             }
         }
-        Ok(Some(Blocked::Until(last_tick - self.max_borrow)))
+        Ok(Some(Blocked::Until {
+            tick: last_tick - self.max_borrow,
+            since,
+        }))
     }
 
     /// Log a backwards clock step beyond tolerance, at most once per second of clock.
@@ -490,67 +620,103 @@ impl<C: Clock> Generator<C> {
         }
     }
 
-    /// Make the durable mark cover `tick` (one writer at a time; others wait on the lock).
+    /// Whether the durable mark covers `last_tick`; publishes the renewal threshold of the
+    /// newest durable mark for the fast path, and asks the renewer for a new mark once
+    /// `last_tick` is past that threshold (without waiting for it).
+    #[cold]
+    fn mark_covers(&self, last_tick: u64, now_tick: u64) -> bool {
+        let Some(mark) = &self.mark else { return true };
+        let durable = mark.durable();
+        let renew_at = durable.saturating_sub(self.reserve_ticks / 2);
+        // Release: pairs with the fast path's Acquire; `renew_at <= durable` always.
+        self.renew_at.fetch_max(renew_at, Ordering::Release);
+        if last_tick > renew_at {
+            mark.request(self.next_mark(last_tick, now_tick), now_tick);
+        }
+        last_tick <= durable
+    }
+
+    /// The mark to write so that `tick` is covered with a full reservation to spare.
+    fn next_mark(&self, tick: u64, now_tick: u64) -> u64 {
+        tick.max(now_tick)
+            .saturating_add(self.reserve_ticks)
+            .min(self.max_timestamp)
+    }
+
+    /// Make the durable mark cover `tick` in this thread (one writer at a time; a caller
+    /// arriving while the renewer writes waits for that write, then needs none).
     #[cold]
     fn persist(&self, tick: u64, now_tick: u64) -> Result<(), Error> {
-        let Some(hwm) = &self.hwm else { return Ok(()) };
-        let hwm = hwm.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.reserved.load(Ordering::Acquire) >= tick {
+        let Some(mark) = &self.mark else {
             return Ok(());
-        }
-        let mark = tick
-            .max(now_tick)
-            .saturating_add(self.reserve_ticks)
-            .min(self.max_timestamp);
-        hwm.store(mark)?;
-        tracing::debug!(path = %hwm.path().display(), mark, "high-water mark advanced");
-        // Release: pairs with the Acquire load in `reserve`.
-        self.reserved.store(mark, Ordering::Release);
-        Ok(())
+        };
+        mark.persist(tick, self.next_mark(tick, now_tick), now_tick)
     }
 
     /// On build with a high-water mark: resume after the stored mark and write a new one.
-    fn resume(&self) -> Result<(), Error> {
-        let Some(hwm) = &self.hwm else { return Ok(()) };
-        let stored = hwm.lock().unwrap_or_else(|p| p.into_inner()).load()?;
-        if let Some(mark) = stored {
-            if mark >= self.max_timestamp {
+    fn resume(&self, mark: &Mark) -> Result<(), Error> {
+        if let Some(stored) = mark.load()? {
+            let top = stored.tick;
+            if top >= self.max_timestamp {
                 return Err(self.overflow());
             }
+            let ticks = |t: u64| Duration::from_nanos(t.saturating_mul(self.tick_nanos));
+            // The longest wait that a clean previous run explains: its reservation (this
+            // generator's, plus borrowing) and the tolerated clock step.
+            let max_wait = self
+                .tolerance
+                .saturating_add(ticks(self.reserve_ticks + self.max_borrow + 1));
             loop {
                 let (now_tick, since) = self.now()?;
-                if now_tick > mark {
+                if now_tick > top {
                     break;
                 }
-                let behind =
-                    Duration::from_nanos((mark + 1 - now_tick).saturating_mul(self.tick_nanos));
-                if behind > self.tolerance.saturating_add(self.reserve_ahead()) {
-                    tracing::warn!(
-                        ?behind,
-                        "clock is behind the stored high-water mark beyond tolerance"
-                    );
-                    return Err(Error::ClockMovedBackwards { behind });
+                // The clock reads before the time the mark was written: a real step back.
+                if let Some(written) = stored.written {
+                    let behind = ticks(written.saturating_sub(now_tick));
+                    if behind > self.tolerance {
+                        tracing::warn!(
+                            ?behind,
+                            "clock is behind the time the high-water mark was written, beyond tolerance"
+                        );
+                        return Err(Error::ClockMovedBackwards { behind });
+                    }
                 }
-                let target = (mark + 1).saturating_mul(self.tick_nanos);
-                self.clock
-                    .sleep(Duration::from_nanos(target.saturating_sub(since).max(1)));
+                let ahead = ticks(top + 1 - now_tick);
+                if ahead > max_wait {
+                    return Err(Error::HighWaterMarkAhead {
+                        path: mark.path(),
+                        ahead,
+                        max_wait,
+                        clock_checked: stored.written.is_some(),
+                    });
+                }
+                tracing::info!(wait = ?ahead, "waiting for the clock to pass the stored high-water mark");
+                self.clock.sleep(self.wait_until(top + 1, since));
             }
             self.state
-                .store((mark + 1) << self.seq_bits, Ordering::Relaxed);
-            tracing::info!(mark, "resuming after the stored high-water mark");
+                .store((top + 1) << self.seq_bits, Ordering::Relaxed);
+            tracing::debug!(mark = top, "resuming after the stored high-water mark");
         }
         let (now_tick, _) = self.now()?;
-        let mark = now_tick
-            .saturating_add(self.reserve_ticks)
-            .min(self.max_timestamp);
-        let hwm = hwm.lock().unwrap_or_else(|p| p.into_inner());
-        hwm.store(mark)?;
-        self.reserved.store(mark, Ordering::Release);
+        let new = self.next_mark(now_tick, now_tick);
+        mark.persist(new, new, now_tick)?;
+        self.renew_at.store(
+            new.saturating_sub(self.reserve_ticks / 2),
+            Ordering::Release,
+        );
         Ok(())
     }
 
-    fn reserve_ahead(&self) -> Duration {
-        Duration::from_nanos(self.reserve_ticks.saturating_mul(self.tick_nanos))
+    /// On build without a mark but with borrowing: start past every tick a predecessor with
+    /// this worker id (and at most this `max_borrow`) could have issued (see `max_borrow`).
+    fn skip_borrowable(&self) -> Result<(), Error> {
+        let (now_tick, _) = self.now()?;
+        let first = now_tick
+            .saturating_add(self.max_borrow + 1)
+            .min(self.max_timestamp + 1);
+        self.state.store(first << self.seq_bits, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -561,8 +727,28 @@ impl<C: Clock> fmt::Debug for Generator<C> {
             .field("worker", &self.worker)
             .field("max_borrow", &self.max_borrow)
             .field("tolerance", &self.tolerance)
-            .field("high_water_mark", &self.hwm.as_ref().map(|_| ()))
+            .field("high_water_mark", &self.mark.as_ref().map(Mark::path))
             .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock> Drop for Generator<C> {
+    /// With a high-water mark: stop the renewer, lower the mark to the last tick issued
+    /// (so the next start need not wait out `reserve_ahead`) and release the file's lock.
+    /// A failure to lower it is logged; the stored mark is then just further ahead.
+    fn drop(&mut self) {
+        let now = self.since_epoch(self.clock.now());
+        // Every ID issued so far is below the state; nothing can be issued any more.
+        let issued = self.state.load(Ordering::Acquire).saturating_sub(1) >> self.seq_bits;
+        let tick_nanos = self.tick_nanos;
+        let Some(mark) = &mut self.mark else { return };
+        mark.stop();
+        let Some(now_tick) = now.map(|since| since / tick_nanos) else {
+            return;
+        };
+        if let Err(e) = mark.shrink(issued, now_tick) {
+            tracing::warn!(error = %e, "could not lower the high-water mark on drop; the next start may wait up to reserve_ahead");
+        }
     }
 }
 
@@ -578,7 +764,9 @@ impl<C: Clock> fmt::Debug for Generator<C> {
 /// assert_eq!(seqs, [0, 1, 2]);
 /// # Ok::<(), ringleader_idgen::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Not `Clone`: a copy would hand out the same IDs a second time.
+#[derive(Debug)]
 pub struct IdBatch {
     next: u64,
     end: u64,
@@ -637,4 +825,30 @@ fn compose(counter: u64, worker_field: u64, worker_bits: u32, seq_mask: u64) -> 
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Probe::<T>::IS_CLONE` resolves to the inherent constant (true) when `T: Clone`,
+    /// and otherwise falls back to the trait's (false).
+    struct Probe<T>(std::marker::PhantomData<T>);
+    trait NotClone {
+        const IS_CLONE: bool = false;
+    }
+    impl<T> NotClone for Probe<T> {}
+    impl<T: Clone> Probe<T> {
+        const IS_CLONE: bool = true;
+    }
+
+    #[test]
+    #[allow(clippy::assertions_on_constants)] // the constants are the test: they follow the impls
+    fn id_batch_is_not_clone() {
+        assert!(Probe::<Id>::IS_CLONE, "the probe detects Clone");
+        assert!(
+            !Probe::<IdBatch>::IS_CLONE,
+            "a cloned batch would hand out its IDs a second time"
+        );
+    }
 }

@@ -6,7 +6,9 @@
 //! a lock: its last `(tick, sequence)` lives in one `AtomicU64` advanced by
 //! compare-exchange. It waits (or borrows a bounded number of future ticks) when a tick's
 //! sequence runs out, rides out small backwards clock steps and reports large ones as
-//! errors, and can persist a high-water mark so a restart never reissues an ID.
+//! errors, and can persist a high-water mark so a restart never reissues an ID (the file is
+//! locked while its generator lives, and renewed in the background). Async code uses
+//! [`Generator::try_next_id`], which never blocks and returns how long to wait instead.
 //!
 //! Time comes from a [`Clock`]: [`SystemClock`] by default, [`CoarseClock`] for cheaper
 //! reads on very hot paths, [`ManualClock`] in tests (its `sleep` advances it, so waits
@@ -31,6 +33,7 @@ mod error;
 mod generator;
 mod id;
 mod layout;
+mod mark;
 mod persist;
 mod sync;
 mod worker;
@@ -38,7 +41,8 @@ mod worker;
 pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use error::Error;
 pub use generator::{
-    Generator, GeneratorBuilder, IdBatch, DEFAULT_BACKWARDS_TOLERANCE, DEFAULT_RESERVE_AHEAD,
+    Generator, GeneratorBuilder, IdBatch, NextId, DEFAULT_BACKWARDS_TOLERANCE,
+    DEFAULT_RESERVE_AHEAD,
 };
 pub use id::{id_as_string, Id};
 pub use layout::{Layout, Parts};

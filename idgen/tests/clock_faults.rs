@@ -2,7 +2,7 @@
 //! within and beyond tolerance, layout end and epoch, batches.
 use std::time::{Duration, UNIX_EPOCH};
 
-use ringleader_idgen::{Clock, Error, Generator, Id, Layout, ManualClock, Parts};
+use ringleader_idgen::{Clock, Error, Generator, Id, Layout, ManualClock, NextId, Parts};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -79,6 +79,9 @@ fn borrowing_issues_from_future_ticks_up_to_the_bound_then_waits() {
         .max_borrow(2)
         .build(1)
         .unwrap();
+    // Without a mark, a borrowing generator starts past the 2 ticks a predecessor could
+    // have borrowed; once the clock is there, it has its full headroom.
+    clock.advance(MS * 3);
     let t0 = tick_of(&clock);
     let ids: Vec<Id> = (0..3 * 4096).map(|_| gen.next_id().unwrap()).collect();
     assert_eq!(
@@ -355,4 +358,57 @@ fn preemption_between_clock_and_state_is_not_a_clock_step() {
     let b = gen.next_id().expect("a stale reading is not a clock step");
     assert!(b > a);
     assert_eq!(clock.inner.slept(), Duration::ZERO);
+}
+
+#[test]
+fn try_next_id_returns_the_wait_instead_of_sleeping() {
+    let clock = ManualClock::new();
+    clock.advance(Duration::from_micros(300));
+    let gen = Generator::builder(Layout::TWITTER)
+        .clock(clock.clone())
+        .backwards_tolerance(Duration::from_millis(10))
+        .build(6)
+        .unwrap();
+    let t0 = tick_of(&clock);
+    let first: Vec<Id> = gen.next_ids(4096).unwrap().collect();
+
+    // Sequence used up: the rest of the tick, 700 us, and no sleep.
+    assert_eq!(
+        gen.try_next_id().unwrap(),
+        NextId::Wait(Duration::from_micros(700))
+    );
+    assert_eq!(clock.slept(), Duration::ZERO);
+    clock.advance(Duration::from_micros(700));
+    let NextId::Ready(id) = gen.try_next_id().unwrap() else {
+        panic!("the next tick has begun")
+    };
+    assert_eq!(
+        parts(id),
+        Parts {
+            timestamp: t0 + 1,
+            worker: 6,
+            sequence: 0
+        }
+    );
+    assert!(id > first[4095]);
+
+    // Clock 5 ms behind (within tolerance) once tick t0+1 is used up: wait for it to catch up.
+    let _ = gen.next_ids(4095).unwrap();
+    clock.set_back(Duration::from_millis(5));
+    match gen.try_next_id().unwrap() {
+        NextId::Wait(d) => assert!(
+            d > Duration::from_millis(5) && d <= Duration::from_millis(6),
+            "{d:?}"
+        ),
+        NextId::Ready(id) => panic!("issued {:?} while the clock is behind", parts(id)),
+    }
+    assert_eq!(clock.slept(), Duration::ZERO);
+
+    // Beyond the tolerance: the same error as next_id.
+    clock.set_back(Duration::from_secs(1));
+    assert!(matches!(
+        gen.try_next_id(),
+        Err(Error::ClockMovedBackwards { .. })
+    ));
+    assert_eq!(clock.slept(), Duration::ZERO, "try_next_id never sleeps");
 }
