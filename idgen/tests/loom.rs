@@ -2,14 +2,15 @@
 //!
 //! The crate's atomics come from `loom::sync::atomic` under `cfg(loom)` (see `src/sync.rs`),
 //! so loom explores the interleavings of the real `next_id` / `next_ids` code, including the
-//! wait path (ManualClock's `sleep` advances the shared clock) and borrowing.
+//! wait path (ManualClock's `sleep` advances the shared clock), borrowing, and the
+//! non-blocking `try_next_id` (which shares the loop but returns its waits).
 #![cfg(loom)]
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use loom::sync::Arc;
 use loom::thread;
-use ringleader_idgen::{Generator, Id, Layout, ManualClock};
+use ringleader_idgen::{Clock, Generator, Id, Layout, ManualClock, NextId};
 
 /// 1 sequence bit: two IDs per tick, so two threads taking two IDs each must exhaust the
 /// sequence and wait, racing on both the state and the clock.
@@ -75,6 +76,30 @@ fn batches_and_borrowing_race_with_single_ids() {
         let batch = batcher.join().unwrap();
         assert_eq!(batch.len(), 3);
         let per_thread = vec![batch, singles];
+        let all = per_thread.iter().flatten().copied().collect();
+        check(all, &per_thread);
+    });
+}
+
+#[test]
+fn try_next_id_races_next_id() {
+    model(|| {
+        let clock = ManualClock::starting_at(Duration::from_secs(1));
+        let gen = Arc::new(Generator::with_clock(tiny_layout(), 3, clock).unwrap());
+        let g = Arc::clone(&gen);
+        let polling = thread::spawn(move || {
+            let mut ids = Vec::new();
+            while ids.len() < 2 {
+                match g.try_next_id().unwrap() {
+                    NextId::Ready(id) => ids.push(id),
+                    // What an async caller's sleep would do: let the clock move on.
+                    NextId::Wait(d) => g.clock().sleep(d),
+                }
+            }
+            ids
+        });
+        let blocking = vec![gen.next_id().unwrap(), gen.next_id().unwrap()];
+        let per_thread = vec![polling.join().unwrap(), blocking];
         let all = per_thread.iter().flatten().copied().collect();
         check(all, &per_thread);
     });
