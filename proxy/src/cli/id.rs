@@ -1,10 +1,20 @@
 //! `ringleader id`: generate Snowflake IDs, or decode one into time, worker and sequence.
+//!
+//! Generating needs a worker id (`--worker` or `RINGLEADER_WORKER_ID`; never a silent 0)
+//! and keeps a high-water mark per layout and worker in the user's state directory, locked
+//! while the command runs, so runs with one worker id never repeat an ID, even across a
+//! backwards clock step, and two at once are refused instead of duplicating.
 use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use ringleader_idgen::{Generator, Id, Layout, WorkerId, WORKER_ID_ENV};
+use ringleader_idgen::{Clock, Generator, Id, Layout, SystemClock, WorkerId, WORKER_ID_ENV};
 
 use super::CliError;
+
+/// How far ahead each mark write reserves. A run that ends normally lowers the mark to its
+/// last ID; one that is killed leaves this much for the next run to wait out.
+const RESERVE_AHEAD: Duration = Duration::from_millis(500);
 
 /// Arguments of `ringleader id`.
 #[derive(Debug, clap::Args)]
@@ -12,15 +22,26 @@ pub struct IdArgs {
     /// How many IDs to print, one per line.
     #[arg(long, default_value_t = 1)]
     pub count: u64,
-    /// Worker id stamped into the IDs [default: $RINGLEADER_WORKER_ID, else 0].
+    /// Worker id stamped into the IDs [default: $RINGLEADER_WORKER_ID]. Required: processes
+    /// issuing IDs at the same time need distinct worker ids, or their IDs collide.
     #[arg(long)]
     pub worker: Option<u32>,
     /// Decode this ID instead of generating: prints its time (RFC 3339), worker and sequence.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["count", "worker"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["count", "worker", "state", "no_state"])]
     pub decode: Option<Id>,
     /// Bit layout of the IDs.
     #[arg(long, value_enum, default_value_t = LayoutName::Twitter)]
     pub layout: LayoutName,
+    /// High-water-mark file, locked while the command runs
+    /// [default: <state dir>/ringleader/id-<layout>-worker-<W>.mark, the state dir being
+    /// $XDG_STATE_HOME or ~/.local/state on Linux, the local data dir elsewhere].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_state")]
+    pub state: Option<PathBuf>,
+    /// Keep no high-water mark (read-only or throw-away environments): a run after a
+    /// backwards clock step can then repeat IDs of an earlier run with the same worker id,
+    /// and nothing stops two runs with one worker id at once.
+    #[arg(long)]
+    pub no_state: bool,
 }
 
 /// The layout presets selectable on the command line.
@@ -43,6 +64,15 @@ impl LayoutName {
             LayoutName::JsSafe => Layout::JS_SAFE,
         }
     }
+
+    /// The name on the command line (and in the default mark file's name).
+    pub fn name(self) -> &'static str {
+        match self {
+            LayoutName::Twitter => "twitter",
+            LayoutName::Sonyflake => "sonyflake",
+            LayoutName::JsSafe => "js-safe",
+        }
+    }
 }
 
 /// Run `ringleader id`.
@@ -62,16 +92,58 @@ fn is_broken_pipe(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 
 /// `ringleader id` writing to `out` instead of stdout.
 pub fn run_to(args: &IdArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let layout = args.layout.layout();
     if let Some(id) = args.decode {
-        return decode(layout, id, out);
+        return decode(args.layout.layout(), id, out);
     }
-    let worker = match args.worker {
-        Some(w) => WorkerId::new(w),
-        None if std::env::var_os(WORKER_ID_ENV).is_some() => WorkerId::from_env()?,
-        None => WorkerId::new(0),
-    };
-    let gen = Generator::new(layout, worker)?;
+    generate(args, SystemClock, out)
+}
+
+/// The worker id from `--worker`, else `RINGLEADER_WORKER_ID`; an error when neither is given.
+fn worker(args: &IdArgs) -> Result<WorkerId, CliError> {
+    match args.worker {
+        Some(w) => Ok(WorkerId::new(w)),
+        None => WorkerId::from_env_if_set()?.ok_or_else(|| {
+            format!(
+                "no worker id: pass --worker W or set {WORKER_ID_ENV}; processes issuing IDs \
+                 at the same time need distinct worker ids, or their IDs collide"
+            )
+            .into()
+        }),
+    }
+}
+
+/// Where the high-water mark lives (`None` with `--no-state`); creates the default directory.
+fn mark_path(args: &IdArgs, worker: WorkerId) -> Result<Option<PathBuf>, CliError> {
+    if args.no_state {
+        return Ok(None);
+    }
+    if let Some(path) = &args.state {
+        return Ok(Some(path.clone()));
+    }
+    let dir = dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .ok_or("no state directory for the ID high-water mark (no home directory?): pass --state FILE, or --no-state")?
+        .join("ringleader");
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "cannot create {} for the ID high-water mark: {e}",
+            dir.display()
+        )
+    })?;
+    Ok(Some(dir.join(format!(
+        "id-{}-worker-{worker}.mark",
+        args.layout.name()
+    ))))
+}
+
+/// Generate `args.count` IDs on `clock` (the system clock, or a test's).
+fn generate<C: Clock>(args: &IdArgs, clock: C, out: &mut dyn Write) -> Result<(), CliError> {
+    let worker = worker(args)?;
+    let mut builder = Generator::builder(args.layout.layout()).clock(clock);
+    if let Some(path) = mark_path(args, worker)? {
+        builder = builder.high_water_mark(path).reserve_ahead(RESERVE_AHEAD);
+    }
+    let gen = builder.build(worker)?;
     let mut left = args.count;
     while left > 0 {
         let n = left.min(gen.max_batch());
@@ -112,6 +184,7 @@ fn decode(layout: Layout, id: Id, out: &mut dyn Write) -> Result<(), CliError> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use ringleader_idgen::ManualClock;
 
     #[derive(Debug, Parser)]
     struct Cmd {
@@ -130,10 +203,73 @@ mod tests {
         Ok(String::from_utf8(buf)?)
     }
 
+    fn ids_on(clock: &ManualClock, argv: &[&str]) -> Result<Vec<Id>, CliError> {
+        let args = parse(argv)?;
+        let mut buf = Vec::new();
+        generate(&args, clock.clone(), &mut buf)?;
+        Ok(String::from_utf8(buf)?
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect())
+    }
+
+    /// A fresh directory for one test, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir()
+                .join(format!("ringleader-cli-id-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn sequential_runs_with_one_worker_never_repeat_even_after_a_clock_step() {
+        let dir = TempDir::new("sequential");
+        let state = dir.0.join("w5.mark");
+        let state = state.to_str().unwrap();
+        let clock = ManualClock::new();
+        let argv = ["--count", "5000", "--worker", "5", "--state", state];
+        let first = ids_on(&clock, &argv).unwrap();
+        // The next run starts 300 ms earlier by the clock (an NTP step back).
+        clock.set_back(Duration::from_millis(300));
+        let second = ids_on(&clock, &argv).unwrap();
+        assert_eq!((first.len(), second.len()), (5000, 5000));
+        assert!(
+            second[0] > first[4999],
+            "second run restarted at {:?}, first ended at {:?}",
+            Layout::TWITTER.decode(second[0]).unwrap(),
+            Layout::TWITTER.decode(first[4999]).unwrap()
+        );
+        assert!(second.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn state_flags() {
+        assert!(parse(&["--state", "x", "--no-state"]).is_err());
+        assert!(parse(&["--decode", "1", "--state", "x"]).is_err());
+        assert!(parse(&["--decode", "1", "--no-state"]).is_err());
+        let dir = TempDir::new("flags");
+        let state = dir.0.join("mine.mark");
+        let args = parse(&["--worker", "2", "--state", state.to_str().unwrap()]).unwrap();
+        assert_eq!(mark_path(&args, WorkerId::new(2)).unwrap(), Some(state));
+        let args = parse(&["--worker", "2", "--no-state"]).unwrap();
+        assert_eq!(mark_path(&args, WorkerId::new(2)).unwrap(), None);
+    }
+
     #[test]
     fn generates_count_unique_increasing_ids_for_the_worker() {
         // 10,000 > one batch of 4096, so several reservations are stitched together.
-        let text = output(&["--count", "10000", "--worker", "513"]).unwrap();
+        let text = output(&["--count", "10000", "--worker", "513", "--no-state"]).unwrap();
         let ids: Vec<Id> = text.lines().map(|l| l.parse().unwrap()).collect();
         assert_eq!(ids.len(), 10_000);
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
@@ -159,7 +295,16 @@ mod tests {
 
     #[test]
     fn other_layouts() {
-        let text = output(&["--layout", "js-safe", "--count", "3", "--worker", "31"]).unwrap();
+        let text = output(&[
+            "--layout",
+            "js-safe",
+            "--count",
+            "3",
+            "--worker",
+            "31",
+            "--no-state",
+        ])
+        .unwrap();
         for line in text.lines() {
             let id: Id = line.parse().unwrap();
             assert!(id.as_u64() < 1 << 53);
@@ -177,7 +322,9 @@ mod tests {
     fn bad_input_is_a_clear_error() {
         let err = parse(&["--decode", "12abc"]).unwrap_err().to_string();
         assert!(err.contains("invalid ID"), "{err}");
-        let err = output(&["--worker", "1024"]).unwrap_err().to_string();
+        let err = output(&["--worker", "1024", "--no-state"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("worker id 1024 is out of range"), "{err}");
         let err = output(&["--layout", "js-safe", "--decode", "9007199254740992"])
             .unwrap_err()
