@@ -629,7 +629,9 @@ impl<C: Clock> Generator<C> {
         let durable = mark.durable();
         let renew_at = durable.saturating_sub(self.reserve_ticks / 2);
         // Release: pairs with the fast path's Acquire; `renew_at <= durable` always.
-        self.renew_at.fetch_max(renew_at, Ordering::Release);
+        if self.renew_at.load(Ordering::Relaxed) < renew_at {
+            self.renew_at.fetch_max(renew_at, Ordering::Release);
+        }
         if last_tick > renew_at {
             mark.request(self.next_mark(last_tick, now_tick), now_tick);
         }

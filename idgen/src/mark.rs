@@ -94,7 +94,11 @@ impl Mark {
         let durable = self.durable();
         // AcqRel is not needed for the data (the request travels under a mutex); this
         // only elects one requester per durable value.
-        if self.shared.requested.fetch_max(durable, Ordering::Relaxed) >= durable {
+        // (A load first: callers keep arriving here until the renewal lands, and a plain
+        // read of a shared line is cheaper than a read-modify-write on it.)
+        if self.shared.requested.load(Ordering::Relaxed) >= durable
+            || self.shared.requested.fetch_max(durable, Ordering::Relaxed) >= durable
+        {
             return;
         }
         let mut req = lock(&self.shared.request);
