@@ -208,6 +208,9 @@ impl Proxy {
         m.requests.fetch_add(1, Relaxed);
         let version = req.version();
         let (mut parts, body) = req.into_parts();
+        let state = self.shared.state.load();
+        // Sized as the client sent it, before the proxy adds to it.
+        let head_checked = check_head(&parts, state.config.server.max_header_bytes);
         let req_id = match parts.headers.get(&X_REQUEST_ID) {
             Some(v) => v.clone(),
             None => {
@@ -220,12 +223,10 @@ impl Proxy {
             }
         };
 
-        let state = self.shared.state.load();
         let access_log = state.config.server.access_log;
         let request_timeout = state.config.server.request_timeout;
-        let max_head = state.config.server.max_header_bytes;
         let routed: Result<Arc<Upstream>> = (|| {
-            check_head(&parts, max_head)?;
+            head_checked?;
             if parts.method == Method::CONNECT {
                 return Err(Error::BadRequest("CONNECT is not supported"));
             }
