@@ -359,8 +359,10 @@ async fn retries_go_to_a_different_backend() {
         .unwrap()
         .parse()
         .unwrap();
+    // Per request 0, 1 or 2 retries, each with probability 1/3: 30 requests make
+    // 30 +- 4.5 retries; fewer than 12 is a 4-sigma event (20 failed ~1% of runs).
     assert!(
-        retries >= 20,
+        retries >= 12,
         "random picks hit a failing backend first most of the time: {retries}"
     );
 }
