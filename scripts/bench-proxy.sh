@@ -40,7 +40,7 @@ if [ -z "$HAPROXY" ]; then
 fi
 
 echo "== building ringleader (release)"
-cargo build --release -q -p ringleader-proxy
+cargo build --release -q -p ringleader-cli --bin ringleader
 RINGLEADER=${CARGO_TARGET_DIR:-target}/release/ringleader
 
 B1=$((BASE_PORT + 1)); B2=$((BASE_PORT + 2)); B3=$((BASE_PORT + 3))

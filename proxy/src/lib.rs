@@ -25,7 +25,6 @@
 
 mod admin;
 mod body;
-pub mod cli;
 mod client;
 mod config;
 pub mod demo;

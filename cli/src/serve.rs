@@ -1,6 +1,6 @@
 //! `ringleader serve`, `check` and `demo`: the proxy's own subcommands.
-use super::CliError;
-use crate::{Config, DemoBackend, Server};
+use crate::CliError;
+use ringleader_proxy::{Config, DemoBackend, Server};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -103,7 +103,7 @@ pub fn demo_config(
     listen: SocketAddr,
     admin: SocketAddr,
     backends: &[SocketAddr],
-) -> Result<Config, crate::Error> {
+) -> Result<Config, ringleader_proxy::Error> {
     let list: Vec<String> = backends
         .iter()
         .map(|a| format!("{{ addr = \"{a}\" }}"))
@@ -140,9 +140,9 @@ on = ["connect_error", "timeout", "5xx"]
     Config::from_toml_str(&text, "<demo>")
 }
 
-async fn bind_demo(mut config: Config) -> Result<Server, crate::Error> {
+async fn bind_demo(mut config: Config) -> Result<Server, ringleader_proxy::Error> {
     match Server::bind(config.clone()).await {
-        Err(crate::Error::Bind { addr, .. }) => {
+        Err(ringleader_proxy::Error::Bind { addr, .. }) => {
             tracing::warn!(%addr, "address taken; using a free port instead");
             if config.server.listen == addr {
                 config.server.listen.set_port(0);

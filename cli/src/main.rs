@@ -8,9 +8,9 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = ringleader_proxy::cli::Cli::parse();
-    ringleader_proxy::cli::init_tracing(&cli);
-    match ringleader_proxy::cli::run(cli) {
+    let cli = ringleader_cli::Cli::parse();
+    ringleader_cli::init_tracing(&cli);
+    match ringleader_cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("ringleader: {err}");

@@ -1,5 +1,5 @@
 //! `ringleader sim balance`: latency simulation of balancing strategies.
-use super::CliError;
+use crate::CliError;
 use ringleader_balancer::sim::{simulate, Scenario};
 use ringleader_balancer::StrategyKind;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ringleader_idgen::{Clock, Generator, Id, Layout, SystemClock, WorkerId, WORKER_ID_ENV};
 
-use super::CliError;
+use crate::CliError;
 
 /// How far ahead each mark write reserves. A run that ends normally lowers the mark to its
 /// last ID; one that is killed leaves this much for the next run to wait out.

@@ -4,10 +4,8 @@ use std::path::PathBuf;
 
 use ringleader_ring::sim::{self, Algorithm, Event, KeyDistribution, SimConfig};
 
-use super::CliError;
-
-#[path = "reshard_plot.rs"]
-mod plot;
+use super::plot;
+use crate::CliError;
 
 /// Output format of `ringleader sim reshard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -162,9 +160,9 @@ mod tests {
     fn args(extra: &[&str]) -> Result<ReshardArgs, clap::Error> {
         let mut argv = vec!["ringleader", "sim", "reshard"];
         argv.extend_from_slice(extra);
-        let cli = crate::cli::Cli::try_parse_from(argv)?;
+        let cli = crate::Cli::try_parse_from(argv)?;
         match cli.command {
-            crate::cli::Command::Sim(crate::cli::SimCommand::Reshard(a)) => Ok(a),
+            crate::Command::Sim(crate::sim::SimCommand::Reshard(a)) => Ok(a),
             other => panic!("unexpected command {other:?}"),
         }
     }

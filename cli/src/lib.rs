@@ -1,10 +1,24 @@
 //! Command-line surface of the `ringleader` binary; one module per subcommand family.
+//!
+//! `main` parses a [`Cli`], installs tracing with [`init_tracing`] and hands over to
+//! [`run`]; the proxy itself, the ID generator and the simulators live in the library
+//! crates, so this crate holds only arguments, output formats and the plot.
+//!
+//! ```
+//! use clap::Parser;
+//! use ringleader_cli::{Cli, Command};
+//!
+//! let cli = Cli::try_parse_from(["ringleader", "check", "-c", "proxy.toml"]).unwrap();
+//! assert!(matches!(cli.command, Command::Check(ref a) if a.config.ends_with("proxy.toml")));
+//! assert!(Cli::try_parse_from(["ringleader", "sim", "reshard", "--format", "xml"]).is_err());
+//! ```
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 
-pub mod balance;
 pub mod id;
-pub mod reshard;
 pub mod serve;
+pub mod sim;
 
 /// Error type of a subcommand: anything displayable, reported by `main` on stderr.
 pub type CliError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -34,16 +48,7 @@ pub enum Command {
     Id(id::IdArgs),
     /// Simulators: key migration on reshard, latency of balancing strategies.
     #[command(subcommand)]
-    Sim(SimCommand),
-}
-
-/// `ringleader sim ...`
-#[derive(Debug, Subcommand)]
-pub enum SimCommand {
-    /// Key-migration simulation when nodes join or leave.
-    Reshard(reshard::ReshardArgs),
-    /// Latency simulation of balancing strategies.
-    Balance(balance::BalanceArgs),
+    Sim(sim::SimCommand),
 }
 
 /// Install the tracing subscriber (stderr, `--log` or `RUST_LOG` filter).
@@ -63,7 +68,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check(args) => serve::check(args),
         Command::Demo(args) => serve::demo(args),
         Command::Id(args) => id::run(args),
-        Command::Sim(SimCommand::Reshard(args)) => reshard::run(args),
-        Command::Sim(SimCommand::Balance(args)) => balance::run(args),
+        Command::Sim(command) => sim::run(command),
     }
 }

@@ -1,0 +1,25 @@
+//! `ringleader sim ...`: the simulators, key migration on reshard and latency of balancing strategies.
+use clap::Subcommand;
+
+use crate::CliError;
+
+pub mod balance;
+mod plot;
+pub mod reshard;
+
+/// `ringleader sim ...`
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Key-migration simulation when nodes join or leave.
+    Reshard(reshard::ReshardArgs),
+    /// Latency simulation of balancing strategies.
+    Balance(balance::BalanceArgs),
+}
+
+/// Run a parsed `ringleader sim` subcommand.
+pub fn run(command: SimCommand) -> Result<(), CliError> {
+    match command {
+        SimCommand::Reshard(args) => reshard::run(args),
+        SimCommand::Balance(args) => balance::run(args),
+    }
+}
