@@ -17,6 +17,8 @@ use crate::CliError;
 const RESERVE_AHEAD: Duration = Duration::from_millis(500);
 
 /// Arguments of `ringleader id`.
+// The field docs are clap's help text, where `<state dir>` and `<W>` are placeholders, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, clap::Args)]
 pub struct IdArgs {
     /// How many IDs to print, one per line.
