@@ -90,6 +90,10 @@ impl Proxy {
         }
         serde_json::json!({
             "uptime_secs": self.shared.started.elapsed().as_secs(),
+            // X-Request-Id's Snowflake worker; `worker_id_defaulted` is true when
+            // RINGLEADER_WORKER_ID was unset (then replicas may share request IDs).
+            "worker_id": self.shared.ids.worker(),
+            "worker_id_defaulted": self.shared.worker_defaulted,
             "requests": m.requests.load(std::sync::atomic::Ordering::Relaxed),
             "retries": m.retries.load(std::sync::atomic::Ordering::Relaxed),
             "upstreams": ups,

@@ -12,7 +12,7 @@ use http::header::{CONNECTION, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
-use ringleader_idgen::{Generator, WorkerId};
+use ringleader_idgen::{Generator, Id, NextId, WorkerId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -54,7 +54,9 @@ impl State {
 pub(crate) struct Shared {
     pub(crate) state: ArcSwap<State>,
     pub(crate) metrics: Metrics,
-    ids: Generator,
+    pub(crate) ids: Generator,
+    /// `RINGLEADER_WORKER_ID` was unset and the request-ID worker defaulted to 0.
+    pub(crate) worker_defaulted: bool,
     health_tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) started: Instant,
 }
@@ -103,12 +105,32 @@ fn build_state(config: Config, prev: Option<&State>) -> Result<State> {
     })
 }
 
-/// Worker id of the request-ID generator: `RINGLEADER_WORKER_ID`, 0 when unset.
-fn worker_id() -> Result<WorkerId> {
-    if std::env::var_os(ringleader_idgen::WORKER_ID_ENV).is_some() {
-        Ok(WorkerId::from_env()?)
-    } else {
-        Ok(WorkerId::new(0))
+/// Worker id of the request-ID generator: `RINGLEADER_WORKER_ID`, or 0 with a
+/// warning when it is unset (replicas that all default issue the same IDs), and
+/// whether it was defaulted (shown in /status).
+fn worker_id() -> Result<(WorkerId, bool)> {
+    Ok(match WorkerId::from_env_if_set()? {
+        Some(w) => (w, false),
+        None => {
+            tracing::warn!(
+                "{} is not set: X-Request-Id uses worker id 0, and proxies that all do so \
+                 issue the same request IDs; give each proxy its own worker id",
+                ringleader_idgen::WORKER_ID_ENV
+            );
+            (WorkerId::new(0), true)
+        }
+    })
+}
+
+/// The next request ID without blocking the runtime's thread: when the
+/// generator must wait (sequence exhausted, clock stepped back within its
+/// tolerance), the task sleeps instead.
+async fn next_request_id(ids: &Generator) -> std::result::Result<Id, ringleader_idgen::Error> {
+    loop {
+        match ids.try_next_id()? {
+            NextId::Ready(id) => return Ok(id),
+            NextId::Wait(d) => tokio::time::sleep(d).await,
+        }
     }
 }
 
@@ -116,12 +138,14 @@ impl Proxy {
     /// Build the proxy state from a validated config and start its health
     /// checks. Must be called inside a tokio runtime.
     pub fn new(config: Config) -> Result<Proxy> {
-        let ids = Generator::new(ringleader_idgen::Layout::TWITTER, worker_id()?)?;
+        let (worker, worker_defaulted) = worker_id()?;
+        let ids = Generator::new(ringleader_idgen::Layout::TWITTER, worker)?;
         let state = build_state(config, None)?;
         let shared = Arc::new(Shared {
             state: ArcSwap::from_pointee(state),
             metrics: Metrics::default(),
             ids,
+            worker_defaulted,
             health_tasks: Mutex::new(Vec::new()),
             started: Instant::now(),
         });
@@ -214,7 +238,7 @@ impl Proxy {
         let req_id = match parts.headers.get(&X_REQUEST_ID) {
             Some(v) => v.clone(),
             None => {
-                let v = match self.shared.ids.next_id() {
+                let v = match next_request_id(&self.shared.ids).await {
                     Ok(id) => HeaderValue::from(u64::from(id)),
                     Err(_) => HeaderValue::from_static("0"),
                 };

@@ -969,6 +969,24 @@ async fn lockstep_echo(proxy: std::net::SocketAddr, method: &str, chunks: usize)
     assert_eq!(received, CHUNK * chunks);
 }
 
+#[tokio::test]
+async fn status_shows_the_request_id_worker_and_whether_it_was_defaulted() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let st = status(s.admin_addr()).await;
+    // The test binary's environment decides what the proxy read at start.
+    match std::env::var(ringleader_idgen::WORKER_ID_ENV) {
+        Ok(w) => {
+            assert_eq!(st["worker_id"].as_u64(), w.trim().parse::<u64>().ok());
+            assert_eq!(st["worker_id_defaulted"], false);
+        }
+        Err(_) => {
+            assert_eq!(st["worker_id"], 0);
+            assert_eq!(st["worker_id_defaulted"], true);
+        }
+    }
+}
+
 /// `in_flight` of backend `addr` in upstream `app` according to /status.
 async fn in_flight_of(admin: std::net::SocketAddr, addr: std::net::SocketAddr) -> u64 {
     let s = status(admin).await;
