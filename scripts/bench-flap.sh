@@ -34,6 +34,7 @@
 #   RINGLEADER_BEFORE=path/to/old/ringleader         (also run an older build, rows "before")
 #   SCENARIOS="flap flap-one hang"                   (which ones, in order)
 #   NGINX_FAIL_TIMEOUTS="10s 5s"                     (one nginx run per value)
+#   LOGS=dir                                         (keep ringleader's log of each run there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,6 +88,7 @@ cleanup() {
     kill "$pid" 2>/dev/null
   done
   sleep 0.3
+  if [ -n "${LOGS:-}" ]; then mkdir -p "$LOGS" && cp "$WORK"/log-*.txt "$LOGS"/ 2>/dev/null; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -139,7 +141,9 @@ stop_backend() { # $1 = name: fast shutdown, open connections are closed
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+  # nginx removes its pid file as it exits (kill -0 would see the zombie until
+  # whoever adopted the daemon reaps it).
+  for _ in $(seq 200); do [ -f "$f" ] || break; sleep 0.01; done
   rm -f "$f"
 }
 
@@ -165,16 +169,25 @@ all_backends_up() {
 
 # The flapper: every PERIOD s, stop (flap, flap-one) or freeze (stall) the victim
 # for DOWN s; nothing for hang and steady.
+# It keeps to the schedule (stop at k * PERIOD, restart DOWN later, from its
+# start), whatever stopping and starting cost, and logs what it did when.
 flapper() { # $1 = scenario
-  local i=0 victim
+  local i=0 victim t0
   case $1 in hang | steady) exec sleep infinity ;; esac
+  t0=$(date +%s.%N)
+  until_t() { # sleep until t0 + $1 seconds
+    local left; left=$(awk -v t0="$t0" -v at="$1" -v now="$(date +%s.%N)" 'BEGIN { d = t0 + at - now; print (d > 0 ? d : 0) }')
+    sleep "$left"
+  }
   while true; do
     case $1 in flap) victim=b$((i % 3 + 1)) ;; *) victim=$VICTIM ;; esac
     if [ "$1" = stall ]; then freeze_backend "$victim" STOP; else stop_backend "$victim"; fi
-    sleep "$DOWN"
+    echo "$(date +%s.%N) down $victim" >> "$WORK/flapper.log"
+    until_t "$(awk -v i="$i" -v p="$PERIOD" -v d="$DOWN" 'BEGIN { print i * p + d }')"
     if [ "$1" = stall ]; then freeze_backend "$victim" CONT; else start_backend "$victim"; fi
-    sleep "$(awk -v p="$PERIOD" -v d="$DOWN" 'BEGIN { print p - d }')"
+    echo "$(date +%s.%N) up $victim" >> "$WORK/flapper.log"
     i=$((i + 1))
+    until_t "$(awk -v i="$i" -v p="$PERIOD" 'BEGIN { print i * p }')"
   done
 }
 
@@ -278,6 +291,9 @@ run() { # $1 = scenario, $2 = label, $3 = port, $4 = ringleader? (yes/no)
   wait "$wrk_pid"
   kill $(pgrep -P "$flap_pid" || true) "$flap_pid" 2>/dev/null || true # the flapper and its sleep
   wait "$flap_pid" 2>/dev/null || true
+  local downs=0
+  [ -f "$WORK/flapper.log" ] && downs=$(grep -c " down " "$WORK/flapper.log" || true)
+  [ -f "$WORK/flapper.log" ] && mv "$WORK/flapper.log" "$WORK/log-$1-$(echo "$2" | tr -c 'a-z0-9' '_')-flapper.txt"
   local out total non2xx errors failed pct retries exhausted panic ejected
   out=$(cat "$WORK/wrk.txt")
   total=$(echo "$out" | awk '/requests in/ { print $1 }')
@@ -293,8 +309,8 @@ run() { # $1 = scenario, $2 = label, $3 = port, $4 = ringleader? (yes/no)
   else
     retries=-; exhausted=-; panic=-; ejected=-
   fi
-  printf '  %-6s %-44s %9s requests  %7s failed (%s%%)\n' "$1" "$2" "$total" "$failed" "$pct"
-  ROWS+=("| $1 | $2 | $total | $failed | $pct | ${non2xx:-0} / ${errors:-0} | $retries | $exhausted | $panic | $ejected |")
+  printf '  %-8s %-44s %9s requests  %7s failed (%s%%)  %s stops\n' "$1" "$2" "$total" "$failed" "$pct" "$downs"
+  ROWS+=("| $1 | $2 | $downs | $total | $failed | $pct | ${non2xx:-0} / ${errors:-0} | $retries | $exhausted | $panic | $ejected |")
 }
 
 rl_run() { # $1 = scenario, $2 = label, $3 = binary, $4 = strategy, $5 = request_timeout, $6 = passive lines
@@ -340,8 +356,8 @@ for scenario in $SCENARIOS; do
 done
 
 echo
-echo "| scenario | proxy | requests | failed | failed % | non-2xx / socket errors | retries | budget exhausted | panic picks | ejections |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| scenario | proxy | stops | requests | failed | failed % | non-2xx / socket errors | retries | budget exhausted | panic picks | ejections |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "(machine: $(nproc) cores; $(uname -sr); nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'); $(date -u '+%Y-%m-%d %H:%M UTC'))"
