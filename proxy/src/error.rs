@@ -61,10 +61,10 @@ pub enum Error {
     NoHealthyBackend,
     /// Connecting to the backend failed, or the connection broke before a response head arrived.
     #[error("upstream connection failed: {0}")]
-    UpstreamConnect(String),
+    UpstreamConnect(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The backend answered with something that is not valid HTTP.
     #[error("upstream protocol error: {0}")]
-    UpstreamProtocol(String),
+    UpstreamProtocol(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The backend did not answer within `request_timeout`.
     #[error("upstream timed out")]
     UpstreamTimeout,
@@ -86,7 +86,7 @@ pub enum Error {
     ClientTimeout,
     /// The request body could not be read from the client.
     #[error("client body error: {0}")]
-    ClientBody(String),
+    ClientBody(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {

@@ -1,17 +1,17 @@
-//! Header rewriting: hop-by-hop stripping (both ways), X-Forwarded-*, request IDs, idempotency.
+//! Header rewriting and reading: hop-by-hop stripping (both ways), X-Forwarded-*, request IDs, idempotency, hosts.
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 
 /// `X-Request-Id`.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `X-Forwarded-For`.
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// `Idempotency-Key`: makes any method retryable.
-pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub(crate) static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -35,19 +35,7 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
 
 /// Remove hop-by-hop headers, including every header the `Connection`
 /// header names.
-///
-/// ```
-/// use http::HeaderMap;
-/// let mut h = HeaderMap::new();
-/// h.insert("connection", "x-secret, keep-alive".parse().unwrap());
-/// h.insert("x-secret", "1".parse().unwrap());
-/// h.insert("keep-alive", "timeout=5".parse().unwrap());
-/// h.insert("x-kept", "1".parse().unwrap());
-/// ringleader_proxy::strip_hop_by_hop(&mut h);
-/// assert_eq!(h.len(), 1);
-/// assert!(h.contains_key("x-kept"));
-/// ```
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     strip(headers, false);
 }
 
@@ -55,18 +43,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// removes a header the proxy needs or sets itself (`Host`, `X-Forwarded-*`,
 /// `X-Request-Id`). RFC 9110 §7.6.1 has a client list only hop-by-hop fields
 /// there; `Connection: host` would make the proxy lose the host it routed by.
-///
-/// ```
-/// use http::HeaderMap;
-/// let mut h = HeaderMap::new();
-/// h.insert("connection", "host, x-secret".parse().unwrap());
-/// h.insert("host", "api.example".parse().unwrap());
-/// h.insert("x-secret", "1".parse().unwrap());
-/// ringleader_proxy::strip_request_hop_by_hop(&mut h);
-/// assert_eq!(h.len(), 1);
-/// assert_eq!(h["host"], "api.example");
-/// ```
-pub fn strip_request_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_request_hop_by_hop(headers: &mut HeaderMap) {
     strip(headers, true);
 }
 
@@ -145,7 +122,11 @@ fn only_close_or_keep_alive(headers: &HeaderMap) -> bool {
 /// HTTP/1.0 request without `Host`). Proto and Host are always the proxy's own
 /// values, never a client's; `X-Forwarded-For` keeps what the client sent in
 /// front of the address the proxy saw (only that last entry is the proxy's word).
-pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<HeaderValue>) {
+pub(crate) fn set_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    host: Option<HeaderValue>,
+) {
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(prev) if !prev.is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
@@ -173,16 +154,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Opt
 /// userinfo: `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2-3.2.3):
 /// an IP literal in brackets, or a reg-name of unreserved characters,
 /// percent-encodings and sub-delims (an IPv4 address is one), then digits.
-///
-/// ```
-/// use ringleader_proxy::is_valid_host;
-/// assert!(is_valid_host(b"api.example.com:8080"));
-/// assert!(is_valid_host(b"[::1]:80"));
-/// assert!(!is_valid_host(b"evil@good.example"));
-/// assert!(!is_valid_host(b"a b"));
-/// assert!(!is_valid_host(b"a/b"));
-/// ```
-pub fn is_valid_host(v: &[u8]) -> bool {
+pub(crate) fn is_valid_host(v: &[u8]) -> bool {
     let (host, port) = if v.first() == Some(&b'[') {
         let Some(end) = v.iter().position(|&b| b == b']') else {
             return false;
@@ -247,24 +219,18 @@ fn is_ip_literal(v: &[u8]) -> bool {
 
 /// Whether a request may be retried: an idempotent method (RFC 9110 §9.2.2)
 /// or an `Idempotency-Key` header.
-///
-/// ```
-/// use http::{HeaderMap, Method};
-/// let mut h = HeaderMap::new();
-/// assert!(ringleader_proxy::is_idempotent(&Method::GET, &h));
-/// assert!(!ringleader_proxy::is_idempotent(&Method::POST, &h));
-/// h.insert("idempotency-key", "abc".parse().unwrap());
-/// assert!(ringleader_proxy::is_idempotent(&Method::POST, &h));
-/// ```
-pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
+pub(crate) fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     ) || headers.contains_key(&IDEMPOTENCY_KEY)
 }
 
-/// Host part of a `Host` header value or URI authority: port removed, IPv6 brackets kept.
-pub fn host_without_port(host: &str) -> &str {
+/// Host part of a `Host` header value, URI authority or backend address: the
+/// port removed, IPv6 brackets kept. The crate's one host-port parser. A bare
+/// IPv6 address (several colons, no brackets) has no port to remove (RFC 3986
+/// §3.2.2: an IPv6 literal in an authority is always in brackets).
+pub(crate) fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
         return match host.find(']') {
             Some(i) => &host[..=i],
@@ -272,7 +238,7 @@ pub fn host_without_port(host: &str) -> &str {
         };
     }
     match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     }
 }
@@ -441,5 +407,57 @@ mod tests {
         assert_eq!(host_without_port("a.example:8080"), "a.example");
         assert_eq!(host_without_port("a.example"), "a.example");
         assert_eq!(host_without_port("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn strip_hop_by_hop_removes_what_connection_names() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "x-secret, keep-alive".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn request_connection_lists_never_remove_proxy_owned_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "host, x-secret".parse().unwrap());
+        h.insert("host", "api.example".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        strip_request_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["host"], "api.example");
+    }
+
+    #[test]
+    fn valid_hosts_are_host_and_port_without_userinfo() {
+        assert!(is_valid_host(b"api.example.com:8080"));
+        assert!(is_valid_host(b"[::1]:80"));
+        assert!(!is_valid_host(b"evil@good.example"));
+        assert!(!is_valid_host(b"a b"));
+        assert!(!is_valid_host(b"a/b"));
+    }
+
+    #[test]
+    fn idempotent_methods_and_idempotency_keys_are_retryable() {
+        let mut h = HeaderMap::new();
+        assert!(is_idempotent(&Method::GET, &h));
+        assert!(!is_idempotent(&Method::POST, &h));
+        h.insert("idempotency-key", "abc".parse().unwrap());
+        assert!(is_idempotent(&Method::POST, &h));
+    }
+
+    #[test]
+    fn ports_are_removed_from_hosts_but_bare_ipv6_is_kept_whole() {
+        assert_eq!(host_without_port("api.example:8080"), "api.example");
+        assert_eq!(host_without_port("api.example"), "api.example");
+        assert_eq!(host_without_port("127.0.0.1:80"), "127.0.0.1");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+        assert_eq!(host_without_port("::1"), "::1");
+        assert_eq!(host_without_port("fe80::1:8080"), "fe80::1:8080");
     }
 }

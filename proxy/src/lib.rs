@@ -1,10 +1,15 @@
 //! The `ringleader` HTTP reverse proxy: routes, upstreams, health checks,
-//! failover, an admin listener, and the command line that drives it all.
+//! failover and an admin listener (the `ringleader` binary drives it).
 //!
 //! A config is parsed and validated by [`Config`]; [`Server::bind`] starts
 //! the proxy and admin listeners; [`Proxy`] is the handle to reload it and
-//! read its state. Balancing and backend health come from
-//! `ringleader-balancer`, request IDs from `ringleader-idgen`.
+//! read its state; every failure is an [`Error`]. Balancing and backend
+//! health come from `ringleader-balancer`, request IDs from `ringleader-idgen`.
+//!
+//! Inside, a request flows one way: `server` (hyper serves the client) ->
+//! `handle` (check, route) -> `forward` (attempts, retries) -> `pool`
+//! (keep-alive connections) -> `http1` (the proxy's own client); the answer
+//! streams back to the client through `response`.
 //!
 //! ```
 //! let cfg = ringleader_proxy::Config::from_toml_str(r#"
@@ -24,35 +29,37 @@
 #![forbid(unsafe_code)]
 
 mod admin;
-mod body;
-mod client;
 mod config;
-pub mod demo;
+mod demo;
 mod error;
 mod forward;
+mod handle;
 mod headers;
 mod health;
+mod http1;
 mod metrics;
 mod pool;
-mod proxy;
+mod response;
 mod server;
+mod state;
 mod upstream;
 
-pub use body::{Progress, ProxyBody, StreamBody, UpstreamBody};
-pub use client::{BackendBody, ClientError, Conn, MAX_RESPONSE_HEAD};
+/// Old paths still used by modules being reworked elsewhere (admin.rs).
+// TODO(#12): remove once admin.rs imports `crate::state` and `crate::response`.
+mod body {
+    pub(crate) use crate::response::ProxyBody;
+}
+mod proxy {
+    pub(crate) use crate::state::Proxy;
+}
+
 pub use config::{
-    line_col, BackendConfig, Config, HashKey, HealthConfig, PassiveConfig, RetryConfig, RetryOn,
-    RouteConfig, ServerConfig, UpstreamConfig, STRATEGIES,
+    BackendConfig, Config, HashKey, HealthConfig, PassiveConfig, RetryConfig, RetryOn, RouteConfig,
+    ServerConfig, UpstreamConfig, STRATEGIES,
 };
 pub use demo::DemoBackend;
 pub use error::{Error, Result};
-pub use headers::{
-    host_without_port, is_idempotent, is_valid_host, set_forwarded, strip_hop_by_hop,
-    strip_request_hop_by_hop,
-};
-pub use health::check_once;
-pub use metrics::{Metrics, LATENCY_BUCKETS};
-pub use pool::{BackendConns, Checkin, SendError, MAX_IDLE_PER_BACKEND};
-pub use proxy::Proxy;
+pub use metrics::Metrics;
 pub use server::Server;
-pub use upstream::{RetryBudget, RetryPolicy, Upstream};
+pub use state::Proxy;
+pub use upstream::RetryBudget;

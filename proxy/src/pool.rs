@@ -1,12 +1,13 @@
-//! Keep-alive connection pool per backend, on the proxy's own HTTP/1.1 client ([`crate::client`]).
+//! Keep-alive connection pool per backend, on the proxy's own HTTP/1.1 client ([`crate::http1`]).
 //!
 //! A connection goes back to its pool when the response body it carried has
 //! been read to the end ([`Checkin`], held by the response body), so no task
 //! is spawned per request; a connection whose response was abandoned is
 //! dropped (closed).
-use crate::body::UpstreamBody;
-use crate::client::{self, BackendBody, ClientError, Conn};
+use crate::http1::{self, BackendBody, BoxError, ClientError, Conn, ReqBody};
+use bytes::Bytes;
 use http::{HeaderMap, Method, Response, Uri};
+use http_body::Body;
 use parking_lot::Mutex;
 use ringleader_balancer::Pick;
 use std::net::SocketAddr;
@@ -15,49 +16,43 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// Idle connections kept per backend.
-pub const MAX_IDLE_PER_BACKEND: usize = 1024;
+pub(crate) const MAX_IDLE_PER_BACKEND: usize = 1024;
 
 /// Why a request could not be sent.
-#[derive(Debug)]
-pub enum SendError {
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum SendError {
     /// TCP connect failed.
-    Connect(std::io::Error),
+    #[error("connect: {0}")]
+    Connect(#[source] std::io::Error),
     /// TCP connect did not finish within `connect_timeout`.
+    #[error("connect timed out")]
     ConnectTimeout,
     /// The HTTP exchange failed (reset, closed, invalid response, client body).
-    Exchange(ClientError),
-}
-
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Connect(e) => write!(f, "connect: {e}"),
-            SendError::ConnectTimeout => f.write_str("connect timed out"),
-            SendError::Exchange(e) => write!(f, "{e}"),
-        }
-    }
+    #[error("{0}")]
+    Exchange(#[source] ClientError),
 }
 
 impl SendError {
     /// The backend actively refused the connection.
-    pub fn is_refused(&self) -> bool {
+    pub(crate) fn is_refused(&self) -> bool {
         matches!(self, SendError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
     }
 
     /// The backend's answer was not valid HTTP.
-    pub fn is_protocol(&self) -> bool {
+    pub(crate) fn is_protocol(&self) -> bool {
         matches!(self, SendError::Exchange(ClientError::Protocol(_)))
     }
 
     /// The client's request body failed, not the backend.
-    pub fn is_client_body(&self) -> bool {
-        matches!(self, SendError::Exchange(ClientError::ClientBody(_)))
+    pub(crate) fn is_client_body(&self) -> bool {
+        matches!(self, SendError::Exchange(e) if e.is_client_body())
     }
 }
 
 /// The idle connections to one backend, and how to open new ones.
 #[derive(Debug)]
-pub struct BackendConns {
+pub(crate) struct BackendConns {
     addr: String,
     sock: Option<SocketAddr>,
     connect_timeout: Duration,
@@ -69,7 +64,11 @@ pub struct BackendConns {
 impl BackendConns {
     /// A pool for `addr` (`host:port`); connections idle longer than
     /// `idle_timeout` are not reused.
-    pub fn new(addr: &str, connect_timeout: Duration, idle_timeout: Duration) -> BackendConns {
+    pub(crate) fn new(
+        addr: &str,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> BackendConns {
         BackendConns {
             addr: addr.to_string(),
             sock: addr.parse().ok(),
@@ -80,17 +79,17 @@ impl BackendConns {
     }
 
     /// Idle timeout of pooled connections.
-    pub fn idle_timeout(&self) -> Duration {
+    pub(crate) fn idle_timeout(&self) -> Duration {
         self.idle_timeout
     }
 
     /// Connect timeout of new connections.
-    pub fn connect_timeout(&self) -> Duration {
+    pub(crate) fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
 
     /// Idle connections right now.
-    pub fn idle(&self) -> usize {
+    pub(crate) fn idle(&self) -> usize {
         self.idle.lock().len()
     }
 
@@ -130,7 +129,7 @@ impl BackendConns {
     }
 
     /// Return a connection whose exchange is complete.
-    pub fn checkin(&self, c: Conn) {
+    pub(crate) fn checkin(&self, c: Conn) {
         let now = Instant::now();
         let mut idle = self.idle.lock();
         // Drop the oldest when they have outlived the idle timeout (closing them).
@@ -156,28 +155,32 @@ impl BackendConns {
     /// connection and automatically retransmit an aborted sequence of requests if all
     /// of those requests have idempotent methods"). It is not a retry: only the
     /// second exchange's outcome is the backend's.
-    pub async fn send(
+    pub(crate) async fn send<S>(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        body: UpstreamBody,
+        body: ReqBody<S>,
         idempotent: bool,
-    ) -> Result<Response<BackendBody>, SendError> {
+    ) -> Result<Response<BackendBody>, SendError>
+    where
+        S: Body<Data = Bytes> + Send + Unpin + 'static,
+        S::Error: Into<BoxError> + Send,
+    {
         let (conn, reused) = self.checkout().await?;
         let again = if reused && idempotent {
             body.try_clone()
         } else {
             None
         };
-        match client::exchange(conn, method, uri, headers, body).await {
+        match http1::exchange(conn, method, uri, headers, body).await {
             Err(e) if e.is_unanswered() => {
                 let Some(body) = again else {
                     return Err(SendError::Exchange(e));
                 };
                 tracing::debug!(backend = %self.addr, error = %e, "pooled connection closed unanswered; sending again on a new one");
                 let conn = self.connect().await?;
-                client::exchange(conn, method, uri, headers, body)
+                http1::exchange(conn, method, uri, headers, body)
                     .await
                     .map_err(SendError::Exchange)
             }
@@ -190,7 +193,7 @@ impl BackendConns {
 /// and ends the request's balancer [`Pick`] then: a backend streaming a long response
 /// counts as busy (in flight) until the last byte, as least-connections needs.
 #[derive(Debug)]
-pub struct Checkin {
+pub(crate) struct Checkin {
     pool: Arc<BackendConns>,
     /// The successful pick and its time to the response head, recorded at the end.
     pick: Option<(Pick, Duration)>,
@@ -198,21 +201,21 @@ pub struct Checkin {
 
 impl Checkin {
     /// For a response from `pool`.
-    pub fn new(pool: Arc<BackendConns>) -> Checkin {
+    pub(crate) fn new(pool: Arc<BackendConns>) -> Checkin {
         Checkin { pool, pick: None }
     }
 
     /// Also finish `pick` as a success with `latency` (time to the response head) when
     /// the body ends; if the body is abandoned or fails, the pick is dropped (cancelled:
     /// in flight ends, no outcome recorded).
-    pub fn with_pick(mut self, pick: Pick, latency: Duration) -> Checkin {
+    pub(crate) fn with_pick(mut self, pick: Pick, latency: Duration) -> Checkin {
         self.pick = Some((pick, latency));
         self
     }
 
     /// The exchange is complete: return the connection (when the backend keeps it
     /// open), record the pick's success.
-    pub fn done(self, conn: Option<Conn>) {
+    pub(crate) fn done(self, conn: Option<Conn>) {
         if let Some(c) = conn {
             self.pool.checkin(c);
         }

@@ -1,9 +1,10 @@
 //! Listeners: the proxy's HTTP/1.1 server (limits, keep-alive, graceful drain) and the admin listener.
 use crate::admin;
-use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::proxy::Proxy;
+use crate::handle::handle;
+use crate::response::ProxyBody;
+use crate::state::Proxy;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -64,7 +65,7 @@ fn read_buf_size(cfg: &Config) -> usize {
 
 /// The hyper HTTP/1.1 server settings for a config. hyper gets no head-size limit
 /// of its own: a complete head reaches the handler, which answers 414 or 431 by
-/// what is too long (`proxy::check_head`); a head that outgrows the read buffer
+/// what is too long (`handle::check_head`); a head that outgrows the read buffer
 /// fails in hyper, and [`ClientIo`] tells which it was.
 fn http1_builder(cfg: &Config) -> http1::Builder {
     let s = &cfg.server;
@@ -297,7 +298,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.proxy.handle(req, this.peer, &this.peer_ip).await) })
+        Box::pin(async move { Ok(handle(&this.proxy, req, this.peer, &this.peer_ip).await) })
     }
 }
 

@@ -1,12 +1,14 @@
 //! Forwarding one request to an upstream: body handling, the attempt loop, retries and outcomes.
-use crate::body::{Progress, StreamBody, UpstreamBody};
-use crate::client::BackendBody;
+mod body;
+
 use crate::config::HashKey;
 use crate::error::Error;
 use crate::headers::is_idempotent;
+use crate::http1::{BackendBody, ReqBody};
 use crate::metrics::Metrics;
 use crate::pool::{BackendConns, Checkin, SendError};
 use crate::upstream::Upstream;
+use body::{Progress, StreamBody, UpstreamBody};
 use bytes::Bytes;
 use http::header::HOST;
 use http::request::Parts;
@@ -57,7 +59,7 @@ impl BodyState {
                 } else {
                     StreamBody::new(inner, progress.clone())
                 };
-                Some((UpstreamBody::Stream(stream), Some(progress)))
+                Some((ReqBody::Stream(stream), Some(progress)))
             }
         }
     }
@@ -159,7 +161,7 @@ pub(crate) async fn forward(
     up.budget.deposit();
 
     let mut body = if body.is_end_stream() {
-        BodyState::Replay(UpstreamBody::Empty)
+        BodyState::Replay(ReqBody::Empty)
     } else if idempotent
         && body
             .size_hint()
@@ -170,8 +172,8 @@ pub(crate) async fn forward(
         // closes unanswered (see `BackendConns::send`): read it (bounded by its declared length).
         let limited = http_body_util::Limited::new(body, policy.max_body_bytes);
         match tokio::time::timeout(request_timeout, limited.collect()).await {
-            Ok(Ok(c)) => BodyState::Replay(UpstreamBody::Full(Some(c.to_bytes()))),
-            Ok(Err(e)) => return Err(Error::ClientBody(e.to_string())),
+            Ok(Ok(c)) => BodyState::Replay(ReqBody::Full(c.to_bytes())),
+            Ok(Err(e)) => return Err(Error::ClientBody(e)),
             Err(_) => return Err(Error::ClientTimeout),
         }
     } else {
@@ -253,7 +255,7 @@ pub(crate) async fn forward(
             Ok(Err(e)) if e.is_client_body() => {
                 // The client's upload failed: not the backend's fault, no retry.
                 drop(pick);
-                last_err = Some(Error::ClientBody(e.to_string()));
+                last_err = Some(Error::ClientBody(Box::new(e)));
                 false
             }
             Ok(Err(e)) => {
@@ -265,8 +267,8 @@ pub(crate) async fn forward(
                 tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, error = %e, "attempt failed");
                 last_err = Some(match e {
                     SendError::ConnectTimeout => Error::UpstreamTimeout,
-                    e if e.is_protocol() => Error::UpstreamProtocol(e.to_string()),
-                    e => Error::UpstreamConnect(e.to_string()),
+                    e if e.is_protocol() => Error::UpstreamProtocol(Box::new(e)),
+                    e => Error::UpstreamConnect(Box::new(e)),
                 });
                 more && policy.on_connect_error
             }
