@@ -1,9 +1,7 @@
 //! The proxy's HTTP/1.1 client against raw TCP backends on 127.0.0.1:0: response
 //! framings, interim responses, invalid answers, request body framing, and pooled
 //! connections the backend has closed.
-mod common;
-
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use ringleader_proxy::Config;
 use std::net::SocketAddr;

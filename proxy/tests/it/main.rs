@@ -1,4 +1,5 @@
 //! End-to-end tests: real hyper backends and the proxy on 127.0.0.1:0.
+mod backend_http;
 mod common;
 
 use bytes::Bytes;
