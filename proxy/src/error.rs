@@ -132,4 +132,17 @@ mod tests {
         assert_eq!(Error::NoRoute.status(), 404);
         assert_eq!(Error::ClientTimeout.status(), 408);
     }
+
+    #[test]
+    fn upstream_failures_keep_their_cause() {
+        use std::error::Error as _;
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = Error::UpstreamConnect(Box::new(refused));
+        let cause = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            cause.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        assert_eq!(e.status(), 502);
+    }
 }

@@ -224,3 +224,36 @@ impl Checkin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use std::error::Error as _;
+
+    #[tokio::test]
+    async fn a_refused_connect_keeps_its_cause_up_to_the_proxy_error() {
+        // A port nothing listens on: bound, then closed.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        drop(l);
+        let pool = BackendConns::new(&addr, Duration::from_secs(5), Duration::from_secs(5));
+        let body = ReqBody::<http_body_util::Empty<Bytes>>::Empty;
+        let uri = Uri::from_static("/");
+        let e = pool
+            .send(&Method::GET, &uri, &HeaderMap::new(), body, true)
+            .await
+            .unwrap_err();
+        assert!(e.is_refused(), "{e}");
+        // Error -> SendError -> io::Error.
+        let e = Error::UpstreamConnect(Box::new(e));
+        let io = e
+            .source()
+            .and_then(|s| s.source())
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+    }
+}
