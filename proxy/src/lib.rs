@@ -37,6 +37,8 @@ mod handle;
 mod headers;
 mod health;
 mod http1;
+#[cfg(test)]
+mod layering;
 mod metrics;
 mod pool;
 mod response;
