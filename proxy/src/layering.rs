@@ -35,10 +35,10 @@ fn read_modules(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
 /// The module a path like `crate::http1::ReqBody` or `super::conn::Io` lives in.
 fn resolve(mods: &BTreeMap<String, String>, cur: &str, path: &[&str]) -> Option<String> {
     let cur: Vec<&str> = cur.split("::").filter(|s| !s.is_empty()).collect();
-    let (mut base, rest): (Vec<&str>, &[&str]) = match path.first()? {
-        &"crate" => (Vec::new(), &path[1..]),
-        &"super" => (cur[..cur.len().saturating_sub(1)].to_vec(), &path[1..]),
-        &"self" => (cur.clone(), &path[1..]),
+    let (mut base, rest): (Vec<&str>, &[&str]) = match *path.first()? {
+        "crate" => (Vec::new(), &path[1..]),
+        "super" => (cur[..cur.len().saturating_sub(1)].to_vec(), &path[1..]),
+        "self" => (cur.clone(), &path[1..]),
         _ => (cur.clone(), path),
     };
     let floor = base.len();
