@@ -229,29 +229,7 @@ impl RawBackend {
 /// A proxy config over `b` alone, with `server_extra` in `[server]` and
 /// `upstream_extra` after `[upstream.app]`.
 fn proxy_config(b: &RawBackend, server_extra: &str, upstream_extra: &str) -> Config {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{server_extra}\n\
-         [upstream.app]\nbackends = [{{ addr = \"{}\" }}]\n{upstream_extra}\n",
-        b.addr
-    );
-    Config::from_toml_str(&text, "test.toml").unwrap()
-}
-
-/// Send `bytes` on a new connection to `addr` and read until the proxy closes it
-/// (`what` names the expectation if it is still open after 5 s): what was read,
-/// and how the reading ended (a reset is an error).
-async fn until_closed(
-    addr: SocketAddr,
-    bytes: &[u8],
-    what: &str,
-) -> (String, std::io::Result<usize>) {
-    let mut raw = TcpStream::connect(addr).await.unwrap();
-    raw.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let end = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut out))
-        .await
-        .unwrap_or_else(|_| panic!("{what}"));
-    (String::from_utf8_lossy(&out).into_owned(), end)
+    config_over(server_extra, &[b.addr], upstream_extra, "")
 }
 
 const NO_RETRY: &str = "[upstream.app.retry]\nattempts = 0\n";
@@ -526,9 +504,9 @@ async fn content_length_of_answers_without_a_body_is_validated() {
     );
 }
 
-/// `failures` of the one backend according to /status.
-async fn failures(admin: SocketAddr) -> u64 {
-    status(admin).await["upstreams"]["app"]["backends"][0]["failures"]
+/// `failures` of backend `b` according to /status.
+async fn failures(admin: SocketAddr, b: &RawBackend) -> u64 {
+    backend_status(admin, b.addr).await.expect("listed")["failures"]
         .as_u64()
         .unwrap()
 }
@@ -557,7 +535,7 @@ async fn a_pooled_connection_closed_unanswered_is_resent_once_for_idempotent_req
         }
         assert_eq!(b.connections.load(Relaxed), 3, "{first}");
         assert_eq!(s.proxy().metrics().retries.load(Relaxed), 0, "not a retry");
-        assert_eq!(failures(s.admin_addr()).await, 0, "no failure counted");
+        assert_eq!(failures(s.admin_addr(), &b).await, 0, "no failure counted");
 
         // A POST is not idempotent: never sent twice.
         assert_eq!(send(&c, p, "GET", first, &[], "").await.body, "ok");
@@ -569,6 +547,6 @@ async fn a_pooled_connection_closed_unanswered_is_resent_once_for_idempotent_req
             posts_before + 1,
             "sent once"
         );
-        assert_eq!(failures(s.admin_addr()).await, 1);
+        assert_eq!(failures(s.admin_addr(), &b).await, 1);
     }
 }
