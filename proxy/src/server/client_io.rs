@@ -1,0 +1,168 @@
+//! The client's socket as hyper sees it: a request line too long for hyper's buffer is answered 414, not 431.
+use crate::error::Error;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A client connection as hyper sees it, telling a request line too long from a
+/// head too large when the head does not fit hyper's read buffer.
+///
+/// hyper answers such a head with 431 itself. This counts the bytes read since the
+/// last line feed: when hyper gives up on a head with at least a buffer's worth of
+/// them, the head's first line never ended, and the client gets the 414 that
+/// RFC 9112 §3 asks for in place of hyper's 431. (A single header line as long as
+/// the whole buffer is taken for a request line too: either way, the head was far
+/// over the limit.) Everything else passes through untouched.
+#[derive(Debug)]
+pub(super) struct ClientIo {
+    pub(super) io: TcpStream,
+    /// Bytes read since the last `\n` (saturating).
+    since_lf: usize,
+    /// hyper's read buffer size.
+    buf_size: usize,
+    /// The 414 being written in place of hyper's 431, how much of it is out, and
+    /// how many bytes of hyper's to report written once it is all out.
+    replacing: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl ClientIo {
+    pub(super) fn new(io: TcpStream, buf_size: usize) -> ClientIo {
+        ClientIo {
+            io,
+            since_lf: 0,
+            buf_size,
+            replacing: None,
+        }
+    }
+
+    /// Whether `head` is hyper's own 431 for a head whose first line never ended
+    /// (every answer of the proxy's handler carries `x-request-id`; hyper's does not).
+    fn replaces(&self, head: &[u8]) -> bool {
+        self.since_lf >= self.buf_size
+            && head.starts_with(b"HTTP/1.1 431 ")
+            && !head.windows(12).any(|w| w == b"x-request-id")
+    }
+
+    fn start_replacing(&mut self, hypers: usize) {
+        let status = Error::UriTooLong.status();
+        let out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or(""),
+        );
+        self.replacing = Some((out.into_bytes(), 0, hypers));
+    }
+
+    fn poll_replace(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let Some((out, sent, hypers)) = &mut self.replacing else {
+            return Poll::Ready(Ok(0));
+        };
+        while *sent < out.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &out[*sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            *sent += n;
+        }
+        let hypers = *hypers;
+        self.replacing = None;
+        self.since_lf = 0;
+        Poll::Ready(Ok(hypers))
+    }
+}
+
+/// Position of the last `\n` in `b`. Body bytes pass through here too, so the
+/// blocks are tested without an early exit (which the compiler can vectorise).
+fn last_lf(b: &[u8]) -> Option<usize> {
+    let mut end = b.len();
+    for block in b.rchunks(64) {
+        end -= block.len();
+        if block.iter().fold(false, |any, &x| any | (x == b'\n')) {
+            return block.iter().rposition(|&x| x == b'\n').map(|i| end + i);
+        }
+    }
+    None
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        this.since_lf = match last_lf(new) {
+            Some(i) => new.len() - 1 - i,
+            None => this.since_lf.saturating_add(new.len()),
+        };
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.replacing.is_none() && this.replaces(buf) {
+            this.start_replacing(buf.len());
+        }
+        if this.replacing.is_some() {
+            return this.poll_replace(cx);
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if let (None, [head]) = (&this.replacing, bufs) {
+            if this.replaces(head) {
+                this.start_replacing(head.len());
+            }
+        }
+        if this.replacing.is_some() {
+            return this.poll_replace(cx);
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_line_feed_is_found_in_any_block() {
+        assert_eq!(last_lf(b""), None);
+        assert_eq!(last_lf(b"abc"), None);
+        assert_eq!(last_lf(b"a\nb\nc"), Some(3));
+        let mut v = vec![b'x'; 1000];
+        for at in [0, 1, 63, 64, 65, 500, 935, 936, 999] {
+            v[at] = b'\n';
+            assert_eq!(last_lf(&v), Some(at), "{at}");
+        }
+        assert_eq!(last_lf(&vec![b'x'; 1000]), None);
+    }
+}
