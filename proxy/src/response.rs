@@ -1,4 +1,4 @@
-//! The response body sent to the client: a backend's, streamed, or one the proxy made.
+//! The response sent to the client: a backend's body streamed through, or one the proxy made (its error answers, admin pages).
 use crate::error::Error;
 use crate::headers::X_REQUEST_ID;
 use crate::http1::{BackendBody, ClientError};

@@ -1,4 +1,4 @@
-//! The proxy's shared state: an `ArcSwap` snapshot of routes and upstreams, swapped whole on reload.
+//! The proxy's shared state and [`Proxy`], its handle: an `ArcSwap` snapshot of routes and upstreams, swapped whole on reload.
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::health;
