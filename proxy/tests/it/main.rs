@@ -5,6 +5,7 @@ mod backend_http;
 mod balancing;
 mod common;
 mod failover;
+mod flap;
 mod headers;
 mod limits;
 mod pool;

@@ -43,3 +43,8 @@ pub async fn metric(admin: SocketAddr, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Whether backend `addr` in upstream `app` is `available` (in rotation) according to /status.
+pub async fn available(admin: SocketAddr, addr: SocketAddr) -> bool {
+    backend_status(admin, addr).await.expect("listed")["available"] == true
+}

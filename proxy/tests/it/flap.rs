@@ -5,13 +5,9 @@
 //! `restart` listens on the same port again. Tests wait on events (requests done,
 //! /status fields), never on fixed sleeps; the only timers are the proxy's own
 //! (active check interval, `request_timeout`).
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-use ringleader_proxy::{Config, Server};
-use std::future::Future;
+use crate::common::*;
+use http::StatusCode;
+use ringleader_proxy::Server;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -147,7 +143,7 @@ async fn serve_conn(mut s: TcpStream, name: &'static str, shared: Arc<Shared>) {
     }
 }
 
-async fn backends(n: usize) -> Vec<Backend> {
+async fn stoppable(n: usize) -> Vec<Backend> {
     const NAMES: [&str; 3] = ["b0", "b1", "b2"];
     let mut v = Vec::new();
     for name in &NAMES[..n] {
@@ -156,155 +152,11 @@ async fn backends(n: usize) -> Vec<Backend> {
     v
 }
 
-// ---------- the proxy, a client, load ----------
-
 /// A proxy over `bs` with listeners on port 0; `upstream` goes inside
 /// `[upstream.app]`, `tail` after it (sub-tables), `server` inside `[server]`.
 async fn proxy(bs: &[Backend], server: &str, upstream: &str, tail: &str) -> Server {
-    let list: Vec<String> = bs
-        .iter()
-        .map(|b| format!("{{ addr = \"{}\" }}", b.addr))
-        .collect();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{server}\n\
-         [upstream.app]\nbackends = [{}]\n{upstream}\n{tail}\n",
-        list.join(", ")
-    );
-    let cfg = Config::from_toml_str(&text, "flap.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-    Server::bind(cfg).await.unwrap()
-}
-
-/// Active checks every 50 ms, rise 2 fall 2 (the flap tests' clock).
-const CHECKS: &str =
-    "[upstream.app.health]\npath = \"/healthz\"\ninterval = \"50ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n";
-
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// GET `path`: status and body (a transport error is a panic: the proxy never drops
-/// a client here).
-async fn get(c: &HttpClient, addr: SocketAddr, path: &str) -> (StatusCode, String) {
-    let req = Request::get(format!("http://{addr}{path}"))
-        .body(Empty::new())
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
-        .await
-        .expect("request timed out")
-        .expect("request failed");
-    let status = resp.status();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-async fn status(admin: SocketAddr) -> serde_json::Value {
-    let (code, body) = get(&client(), admin, "/status").await;
-    assert_eq!(code, 200);
-    serde_json::from_str(&body).unwrap()
-}
-
-/// The /status entry of backend `addr` in upstream `app`.
-async fn backend_status(admin: SocketAddr, addr: SocketAddr) -> serde_json::Value {
-    status(admin).await["upstreams"]["app"]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["addr"] == addr.to_string())
-        .cloned()
-        .unwrap()
-}
-
-async fn available(admin: SocketAddr, addr: SocketAddr) -> bool {
-    backend_status(admin, addr).await["available"] == true
-}
-
-/// A counter from /metrics (the first line starting with `name`).
-async fn metric(admin: SocketAddr, name: &str) -> u64 {
-    let (_, text) = get(&client(), admin, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Poll `cond` every 10 ms until it holds; panic with `what` after `limit`.
-async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// `workers` clients sending GETs back to back until stopped.
-struct Load {
-    done: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, workers: usize) -> Load {
-        let done = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = (0..workers)
-            .map(|_| {
-                let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let c = client();
-                    while !stop.load(Relaxed) {
-                        if get(&c, addr, "/").await.0 != 200 {
-                            failed.fetch_add(1, Relaxed);
-                        }
-                        done.fetch_add(1, Relaxed);
-                    }
-                })
-            })
-            .collect();
-        Load {
-            done,
-            failed,
-            stop,
-            tasks,
-        }
-    }
-
-    fn done(&self) -> u64 {
-        self.done.load(Relaxed)
-    }
-
-    /// Wait until `n` more requests are done.
-    async fn more(&self, n: u64, what: &str) {
-        let target = self.done() + n;
-        let done = self.done.clone();
-        wait_until(Duration::from_secs(10), what, || {
-            let d = done.load(Relaxed);
-            async move { d >= target }
-        })
-        .await;
-    }
-
-    /// Stop the clients; (requests, failed).
-    async fn finish(self) -> (u64, u64) {
-        self.stop.store(true, Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        (self.done.load(Relaxed), self.failed.load(Relaxed))
-    }
+    let addrs: Vec<SocketAddr> = bs.iter().map(|b| b.addr).collect();
+    start(config_over(server, &addrs, upstream, tail)).await
 }
 
 // ---------- A and B: backends that die and come back ----------
@@ -314,8 +166,8 @@ impl Load {
 /// the ejection cap), and a restarted one is back in rotation as soon as an active
 /// check passes, not when its 30 s ejection ends.
 async fn flap_under_load(passive: &str) {
-    let b = backends(3).await;
-    let tail = format!("{CHECKS}[upstream.app.passive]\n{passive}\n");
+    let b = stoppable(3).await;
+    let tail = format!("{FAST_HEALTH}[upstream.app.passive]\n{passive}\n");
     let s = proxy(&b, "", "strategy = \"round_robin\"", &tail).await;
     let (addr, admin) = (s.proxy_addr(), s.admin_addr());
     let load = Load::start(addr, 8);
@@ -363,26 +215,35 @@ async fn flapping_backends_fail_no_request_with_max_ejection_percent_100() {
 /// request a retry.
 #[tokio::test]
 async fn a_dead_backend_is_ejected_while_another_holds_the_ejection_slot() {
-    let b = backends(3).await;
+    let b = stoppable(3).await;
     let s = proxy(&b, "", "strategy = \"round_robin\"", "").await;
     let (addr, admin) = (s.proxy_addr(), s.admin_addr());
     let c = client();
     b[0].stop().await;
     for _ in 0..3 {
-        assert_eq!(get(&c, addr, "/").await.0, 200);
+        assert_eq!(get(&c, addr, "/").await.status, 200);
     }
-    assert_eq!(backend_status(admin, b[0].addr).await["health"], "ejected");
+    assert_eq!(
+        health_of(admin, b[0].addr).await.as_deref(),
+        Some("ejected")
+    );
     b[0].restart().await;
     b[1].stop().await;
     // One refused connect ejects b1 too, beyond max_ejection_percent = 50.
     for _ in 0..3 {
-        assert_eq!(get(&c, addr, "/").await.0, 200);
+        assert_eq!(get(&c, addr, "/").await.status, 200);
     }
-    assert_eq!(backend_status(admin, b[1].addr).await["health"], "ejected");
+    assert_eq!(
+        health_of(admin, b[1].addr).await.as_deref(),
+        Some("ejected")
+    );
     let retries = metric(admin, "ringleader_retries_total ").await;
     for _ in 0..30 {
-        let (code, body) = get(&c, addr, "/").await;
-        assert_eq!((code, body.as_str()), (StatusCode::OK, "hello from b2\n"));
+        let a = get(&c, addr, "/").await;
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (StatusCode::OK, "hello from b2\n")
+        );
     }
     assert_eq!(
         metric(admin, "ringleader_retries_total ").await,
@@ -396,7 +257,7 @@ async fn a_dead_backend_is_ejected_while_another_holds_the_ejection_slot() {
 /// backend that serves is back in rotation.
 #[tokio::test]
 async fn when_every_backend_is_ejected_requests_are_served_in_panic_mode() {
-    let b = backends(3).await;
+    let b = stoppable(3).await;
     let tail = "[upstream.app.passive]\nconsecutive_failures = 1\nmax_ejection_percent = 100\n\
                 [upstream.app.retry]\non = []\n";
     let s = proxy(&b, "", "strategy = \"round_robin\"", tail).await;
@@ -406,7 +267,7 @@ async fn when_every_backend_is_ejected_requests_are_served_in_panic_mode() {
         be.shared.fail_next.store(1, Relaxed);
     }
     for _ in 0..3 {
-        assert_eq!(get(&c, addr, "/").await.0, 500);
+        assert_eq!(get(&c, addr, "/").await.status, 500);
     }
     let st = status(admin).await;
     assert_eq!(st["upstreams"]["app"]["available"], 0, "{st}");
@@ -417,7 +278,7 @@ async fn when_every_backend_is_ejected_requests_are_served_in_panic_mode() {
     );
     // All three ejected, all three healthy: served anyway.
     for _ in 0..5 {
-        assert_eq!(get(&c, addr, "/").await.0, 200);
+        assert_eq!(get(&c, addr, "/").await.status, 200);
     }
     assert_eq!(
         metric(
@@ -445,7 +306,7 @@ async fn when_every_backend_is_ejected_requests_are_served_in_panic_mode() {
 /// every request that lands on b2 first fails (504). Returns (failed, requests b2
 /// got as /status counts them, how long the run took).
 async fn against_a_black_hole(strategy: &str, requests: u64) -> (u64, u64, Duration) {
-    let b = backends(3).await;
+    let b = stoppable(3).await;
     b[2].shared.black_hole.store(true, Relaxed);
     let tail =
         "[upstream.app.passive]\nconsecutive_failures = 0\n[upstream.app.retry]\nattempts = 0\n";
@@ -461,7 +322,9 @@ async fn against_a_black_hole(strategy: &str, requests: u64) -> (u64, u64, Durat
     load.more(requests, "requests against a black hole").await;
     let (_, failed) = load.finish().await;
     let took = started.elapsed();
-    let hole = backend_status(s.admin_addr(), b[2].addr).await;
+    let hole = backend_status(s.admin_addr(), b[2].addr)
+        .await
+        .expect("listed");
     (failed, hole["requests"].as_u64().unwrap(), took)
 }
 
