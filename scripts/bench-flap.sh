@@ -60,7 +60,7 @@ SETSID=$(command -v setsid || true)
 
 if [ -z "${RINGLEADER:-}" ]; then
   echo "== building ringleader (release)"
-  cargo build --release -q -p ringleader-proxy
+  cargo build --release -q -p ringleader-cli --bin ringleader
   RINGLEADER=${CARGO_TARGET_DIR:-target}/release/ringleader
 fi
 
