@@ -12,6 +12,9 @@
 #
 # Usage: scripts/bench-proxy.sh            (defaults below)
 #   ROUNDS=3 DURATION=10 CONNECTIONS=64 THREADS=2 BASE_PORT=18000 scripts/bench-proxy.sh
+#   RINGLEADER=path/to/ringleader            use this binary instead of building one
+#   RINGLEADER_BEFORE=path/to/old/ringleader also run an older build, started the same
+#                                            way, in the same alternating rounds (A/B)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,13 +42,17 @@ if [ -z "$HAPROXY" ]; then
   echo "bench-proxy: haproxy not found; skipping it (Debian/Ubuntu: sudo apt-get install -y haproxy)" >&2
 fi
 
-echo "== building ringleader (release)"
-cargo build --release -q -p ringleader-cli --bin ringleader
-RINGLEADER=${CARGO_TARGET_DIR:-target}/release/ringleader
+if [ -z "${RINGLEADER:-}" ]; then
+  echo "== building ringleader (release)"
+  cargo build --release -q -p ringleader-cli --bin ringleader
+  RINGLEADER=${CARGO_TARGET_DIR:-target}/release/ringleader
+fi
+RINGLEADER_BEFORE=${RINGLEADER_BEFORE:-}
 
 B1=$((BASE_PORT + 1)); B2=$((BASE_PORT + 2)); B3=$((BASE_PORT + 3))
 P_NGINX=$((BASE_PORT + 80)); P_HAPROXY=$((BASE_PORT + 81)); P_RL=$((BASE_PORT + 82)); P_ADMIN=$((BASE_PORT + 92))
-for port in $B1 $B2 $B3 $P_NGINX $P_HAPROXY $P_RL $P_ADMIN; do
+P_RL_BEFORE=$((BASE_PORT + 83)); P_ADMIN_BEFORE=$((BASE_PORT + 93))
+for port in $B1 $B2 $B3 $P_NGINX $P_HAPROXY $P_RL $P_ADMIN $P_RL_BEFORE $P_ADMIN_BEFORE; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "bench-proxy: port $port is in use; set BASE_PORT to a free range" >&2
     exit 1
@@ -150,10 +157,11 @@ EOF
   "$HAPROXY" -D -f "$WORK/haproxy.cfg"
 fi
 
-cat > "$WORK/ringleader.toml" <<EOF
+ringleader_toml() { # $1 = listen port, $2 = admin port
+  cat <<EOF
 [server]
-listen = "127.0.0.1:$P_RL"
-admin = "127.0.0.1:$P_ADMIN"
+listen = "127.0.0.1:$1"
+admin = "127.0.0.1:$2"
 workers = 1
 [upstream.app]
 strategy = "round_robin"
@@ -168,6 +176,9 @@ ejection_time = "5s"
 [upstream.app.retry]
 on = ["connect_error", "timeout", "5xx"]
 EOF
+}
+ringleader_toml "$P_RL" "$P_ADMIN" > "$WORK/ringleader.toml"
+ringleader_toml "$P_RL_BEFORE" "$P_ADMIN_BEFORE" > "$WORK/ringleader-before.toml"
 # nginx and HAProxy daemonize, which gives each a session of its own, and with
 # the kernel's autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled)
 # each session is a CPU group with an equal share. ringleader stays in the
@@ -176,6 +187,10 @@ EOF
 SETSID=$(command -v setsid || true)
 RUST_LOG=warn $SETSID "$RINGLEADER" serve -c "$WORK/ringleader.toml" 2> "$WORK/ringleader.log" &
 PIDS+=($!)
+if [ -n "$RINGLEADER_BEFORE" ]; then
+  RUST_LOG=warn $SETSID "$RINGLEADER_BEFORE" serve -c "$WORK/ringleader-before.toml" 2> "$WORK/ringleader-before.log" &
+  PIDS+=($!)
+fi
 
 wait_port() {
   for _ in $(seq 100); do
@@ -186,10 +201,12 @@ wait_port() {
 }
 for port in $B1 $B2 $B3 $P_NGINX $P_RL; do wait_port "$port"; done
 [ -n "$HAPROXY" ] && wait_port "$P_HAPROXY"
+[ -n "$RINGLEADER_BEFORE" ] && wait_port "$P_RL_BEFORE"
 sleep 1.5 # let the health checkers see the backends up
 
 PROXIES=("nginx:$P_NGINX" "ringleader:$P_RL")
 [ -n "$HAPROXY" ] && PROXIES=("nginx:$P_NGINX" "haproxy:$P_HAPROXY" "ringleader:$P_RL")
+[ -n "$RINGLEADER_BEFORE" ] && PROXIES+=("rl-before:$P_RL_BEFORE")
 
 # to_ms VALUE (wrk prints 812.00us, 1.23ms, 1.01s)
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
@@ -225,6 +242,13 @@ for entry in "${PROXIES[@]}"; do
   ratio=$(awk -v a="$r" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
   printf '| %s | %.0f | %s | %s | %s |\n' "$name" "$r" "$p5" "$p9" "$ratio"
 done
+if [ -n "$RINGLEADER_BEFORE" ]; then
+  new=$(echo "${RPS[ringleader]}" | median); old=$(echo "${RPS[rl-before]}" | median)
+  per_round=$(paste -d/ <(echo "${RPS[ringleader]}" | tr ' ' '\n' | grep -v '^$') \
+    <(echo "${RPS[rl-before]}" | tr ' ' '\n' | grep -v '^$') | awk -F/ '{ printf "%.3f ", $1 / $2 }')
+  echo
+  echo "ringleader / rl-before req/s: $(awk -v a="$new" -v b="$old" 'BEGIN { printf "%.3f", a / b }') (per round: $per_round)"
+fi
 
 echo
 echo "== failover: ${FAILOVER_DURATION}s wrk per proxy; backend b2 is stopped after 2s and restarted after $((FAILOVER_DURATION / 2))s"
