@@ -57,11 +57,12 @@ mod proxy {
 
 pub use config::{
     BackendConfig, Config, HashKey, HealthConfig, PassiveConfig, RetryConfig, RetryOn, RouteConfig,
-    ServerConfig, UpstreamConfig, STRATEGIES,
+    ServerConfig, UpstreamConfig,
 };
 pub use demo::DemoBackend;
 pub use error::{Error, Result};
 pub use metrics::Metrics;
+pub use ringleader_balancer::StrategyKind;
 pub use server::Server;
 pub use state::Proxy;
 pub use upstream::RetryBudget;

@@ -115,7 +115,7 @@ pub struct Upstream {
 pub fn balancer_parts(
     cfg: &UpstreamConfig,
 ) -> Result<(Vec<BackendSpec>, BalancerConfig, StrategyKind)> {
-    let strategy: StrategyKind = cfg.strategy.get_ref().parse()?;
+    let strategy = cfg.strategy;
     let specs = cfg
         .backends
         .iter()
@@ -199,12 +199,7 @@ impl Upstream {
             authorities.push((addr.clone(), a));
             conns.push(pool);
         }
-        let on = |o: RetryOn| {
-            cfg.retry
-                .on
-                .iter()
-                .any(|s| RetryOn::parse(s.get_ref()) == Some(o))
-        };
+        let on = |o: RetryOn| cfg.retry.on.contains(&o);
         let retry = RetryPolicy {
             attempts: cfg.retry.attempts,
             on_connect_error: on(RetryOn::ConnectError),
@@ -212,9 +207,9 @@ impl Upstream {
             on_5xx: on(RetryOn::Status5xx),
             max_body_bytes: cfg.retry.max_body_bytes,
         };
-        let hash_key = match (&cfg.hash_key, cfg.strategy.get_ref().as_str()) {
-            (Some(k), _) => HashKey::parse(k.get_ref()).ok(),
-            (None, "consistent_hash") => Some(HashKey::ClientIp),
+        let hash_key = match (&cfg.hash_key, cfg.strategy) {
+            (Some(k), _) => Some(k.get_ref().clone()),
+            (None, StrategyKind::ConsistentHash) => Some(HashKey::ClientIp),
             _ => None,
         };
         Ok(Upstream {

@@ -1,23 +1,17 @@
-//! The TOML config file: types with defaults, parsing with file/line/column errors, validation.
+//! The TOML config file: the typed schema with its defaults (enums deserialised directly,
+//! so a bad name is an error located at its file, line and column), and parsing.
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
+use ringleader_balancer::StrategyKind;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
-/// Strategy names the `strategy` key accepts (the balancer's `StrategyKind` names).
-pub const STRATEGIES: &[&str] = &[
-    "round_robin",
-    "weighted_round_robin",
-    "least_connections",
-    "least_response_time",
-    "power_of_two",
-    "random",
-    "consistent_hash",
-];
+mod describe;
+mod validate;
 
 /// A whole config file.
 ///
@@ -111,12 +105,13 @@ fn default_prefix() -> String {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Balancing strategy (see [`STRATEGIES`]).
-    #[serde(default = "default_strategy")]
-    pub strategy: Spanned<String>,
-    /// `consistent_hash` only: `client_ip` | `header:NAME` | `cookie:NAME` | `path` | `query:NAME`.
+    /// Balancing strategy, by its `snake_case` name ([`StrategyKind::ALL`] lists them);
+    /// [`UpstreamConfig::DEFAULT_STRATEGY`] when absent.
+    #[serde(default = "default_strategy", deserialize_with = "strategy_by_name")]
+    pub strategy: StrategyKind,
+    /// `consistent_hash` only: what it hashes on (absent = the client's IP).
     #[serde(default)]
-    pub hash_key: Option<Spanned<String>>,
+    pub hash_key: Option<Spanned<HashKey>>,
     /// TCP connect timeout to a backend.
     #[serde(default = "default_connect_timeout", with = "dur")]
     pub connect_timeout: Duration,
@@ -137,8 +132,61 @@ pub struct UpstreamConfig {
     pub retry: RetryConfig,
 }
 
-fn default_strategy() -> Spanned<String> {
-    Spanned::new(0..0, "round_robin".to_string())
+impl UpstreamConfig {
+    /// The strategy of an upstream that names none: round robin, as the README's
+    /// config reference documents. It differs on purpose from the balancer
+    /// library's own default (`StrategyKind::default()`, least response time),
+    /// whose tests, docs and simulations rely on it; this constant is the
+    /// proxy's one default.
+    pub const DEFAULT_STRATEGY: StrategyKind = StrategyKind::RoundRobin;
+}
+
+fn default_strategy() -> StrategyKind {
+    UpstreamConfig::DEFAULT_STRATEGY
+}
+
+/// `strategy`: one of the balancer's names (exactly; no kebab-case spelling), else an
+/// error that lists them all.
+fn strategy_by_name<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<StrategyKind, D::Error> {
+    by_name(d, "a strategy name", |name| {
+        StrategyKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown strategy {name:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    })
+}
+
+/// Deserialise a value from its config name with `parse`. The name is parsed inside the
+/// deserializer, so toml locates an error at the value itself, also inside an array.
+fn by_name<'de, D: Deserializer<'de>, T>(
+    d: D,
+    expecting: &'static str,
+    parse: fn(&str) -> std::result::Result<T, String>,
+) -> std::result::Result<T, D::Error> {
+    struct ByName<T> {
+        expecting: &'static str,
+        parse: fn(&str) -> std::result::Result<T, String>,
+    }
+    impl<T> serde::de::Visitor<'_> for ByName<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<T, E> {
+            (self.parse)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(ByName { expecting, parse })
 }
 
 fn default_idle_timeout() -> Duration {
@@ -244,7 +292,7 @@ pub struct RetryConfig {
     /// Retries may add at most this share of the upstream's requests (0 = no retries).
     pub budget_percent: u32,
     /// What triggers a retry: `connect_error`, `timeout`, `5xx`.
-    pub on: Vec<Spanned<String>>,
+    pub on: Vec<RetryOn>,
     /// Request bodies up to this size are kept so the request can be retried;
     /// larger bodies stream and are retried only if no byte was sent yet.
     pub max_body_bytes: usize,
@@ -255,10 +303,7 @@ impl Default for RetryConfig {
         RetryConfig {
             attempts: 2,
             budget_percent: 20,
-            on: vec![
-                Spanned::new(0..0, "connect_error".to_string()),
-                Spanned::new(0..0, "timeout".to_string()),
-            ],
+            on: vec![RetryOn::ConnectError, RetryOn::Timeout],
             max_body_bytes: 64 * 1024,
         }
     }
@@ -269,7 +314,7 @@ mod dur {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!(
@@ -278,13 +323,13 @@ mod dur {
         })
     }
 
-    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*v).to_string())
     }
 }
 
 /// Convert a byte offset in `src` to a 1-based (line, column in characters).
-pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(src.len());
     let before = src.get(..offset).unwrap_or(src);
     let line = before.matches('\n').count() + 1;
@@ -293,12 +338,14 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The text being parsed and its name, to locate errors.
 struct Ctx<'a> {
     src: &'a str,
     file: &'a str,
 }
 
 impl Ctx<'_> {
+    /// An error at `span` (line 1, column 1 when unknown or defaulted).
     fn err(&self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) -> Error {
         let (line, column) = match span {
             Some(s) if s.end > 0 => line_col(self.src, s.start),
@@ -339,311 +386,6 @@ impl Config {
         cfg.validate(&ctx)?;
         Ok(cfg)
     }
-
-    fn validate(&mut self, ctx: &Ctx<'_>) -> Result<()> {
-        let s = &self.server;
-        if s.max_header_bytes < 256 {
-            return Err(ctx.err(None, "server.max_header_bytes must be at least 256"));
-        }
-        if s.max_connections == 0 || s.max_connections > 1_000_000 {
-            return Err(ctx.err(None, "server.max_connections must be between 1 and 1000000"));
-        }
-        if s.workers > 1024 {
-            return Err(ctx.err(
-                None,
-                "server.workers must be at most 1024 (0 = one per core)",
-            ));
-        }
-        for (what, d) in [
-            ("header_read_timeout", s.header_read_timeout),
-            ("request_timeout", s.request_timeout),
-        ] {
-            if d.is_zero() {
-                return Err(ctx.err(None, format!("server.{what} must be greater than zero")));
-            }
-        }
-        if self.upstreams.is_empty() {
-            return Err(ctx.err(
-                None,
-                "no upstream: add an [upstream.NAME] table with backends",
-            ));
-        }
-        for (name, up) in &self.upstreams {
-            validate_upstream(ctx, name, up)?;
-        }
-        if self.routes.is_empty() {
-            if self.upstreams.len() == 1 {
-                let name = self.upstreams.keys().next().cloned().unwrap_or_default();
-                self.routes.push(RouteConfig {
-                    host: None,
-                    path_prefix: "/".to_string(),
-                    upstream: Spanned::new(0..0, name),
-                });
-            } else {
-                return Err(ctx.err(
-                    None,
-                    "no [[route]]: with several upstreams, routes must say which serves what",
-                ));
-            }
-        }
-        for route in &mut self.routes {
-            let up = route.upstream.get_ref();
-            if !self.upstreams.contains_key(up) {
-                return Err(ctx.err(
-                    Some(route.upstream.span()),
-                    format!("route refers to unknown upstream {up:?}"),
-                ));
-            }
-            if !route.path_prefix.starts_with('/') {
-                return Err(ctx.err(
-                    Some(route.upstream.span()),
-                    format!("path_prefix {:?} must start with '/'", route.path_prefix),
-                ));
-            }
-            if let Some(h) = &mut route.host {
-                let host = strip_port(h).to_ascii_lowercase();
-                if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
-                    return Err(ctx.err(
-                        Some(route.upstream.span()),
-                        format!("route host {h:?} is not a host name"),
-                    ));
-                }
-                *h = host;
-            }
-        }
-        Ok(())
-    }
-
-    /// A human-readable summary of what the config means, followed by the
-    /// fully resolved config (every default filled in) as TOML.
-    pub fn describe(&self) -> String {
-        let mut out = String::new();
-        let s = &self.server;
-        let _ = writeln!(
-            out,
-            "proxy listens on http://{}  (admin on http://{})",
-            s.listen, s.admin
-        );
-        let workers = if s.workers == 0 {
-            "one per core".to_string()
-        } else {
-            s.workers.to_string()
-        };
-        let _ = writeln!(
-            out,
-            "worker threads: {workers}; max {} connections",
-            s.max_connections
-        );
-        let _ = writeln!(out, "routes (first match wins):");
-        for (i, r) in self.routes.iter().enumerate() {
-            let host = r.host.as_deref().unwrap_or("*");
-            let _ = writeln!(
-                out,
-                "  {}. host {host} path {}* -> upstream {}",
-                i + 1,
-                r.path_prefix,
-                r.upstream.get_ref()
-            );
-        }
-        for (name, u) in &self.upstreams {
-            let _ = writeln!(
-                out,
-                "upstream {name}: {} over {} backend(s); connect timeout {}, idle keep-alive {}",
-                u.strategy.get_ref(),
-                u.backends.len(),
-                humantime::format_duration(u.connect_timeout),
-                humantime::format_duration(u.idle_timeout)
-            );
-            if u.strategy.get_ref() == "consistent_hash" {
-                let key = u
-                    .hash_key
-                    .as_ref()
-                    .map_or("client_ip", |k| k.get_ref().as_str());
-                let _ = writeln!(out, "  hash key: {key}");
-            }
-            for b in &u.backends {
-                let _ = writeln!(out, "  - {} (weight {})", b.addr.get_ref(), b.weight);
-            }
-            match &u.health {
-                Some(h) => {
-                    let _ = writeln!(
-                        out,
-                        "  health: GET {} every {} (timeout {}), up after {} passes, down after {} failures",
-                        h.path,
-                        humantime::format_duration(h.interval),
-                        humantime::format_duration(h.timeout),
-                        h.rise,
-                        h.fall
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "  health: no active checks (passive detection only)");
-                }
-            }
-            let p = &u.passive;
-            let cap = match p.max_ejection_percent {
-                0 => "ejection off".to_string(),
-                pct => format!("at most {pct}% ejected for failures"),
-            };
-            let _ = writeln!(
-                out,
-                "  passive: eject on a refused connection or {} failures in a row, for {} doubling up to {} ({cap}); {}",
-                p.consecutive_failures,
-                humantime::format_duration(p.ejection_time),
-                humantime::format_duration(p.max_ejection_time),
-                if p.panic_mode {
-                    "none available: try all (panic mode)"
-                } else {
-                    "none available: 503"
-                }
-            );
-            let on: Vec<&str> = u.retry.on.iter().map(|o| o.get_ref().as_str()).collect();
-            let _ = writeln!(
-                out,
-                "  retry: up to {} more tries on {} (budget {}%), idempotent requests only",
-                u.retry.attempts,
-                on.join(", "),
-                u.retry.budget_percent
-            );
-        }
-        out.push_str("\n# resolved config\n");
-        match toml::to_string_pretty(self) {
-            Ok(t) => out.push_str(&t),
-            Err(e) => {
-                let _ = writeln!(out, "# (cannot render: {e})");
-            }
-        }
-        out
-    }
-}
-
-fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<()> {
-    let strategy = up.strategy.get_ref();
-    if !STRATEGIES.contains(&strategy.as_str()) {
-        return Err(ctx.err(
-            Some(up.strategy.span()),
-            format!(
-                "unknown strategy {strategy:?}; expected one of {}",
-                STRATEGIES.join(", ")
-            ),
-        ));
-    }
-    if let Some(k) = &up.hash_key {
-        if strategy != "consistent_hash" {
-            return Err(ctx.err(
-                Some(k.span()),
-                "hash_key only applies to strategy = \"consistent_hash\"",
-            ));
-        }
-        HashKey::parse(k.get_ref()).map_err(|m| ctx.err(Some(k.span()), m))?;
-    }
-    if up.backends.is_empty() {
-        return Err(ctx.err(
-            ctx.upstream_span(name),
-            format!("upstream {name:?} has no backends"),
-        ));
-    }
-    if up.idle_timeout.is_zero() {
-        return Err(ctx.err(
-            ctx.upstream_span(name),
-            "idle_timeout must be greater than zero",
-        ));
-    }
-    if up.connect_timeout.is_zero() {
-        return Err(ctx.err(
-            ctx.upstream_span(name),
-            "connect_timeout must be greater than zero",
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for b in &up.backends {
-        let addr = b.addr.get_ref();
-        let ok = addr
-            .parse::<http::uri::Authority>()
-            .ok()
-            .filter(|a| a.port_u16().is_some() && !a.as_str().contains('@'))
-            .is_some();
-        if !ok {
-            return Err(ctx.err(
-                Some(b.addr.span()),
-                format!("backend addr {addr:?} must be host:port"),
-            ));
-        }
-        if b.weight == 0 {
-            return Err(ctx.err(Some(b.addr.span()), "backend weight must be at least 1"));
-        }
-        if !seen.insert(addr.as_str()) {
-            return Err(ctx.err(
-                Some(b.addr.span()),
-                format!("backend {addr:?} is listed twice"),
-            ));
-        }
-    }
-    if let Some(h) = &up.health {
-        if !h.path.starts_with('/') {
-            return Err(ctx.err(
-                ctx.upstream_span(name),
-                format!("health path {:?} must start with '/'", h.path),
-            ));
-        }
-        if h.rise == 0 || h.fall == 0 {
-            return Err(ctx.err(
-                ctx.upstream_span(name),
-                "health rise and fall must be at least 1",
-            ));
-        }
-        if h.interval.is_zero() || h.timeout.is_zero() {
-            return Err(ctx.err(
-                ctx.upstream_span(name),
-                "health interval and timeout must be greater than zero",
-            ));
-        }
-    }
-    let p = &up.passive;
-    if p.max_ejection_percent > 100 {
-        return Err(ctx.err(
-            ctx.upstream_span(name),
-            "passive.max_ejection_percent must be at most 100",
-        ));
-    }
-    if p.max_ejection_time < p.ejection_time {
-        return Err(ctx.err(
-            ctx.upstream_span(name),
-            "passive.max_ejection_time must be at least ejection_time",
-        ));
-    }
-    let r = &up.retry;
-    if r.budget_percent > 100 {
-        return Err(ctx.err(
-            ctx.upstream_span(name),
-            "retry.budget_percent must be at most 100",
-        ));
-    }
-    if r.attempts > 16 {
-        return Err(ctx.err(ctx.upstream_span(name), "retry.attempts must be at most 16"));
-    }
-    for on in &r.on {
-        if RetryOn::parse(on.get_ref()).is_none() {
-            return Err(ctx.err(
-                Some(on.span()),
-                format!(
-                    "unknown retry condition {:?}; expected connect_error, timeout or 5xx",
-                    on.get_ref()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
 }
 
 /// What a consistent-hash upstream hashes on.
@@ -669,7 +411,8 @@ pub enum HashKey {
 }
 
 impl HashKey {
-    /// Parse `client_ip` | `header:NAME` | `cookie:NAME` | `path` | `query:NAME`.
+    /// Parse `client_ip` | `header:NAME` | `cookie:NAME` | `path` | `query:NAME`
+    /// (a header name is lowercased).
     pub fn parse(s: &str) -> std::result::Result<HashKey, String> {
         let bad = || {
             format!("invalid hash_key {s:?}; expected client_ip, header:NAME, cookie:NAME, path or query:NAME")
@@ -706,14 +449,68 @@ pub enum RetryOn {
 }
 
 impl RetryOn {
+    /// Every condition, in documentation order.
+    pub const ALL: [RetryOn; 3] = [RetryOn::ConnectError, RetryOn::Timeout, RetryOn::Status5xx];
+
+    /// The name used in configs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RetryOn::ConnectError => "connect_error",
+            RetryOn::Timeout => "timeout",
+            RetryOn::Status5xx => "5xx",
+        }
+    }
+
     /// Parse `connect_error` | `timeout` | `5xx`.
     pub fn parse(s: &str) -> Option<RetryOn> {
-        match s {
-            "connect_error" => Some(RetryOn::ConnectError),
-            "timeout" => Some(RetryOn::Timeout),
-            "5xx" => Some(RetryOn::Status5xx),
-            _ => None,
+        RetryOn::ALL.into_iter().find(|o| o.name() == s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RetryOn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<RetryOn, D::Error> {
+        by_name(d, "a retry condition", |s| {
+            RetryOn::parse(s).ok_or_else(|| {
+                format!("unknown retry condition {s:?}; expected connect_error, timeout or 5xx")
+            })
+        })
+    }
+}
+
+impl fmt::Display for RetryOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for RetryOn {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for HashKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<HashKey, D::Error> {
+        by_name(d, "a hash key", HashKey::parse)
+    }
+}
+
+/// The config form: `client_ip`, `header:NAME`, ...
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::ClientIp => f.write_str("client_ip"),
+            HashKey::Header(n) => write!(f, "header:{n}"),
+            HashKey::Cookie(n) => write!(f, "cookie:{n}"),
+            HashKey::Path => f.write_str("path"),
+            HashKey::Query(n) => write!(f, "query:{n}"),
         }
+    }
+}
+
+impl Serialize for HashKey {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -733,7 +530,8 @@ mod tests {
         assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.server.max_header_bytes, 65536);
         let up = &c.upstreams["app"];
-        assert_eq!(up.strategy.get_ref(), "round_robin");
+        assert_eq!(up.strategy, UpstreamConfig::DEFAULT_STRATEGY);
+        assert_eq!(up.retry.on, [RetryOn::ConnectError, RetryOn::Timeout]);
         assert_eq!(up.backends[0].weight, 1);
         assert_eq!(up.retry.attempts, 2);
         assert!(up.health.is_none());
@@ -778,7 +576,12 @@ mod tests {
     fn unknown_strategy_and_bad_addr() {
         let err = parse("[upstream.a]\nstrategy = \"fastest\"\nbackends = [{ addr = \"x:1\" }]\n")
             .unwrap_err();
-        assert!(err.to_string().contains("unknown strategy"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "t.toml:2:12: unknown strategy \"fastest\"; expected one of round_robin, \
+             weighted_round_robin, least_connections, least_response_time, power_of_two, \
+             random, consistent_hash"
+        );
         let err = parse("[upstream.a]\nbackends = [{ addr = \"nohost\" }]\n").unwrap_err();
         assert!(err.to_string().starts_with("t.toml:2:22: "), "{err}");
     }
@@ -805,21 +608,83 @@ mod tests {
     }
 
     #[test]
-    fn route_host_is_normalised() {
-        let c = parse(&format!(
-            "{MIN}[[route]]\nhost = \"API.Example.com:8080\"\nupstream = \"app\"\n"
-        ))
-        .unwrap();
-        assert_eq!(c.routes[0].host.as_deref(), Some("api.example.com"));
+    fn every_balancer_strategy_is_a_config_name() {
+        for kind in StrategyKind::ALL {
+            let c = parse(&format!(
+                "[upstream.a]\nstrategy = \"{kind}\"\nbackends = [{{ addr = \"x:1\" }}]\n"
+            ))
+            .unwrap();
+            assert_eq!(c.upstreams["a"].strategy, kind);
+        }
+        // Only the config spelling: the command line's kebab-case is not a config name.
+        let err =
+            parse("[upstream.a]\nstrategy = \"power-of-two\"\nbackends = [{ addr = \"x:1\" }]\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("unknown strategy"), "{err}");
     }
 
     #[test]
-    fn strategy_names_match_the_balancer() {
-        let names: Vec<&str> = ringleader_balancer::StrategyKind::ALL
-            .iter()
-            .map(|k| k.name())
-            .collect();
-        assert_eq!(names, STRATEGIES);
+    fn the_default_strategy_is_the_documented_one() {
+        let readme = include_str!("../../../README.md");
+        let documented = format!("{} (default)", UpstreamConfig::DEFAULT_STRATEGY);
+        assert!(
+            readme.contains(&documented),
+            "README does not say {documented:?}"
+        );
+        assert_eq!(UpstreamConfig::DEFAULT_STRATEGY, StrategyKind::RoundRobin);
+    }
+
+    #[test]
+    fn hash_key_and_retry_on_are_typed_and_located() {
+        let c = parse(
+            "[upstream.app]\nstrategy = \"consistent_hash\"\nhash_key = \"header:X-User-Id\"\n\
+             backends = [{ addr = \"127.0.0.1:9101\" }]\n[upstream.app.retry]\non = [\"5xx\"]\n",
+        )
+        .unwrap();
+        let up = &c.upstreams["app"];
+        let key = up.hash_key.as_ref().map(|k| k.get_ref().clone());
+        assert_eq!(
+            key,
+            Some(HashKey::Header(http::HeaderName::from_static("x-user-id")))
+        );
+        assert_eq!(up.retry.on, [RetryOn::Status5xx]);
+
+        let err = parse(
+            "[upstream.app]\nstrategy = \"consistent_hash\"\nhash_key = \"body\"\n\
+             backends = [{ addr = \"127.0.0.1:9101\" }]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("t.toml:3:12: invalid hash_key \"body\""),
+            "{err}"
+        );
+
+        let err = parse(&format!(
+            "{MIN}[upstream.app.retry]\non = [\"timeout\", \"4xx\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("t.toml:4:18: unknown retry condition \"4xx\"; expected"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn typed_values_render_in_config_form() {
+        for s in [
+            "client_ip",
+            "header:x-user-id",
+            "cookie:sid",
+            "path",
+            "query:u",
+        ] {
+            assert_eq!(HashKey::parse(s).unwrap().to_string(), s);
+        }
+        for o in RetryOn::ALL {
+            assert_eq!(RetryOn::parse(&o.to_string()), Some(o));
+        }
     }
 
     #[test]
@@ -827,21 +692,6 @@ mod tests {
         assert_eq!(line_col("ab\ncdé\nx", 8), (3, 1));
         assert_eq!(line_col("ab\ncdé", 5), (2, 3));
         assert_eq!(line_col("", 10), (1, 1));
-    }
-
-    #[test]
-    fn passive_defaults_and_panic_mode_switch() {
-        let c = parse(MIN).unwrap();
-        let p = &c.upstreams["app"].passive;
-        assert!(p.panic_mode);
-        assert_eq!(p.max_ejection_percent, 50);
-        assert!(c.describe().contains("panic mode"), "{}", c.describe());
-        let c = parse(&format!(
-            "{MIN}[upstream.app.passive]\npanic_mode = false\n"
-        ))
-        .unwrap();
-        assert!(!c.upstreams["app"].passive.panic_mode);
-        assert!(c.describe().contains("none available: 503"));
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! The summary `ringleader check` prints: what a config means, then the resolved
+//! config with every default filled in.
+use super::Config;
+use ringleader_balancer::StrategyKind;
+use std::fmt::Write as _;
+
+impl Config {
+    /// A human-readable summary of what the config means, followed by the
+    /// fully resolved config (every default filled in) as TOML.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let s = &self.server;
+        let _ = writeln!(
+            out,
+            "proxy listens on http://{}  (admin on http://{})",
+            s.listen, s.admin
+        );
+        let workers = if s.workers == 0 {
+            "one per core".to_string()
+        } else {
+            s.workers.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "worker threads: {workers}; max {} connections",
+            s.max_connections
+        );
+        let _ = writeln!(out, "routes (first match wins):");
+        for (i, r) in self.routes.iter().enumerate() {
+            let host = r.host.as_deref().unwrap_or("*");
+            let _ = writeln!(
+                out,
+                "  {}. host {host} path {}* -> upstream {}",
+                i + 1,
+                r.path_prefix,
+                r.upstream.get_ref()
+            );
+        }
+        for (name, u) in &self.upstreams {
+            let _ = writeln!(
+                out,
+                "upstream {name}: {} over {} backend(s); connect timeout {}, idle keep-alive {}",
+                u.strategy,
+                u.backends.len(),
+                humantime::format_duration(u.connect_timeout),
+                humantime::format_duration(u.idle_timeout)
+            );
+            if u.strategy == StrategyKind::ConsistentHash {
+                match &u.hash_key {
+                    Some(k) => {
+                        let _ = writeln!(out, "  hash key: {}", k.get_ref());
+                    }
+                    None => {
+                        let _ = writeln!(out, "  hash key: client_ip");
+                    }
+                }
+            }
+            for b in &u.backends {
+                let _ = writeln!(out, "  - {} (weight {})", b.addr.get_ref(), b.weight);
+            }
+            match &u.health {
+                Some(h) => {
+                    let _ = writeln!(
+                        out,
+                        "  health: GET {} every {} (timeout {}), up after {} passes, down after {} failures",
+                        h.path,
+                        humantime::format_duration(h.interval),
+                        humantime::format_duration(h.timeout),
+                        h.rise,
+                        h.fall
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  health: no active checks (passive detection only)");
+                }
+            }
+            let p = &u.passive;
+            let cap = match p.max_ejection_percent {
+                0 => "ejection off".to_string(),
+                pct => format!("at most {pct}% ejected for failures"),
+            };
+            let _ = writeln!(
+                out,
+                "  passive: eject on a refused connection or {} failures in a row, for {} doubling up to {} ({cap}); {}",
+                p.consecutive_failures,
+                humantime::format_duration(p.ejection_time),
+                humantime::format_duration(p.max_ejection_time),
+                if p.panic_mode {
+                    "none available: try all (panic mode)"
+                } else {
+                    "none available: 503"
+                }
+            );
+            let on: Vec<&str> = u.retry.on.iter().map(|o| o.name()).collect();
+            let _ = writeln!(
+                out,
+                "  retry: up to {} more tries on {} (budget {}%), idempotent requests only",
+                u.retry.attempts,
+                on.join(", "),
+                u.retry.budget_percent
+            );
+        }
+        out.push_str("\n# resolved config\n");
+        match toml::to_string_pretty(self) {
+            Ok(t) => out.push_str(&t),
+            Err(e) => {
+                let _ = writeln!(out, "# (cannot render: {e})");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::error::Result;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::from_toml_str(s, "t.toml")
+    }
+
+    const MIN: &str = "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9101\" }]\n";
+
+    #[test]
+    fn passive_defaults_and_panic_mode_switch() {
+        let c = parse(MIN).unwrap();
+        let p = &c.upstreams["app"].passive;
+        assert!(p.panic_mode);
+        assert_eq!(p.max_ejection_percent, 50);
+        assert!(c.describe().contains("panic mode"), "{}", c.describe());
+        let c = parse(&format!(
+            "{MIN}[upstream.app.passive]\npanic_mode = false\n"
+        ))
+        .unwrap();
+        assert!(!c.upstreams["app"].passive.panic_mode);
+        assert!(c.describe().contains("none available: 503"));
+    }
+
+    #[test]
+    fn names_strategy_hash_key_and_retry_conditions() {
+        let c = parse(&format!(
+            "{MIN}[upstream.app.retry]\non = [\"5xx\", \"timeout\"]\n"
+        ))
+        .unwrap();
+        let d = c.describe();
+        assert!(
+            d.contains("upstream app: round_robin over 1 backend(s)"),
+            "{d}"
+        );
+        assert!(
+            d.contains("retry: up to 2 more tries on 5xx, timeout (budget 20%)"),
+            "{d}"
+        );
+        assert!(!d.contains("hash key"), "{d}");
+        assert!(d.contains("strategy = \"round_robin\"\n"), "{d}");
+        assert!(
+            d.contains("on = [\n    \"5xx\",\n    \"timeout\",\n]")
+                || d.contains("on = [\"5xx\", \"timeout\"]"),
+            "{d}"
+        );
+
+        let c = parse(
+            "[upstream.h]\nstrategy = \"consistent_hash\"\nbackends = [{ addr = \"x:1\" }]\n",
+        )
+        .unwrap();
+        assert!(
+            c.describe().contains("  hash key: client_ip\n"),
+            "{}",
+            c.describe()
+        );
+        let c = parse("[upstream.h]\nstrategy = \"consistent_hash\"\nhash_key = \"cookie:sid\"\nbackends = [{ addr = \"x:1\" }]\n").unwrap();
+        assert!(
+            c.describe().contains("  hash key: cookie:sid\n"),
+            "{}",
+            c.describe()
+        );
+        assert!(
+            c.describe().contains("hash_key = \"cookie:sid\"\n"),
+            "{}",
+            c.describe()
+        );
+    }
+}
