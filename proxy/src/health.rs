@@ -1,11 +1,15 @@
 //! Active health checks: HTTP GET on a fresh connection per check, interval + jitter, timeout, rise/fall in the balancer.
 use crate::config::HealthConfig;
+use crate::http1::{self, BoxError, Conn, ReqBody};
 use crate::upstream::Upstream;
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use http_body_util::{BodyExt, Empty};
 use rand::{Rng, SeedableRng};
 use ringleader_balancer::Balancer;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -42,71 +46,109 @@ async fn check_loop(lb: Arc<Balancer>, h: Arc<HealthConfig>, id: String, upstrea
     // The first check comes soon (within the jitter) so a fresh proxy learns the state quickly.
     tokio::time::sleep(jitter(&mut rng, h.interval)).await;
     loop {
-        let ok = matches!(
-            tokio::time::timeout(h.timeout, check_once(&id, &h.path)).await,
-            Ok(Ok(true))
-        );
-        if !ok {
-            tracing::debug!(upstream = %upstream, backend = %id, "active check failed");
+        let outcome = tokio::time::timeout(h.timeout, check_once(&id, &h.path)).await;
+        match &outcome {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::debug!(upstream = %upstream, backend = %id, "active check failed: status not 2xx or 3xx");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(upstream = %upstream, backend = %id, error = %e, "active check failed");
+            }
+            Err(_) => {
+                tracing::debug!(upstream = %upstream, backend = %id, "active check timed out")
+            }
         }
+        let ok = matches!(outcome, Ok(Ok(true)));
         // The balancer logs up/down transitions.
         lb.report_check(&id, ok);
         tokio::time::sleep(h.interval + jitter(&mut rng, h.interval)).await;
     }
 }
 
-/// One check: connect, `GET path HTTP/1.1` with `Connection: close`, and
-/// read the status line. 2xx and 3xx pass.
-pub async fn check_once(addr: &str, path: &str) -> std::io::Result<bool> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ringleader-health\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    while n < 12 {
-        let r = s.read(&mut buf[n..]).await?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    let pass = parse_status(&buf[..n]).is_some_and(|code| (200..400).contains(&code));
+/// One check: connect, `GET path HTTP/1.1` with `Connection: close`, through the
+/// proxy's own HTTP/1.1 client (the same head encoder and parser as proxied
+/// requests). 2xx and 3xx pass; an answer that is not valid HTTP is an error.
+pub(crate) async fn check_once(addr: &str, path: &str) -> Result<bool, BoxError> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let uri: Uri = path.parse()?;
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(HOST, HeaderValue::from_str(addr)?);
+    headers.insert(USER_AGENT, HeaderValue::from_static("ringleader-health"));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    let body = ReqBody::<Empty<Bytes>>::Empty;
+    let resp = http1::exchange(Conn::new(stream), &Method::GET, &uri, &headers, body).await?;
+    let pass = (200..400).contains(&resp.status().as_u16());
     // Read the rest (bounded) so closing does not reset the backend's socket.
     let drain = async {
+        let mut body = resp.into_body();
         let mut left = 64 * 1024usize;
         while left > 0 {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(r) => left = left.saturating_sub(r),
+            match body.frame().await {
+                Some(Ok(f)) => left = left.saturating_sub(f.data_ref().map_or(0, Bytes::len)),
+                _ => break,
             }
         }
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(50), drain).await;
+    let _ = tokio::time::timeout(Duration::from_millis(50), drain).await;
     Ok(pass)
-}
-
-/// Status code of an `HTTP/1.x NNN` status line.
-fn parse_status(line: &[u8]) -> Option<u16> {
-    let rest = line.strip_prefix(b"HTTP/1.")?;
-    let code = rest.get(2..5)?;
-    if rest.get(1) != Some(&b' ') || !code.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Some(200));
-        assert_eq!(parse_status(b"HTTP/1.0 503 x"), Some(503));
-        assert_eq!(parse_status(b"HTTP/2 200"), None);
-        assert_eq!(parse_status(b"HTTP/1.1 2x0"), None);
-        assert_eq!(parse_status(b"HTTP/1.1"), None);
+    /// A backend on 127.0.0.1:0 that answers one connection with `answer`, and
+    /// hands back the request head it read.
+    async fn backend(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request head incomplete");
+                head.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn checks_pass_on_2xx_and_3xx_and_fail_otherwise() {
+        for (answer, pass) in [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Some(true)),
+            ("HTTP/1.0 302 Found\r\nLocation: /x\r\n\r\n", Some(true)),
+            ("HTTP/1.1 204 No Content\r\n\r\n", Some(true)),
+            (
+                "HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n",
+                Some(false),
+            ),
+            (
+                "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                Some(false),
+            ),
+            ("HTTP/2 200\r\n\r\n", None),
+            ("HTTP/1.1 2x0 OK\r\n\r\n", None),
+            ("SMTP ready\r\n\r\n", None),
+        ] {
+            let (addr, task) = backend(answer).await;
+            let got = check_once(&addr, "/healthz?deep=1").await;
+            assert_eq!(got.ok(), pass, "{answer:?}");
+            let head = task.await.unwrap();
+            assert!(
+                head.starts_with("GET /healthz?deep=1 HTTP/1.1\r\n"),
+                "{head:?}"
+            );
+            assert!(head.contains("connection: close\r\n"), "{head:?}");
+            assert!(head.contains(&format!("host: {addr}\r\n")), "{head:?}");
+        }
     }
 
     #[test]
