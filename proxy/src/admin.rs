@@ -1,7 +1,7 @@
 //! The admin endpoints: `GET /metrics` (Prometheus text) and `GET /status` (JSON).
-use crate::body::ProxyBody;
 use crate::metrics::{counter, gauge};
-use crate::proxy::Proxy;
+use crate::response::ProxyBody;
+use crate::state::Proxy;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use std::fmt::Write as _;

@@ -46,15 +46,6 @@ mod server;
 mod state;
 mod upstream;
 
-/// Old paths still used by modules being reworked elsewhere (admin.rs).
-// TODO(#12): remove once admin.rs imports `crate::state` and `crate::response`.
-mod body {
-    pub(crate) use crate::response::ProxyBody;
-}
-mod proxy {
-    pub(crate) use crate::state::Proxy;
-}
-
 pub use config::{
     BackendConfig, Config, HashKey, HealthConfig, PassiveConfig, RetryConfig, RetryOn, RouteConfig,
     ServerConfig, UpstreamConfig,
@@ -65,4 +56,3 @@ pub use metrics::Metrics;
 pub use ringleader_balancer::StrategyKind;
 pub use server::Server;
 pub use state::Proxy;
-pub use upstream::RetryBudget;

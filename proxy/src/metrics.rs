@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram buckets, in seconds (Prometheus `le`).
-pub const LATENCY_BUCKETS: [f64; 14] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -159,7 +159,7 @@ impl Metrics {
 }
 
 /// Write one counter with HELP and TYPE lines.
-pub fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+pub(crate) fn counter(out: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(
         out,
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
@@ -167,7 +167,7 @@ pub fn counter(out: &mut String, name: &str, help: &str, v: u64) {
 }
 
 /// Write one gauge with HELP and TYPE lines.
-pub fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
+pub(crate) fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
 }
 

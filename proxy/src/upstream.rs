@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// When and how often to retry.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first try.
     pub attempts: u32,
     /// Retry on transport failures before a response head.
@@ -30,20 +30,8 @@ pub struct RetryPolicy {
 /// tokens and never exceeds it, so a quiet proxy can still retry a little
 /// and a retry storm is held to `percent` of the traffic (the token-bucket
 /// form of Finagle's RetryBudget / Envoy's retry budgets).
-///
-/// ```
-/// use ringleader_proxy::RetryBudget;
-/// let b = RetryBudget::new(20);
-/// while b.try_withdraw() {} // spend the reserve
-/// for _ in 0..10 {
-///     b.deposit(); // ten requests ...
-/// }
-/// assert!(b.try_withdraw()); // ... earn two retries
-/// assert!(b.try_withdraw());
-/// assert!(!b.try_withdraw());
-/// ```
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     /// Balance in thousandths of a token.
     milli: AtomicI64,
     deposit: i64,
@@ -90,7 +78,7 @@ impl RetryBudget {
 
 /// One configured upstream, as the request path sees it.
 #[derive(Debug)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// Its name in the config.
     pub name: String,
     /// The balancer; the same `Arc` survives reloads so backend stats do too.
@@ -112,7 +100,7 @@ pub struct Upstream {
 }
 
 /// Backend specs and balancer config for an upstream config.
-pub fn balancer_parts(
+pub(crate) fn balancer_parts(
     cfg: &UpstreamConfig,
 ) -> Result<(Vec<BackendSpec>, BalancerConfig, StrategyKind)> {
     let strategy = cfg.strategy;
@@ -289,5 +277,17 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, RetryBudget::RESERVE);
+    }
+
+    #[test]
+    fn ten_requests_at_20_percent_earn_two_retries() {
+        let b = RetryBudget::new(20);
+        while b.try_withdraw() {} // spend the reserve
+        for _ in 0..10 {
+            b.deposit(); // ten requests ...
+        }
+        assert!(b.try_withdraw()); // ... earn two retries
+        assert!(b.try_withdraw());
+        assert!(!b.try_withdraw());
     }
 }
