@@ -239,7 +239,7 @@ pub(crate) async fn forward(
                 let resp = resp.map(|b| b.with_idle_timeout(request_timeout));
                 let checkin = Checkin::new(pool.clone());
                 if resp.status().is_server_error() {
-                    pick.failure();
+                    pick.failure_after(started.elapsed());
                     if more && policy.on_5xx {
                         fallback = Some((resp, idx, checkin));
                         true
@@ -262,7 +262,7 @@ pub(crate) async fn forward(
                 if e.is_refused() {
                     pick.connect_refused();
                 } else {
-                    pick.failure();
+                    pick.failure_after(started.elapsed());
                 }
                 tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, error = %e, "attempt failed");
                 last_err = Some(match e {
@@ -273,7 +273,7 @@ pub(crate) async fn forward(
                 more && policy.on_connect_error
             }
             Err(Stalled::Upstream) => {
-                pick.failure();
+                pick.failure_after(started.elapsed());
                 tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, "attempt timed out");
                 last_err = Some(Error::UpstreamTimeout);
                 more && policy.on_timeout

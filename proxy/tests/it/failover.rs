@@ -101,3 +101,24 @@ async fn consecutive_5xx_eject_a_backend_for_a_while() {
     sequential(4, s.proxy_addr(), &[]).await;
     assert!(b[0].requests() >= 4);
 }
+
+#[tokio::test]
+async fn a_timed_out_attempt_counts_its_whole_cost_in_the_latency_estimate() {
+    // least_response_time must see a backend that only times out as slow: the
+    // failure is a latency sample of at least the time it cost (request_timeout).
+    let b = backends(1).await;
+    let s = start(config(
+        "request_timeout = \"150ms\"",
+        &[(&b[0], 1)],
+        "strategy = \"least_response_time\"",
+        "[upstream.app.retry]\non = []\n",
+    ))
+    .await;
+    let answer = get(&client(), s.proxy_addr(), "/slow?ms=2000").await;
+    assert_eq!(answer.status, 504, "{answer:?}");
+    let st = backend_status(s.admin_addr(), b[0].addr())
+        .await
+        .expect("backend in /status");
+    let ewma_ms = st["ewma_ms"].as_f64().expect("ewma_ms");
+    assert!(ewma_ms >= 150.0, "ewma after a 150 ms timeout: {ewma_ms} ms");
+}
