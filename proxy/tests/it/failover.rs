@@ -120,5 +120,8 @@ async fn a_timed_out_attempt_counts_its_whole_cost_in_the_latency_estimate() {
         .await
         .expect("backend in /status");
     let ewma_ms = st["ewma_ms"].as_f64().expect("ewma_ms");
-    assert!(ewma_ms >= 150.0, "ewma after a 150 ms timeout: {ewma_ms} ms");
+    assert!(
+        ewma_ms >= 150.0,
+        "ewma after a 150 ms timeout: {ewma_ms} ms"
+    );
 }
