@@ -1,8 +1,8 @@
 //! The load table: per-balancer contiguous arrays of the least-* strategies' load words, so an exact scan reads one word per backend from consecutive memory.
 //!
 //! A least-loaded scan that follows each backend's `Arc` and reads its in-flight,
-//! weight, EWMA and health words costs about 1.7 ns per backend (170 ns at 100). Here
-//! each backend owns a *slot* for its whole life (so picks made on an old snapshot
+//! weight, EWMA and health words touches a cache line per backend (the README's
+//! balancer section has the measured costs, and the command). Here each backend owns a *slot* for its whole life (so picks made on an old snapshot
 //! still settle in the right place after an update), and the slot holds the load
 //! already in comparable form:
 //!
@@ -18,12 +18,23 @@
 //! A snapshot whose backends occupy consecutive slots scans them: least response time
 //! with [`argmin`] (one pass, four chains that keep where their minimum was), least
 //! connections with [`argmin_ties`] (the minimum, then its first occurrence from the
-//! rotating start, which ties end early); about 0.3-0.4 ns per backend either way. Any
-//! other layout, a backend that may be unavailable (`flagged`), or a word changed
-//! under the scan, and the strategy uses its exact per-backend scan instead: same
-//! answer, slower.
+//! rotating start, which ties end early). Any other layout, a backend that may be
+//! unavailable (`flagged`), or a word changed under the scan, and the strategy uses
+//! its exact per-backend scan instead: same answer, slower.
+//!
+//! The publish/scan protocol, modelled in `tests/loom.rs`: a flag set after a health
+//! change is never lost to a racing clear ([`Slot::flag`], [`Slot::unflag_if`]); a
+//! least-response-time word whose writer raced with a change of its inputs is written
+//! again, so it is exact once the backend is quiet ([`Slot::store_lrt`]); a scan racing
+//! one change answers a minimum of the words before or after it.
+// Loom shim: under `RUSTFLAGS="--cfg loom"` the table's atomics and fences are loom's, so
+// `tests/loom.rs` (which compiles this file into itself) explores the real protocol.
+#[cfg(loom)]
+use loom::sync::atomic::{fence, AtomicU64};
 use parking_lot::Mutex;
-use std::sync::atomic::{fence, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+#[cfg(not(loom))]
+use std::sync::atomic::{fence, AtomicU64};
 use std::sync::Arc;
 
 /// Slots a balancer's table holds: at least this many, or twice the first backend set
@@ -34,10 +45,10 @@ pub(crate) const MIN_SLOTS: usize = 256;
 #[derive(Debug)]
 pub(crate) struct LoadTable {
     /// Each on its own cache line: picks of different backends add to different lines
-    /// (dense, two threads measured 327-453 ns per least-connections pick; padded,
-    /// 168-175, for 1-2 ns more on one thread).
+    /// (dense, two threads picking contended for the lines and measured much slower
+    /// per least-connections pick; padding costs a little on one thread).
     lc: Box<[Word]>,
-    /// Dense: padding measured 3-4 ns slower on one thread and no better on two.
+    /// Dense: padding was slower on one thread and no better on two.
     lrt: Box<[AtomicU64]>,
     /// One bit per slot: the backend may be unavailable (down or ejected).
     flagged: Box<[AtomicU64]>,
@@ -196,9 +207,22 @@ impl Slot {
         self.table.lc[self.index as usize].fetch_sub(u64::from(amount), Relaxed);
     }
 
+    /// Publish a least-response-time word computed from inputs the caller read
+    /// (`Backend::refresh_lrt`, which re-reads them afterwards and writes again if one
+    /// changed). `SeqCst` fences on both sides: the one before orders the caller's own
+    /// input change before its word, the one after orders the word before the re-read.
+    /// With both, of two racing writers the one whose word lands last re-reads the
+    /// other's input change and writes again; with `Relaxed` alone a writer could
+    /// overwrite a fresh word with a stale one and re-read stale inputs (store-load
+    /// reordering, which x86 does too), leaving the word wrong until the backend's
+    /// next change: a backend left at `UNMEASURED_BUSY` or at a higher in-flight count
+    /// is then starved by the table scans. `tests/loom.rs` finds that interleaving
+    /// without the fences.
     #[inline]
     pub(crate) fn store_lrt(&self, bits: u64) {
+        fence(SeqCst);
         self.table.lrt[self.index as usize].store(bits, Relaxed);
+        fence(SeqCst);
     }
 
     fn flag_bit(&self) -> (&AtomicU64, u64) {
@@ -211,22 +235,23 @@ impl Slot {
         w.load(Relaxed) & bit != 0
     }
 
-    /// Mark the backend possibly unavailable. Call *after* the health change: the fence
-    /// pairs with the one in [`Self::unflag_if`], so a concurrent clear cannot miss it.
+    /// Mark the backend possibly unavailable. Call *after* the health change. `Release`
+    /// pairs with the `Acquire` clear in [`Self::unflag_if`]: the flag word's
+    /// read-modify-writes are totally ordered, so a clear either comes before this set
+    /// (which then stands) or after it, and then reads the health change (see
+    /// `tests/loom.rs`).
     pub(crate) fn flag(&self) {
-        fence(SeqCst);
         let (w, bit) = self.flag_bit();
-        w.fetch_or(bit, SeqCst);
+        w.fetch_or(bit, Release);
     }
 
     /// Clear the flag, then keep it cleared only if `available()` (read after the clear)
     /// still says so: a health change racing with the clear leaves the flag set.
     pub(crate) fn unflag_if(&self, available: impl Fn() -> bool) {
         let (w, bit) = self.flag_bit();
-        w.fetch_and(!bit, SeqCst);
-        fence(SeqCst);
+        w.fetch_and(!bit, Acquire);
         if !available() {
-            w.fetch_or(bit, SeqCst);
+            w.fetch_or(bit, Release);
         }
     }
 }
@@ -250,10 +275,9 @@ impl Drop for Slot {
 /// One pass over the rotated order in four independent chains, each keeping its
 /// smallest word and where it first saw it, then the best of the four. A chain's
 /// minimum improves about `ln(len / 4)` times per scan, so its branch is well
-/// predicted; branch-free selects cost more per word (measured: 76 against 57-61 ns at
-/// 100 backends). Searching for the minimum in a second pass instead costs a
-/// mispredicted loop exit at a different place every pick (69 ns). Out of line so its
-/// code does not depend on the caller's.
+/// predicted; branch-free selects measured slower per word. Searching for the minimum
+/// in a second pass instead costs a mispredicted loop exit at a different place every
+/// pick. Out of line so its code does not depend on the caller's.
 #[inline(never)]
 pub(crate) fn argmin(words: &[AtomicU64], start: usize) -> Option<usize> {
     let n = words.len();
@@ -331,7 +355,7 @@ pub(crate) fn argmin_ties(words: &[Word], start: usize) -> Option<usize> {
     head.iter().position(|w| w.load(Relaxed) == min)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

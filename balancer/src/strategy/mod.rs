@@ -72,8 +72,7 @@ pub trait Strategy: Send + Sync + fmt::Debug {
 
 /// The built strategy of one snapshot. The [`Strategy`] trait is the axis of
 /// variation; this closed enum dispatches to it statically on the hot path, so a
-/// pick inlines the strategy instead of making an indirect call (about 2 ns of a
-/// 15 ns pick).
+/// pick inlines the strategy instead of making an indirect call.
 #[derive(Debug)]
 pub(crate) enum Built {
     RoundRobin(RoundRobin),
@@ -123,9 +122,9 @@ impl Built {
             Built::LeastConnections(s) => s.pick(backends, ctx, filter),
             Built::LeastResponseTime(s) => s.pick(backends, ctx, filter),
             // The randomized and hashed strategies are larger: an out-of-line call
-            // keeps `pick` small (inlined, they measured 3 ns slower for power of two
-            // and random). Least response time's table scan is out of line itself;
-            // inlining the rest saved 6 ns.
+            // keeps `pick` small (inlined, power of two and random measured slower).
+            // Least response time's table scan is out of line itself; inlining the
+            // rest measured faster.
             other => other.as_dyn().pick(backends, ctx, filter),
         }
     }
@@ -187,8 +186,7 @@ impl Acct {
 }
 
 /// Out of line: keeps every guard's drop small (inlined, the strategies that do not
-/// use the table paid 1-3 ns more per pick; least response time pays about 3 ns for
-/// the call).
+/// use the table measured slower per pick; least response time pays for the call).
 #[inline(never)]
 fn settle_table(bits: u32, backend: &Backend) {
     match bits & !Acct::PANIC {
@@ -242,11 +240,10 @@ pub(crate) fn first_from(backends: &[Arc<Backend>], start: usize, filter: Filter
 /// A shared cursor: each call returns the next position modulo `n`.
 ///
 /// It advances with a relaxed load and a plain store, not a read-modify-write, so a
-/// pick pays no locked instruction for it (about 2.6 ns each on the benchmark
-/// machine, a fifth of a pick). On one thread the sequence is exact. Two threads that
-/// read the same position in the same instant both take it (one turn is served
-/// twice, the cycle goes on from there): evenness over a handful of requests, never
-/// the range, is what contention costs. The same trade as [`AtomicRng`].
+/// pick pays no locked instruction for it. On one thread the sequence is exact. Two
+/// threads that read the same position in the same instant both take it (one turn is
+/// served twice, the cycle goes on from there): evenness over a handful of requests,
+/// never the range, is what contention costs. The same trade as [`AtomicRng`].
 #[derive(Debug)]
 pub(crate) struct Cursor {
     next: std::sync::atomic::AtomicU32,
