@@ -2,9 +2,10 @@
 //!
 //! A least-loaded scan that follows each backend's `Arc` and reads its in-flight,
 //! weight, EWMA and health words touches a cache line per backend (the README's
-//! balancer section has the measured costs, and the command). Here each backend owns a *slot* for its whole life (so picks made on an old snapshot
-//! still settle in the right place after an update), and the slot holds the load
-//! already in comparable form:
+//! balancer section has the measured costs, and the command). Here each backend owns
+//! a *slot* for its whole life (so picks made on an old snapshot still settle in the
+//! right place after an update), and the slot holds the load already in comparable
+//! form:
 //!
 //! - least connections: the sum, over the backend's outstanding least-connections
 //!   picks, of `L / weight` (`L` a common multiple of the weights, see `least.rs`).
