@@ -296,15 +296,21 @@ impl Backend {
         let ln = LnTable::get();
         for _ in 0..4 {
             let (base, f) = (self.lrt_base.load(Relaxed), self.in_flight());
-            // Same order as `latency_cost`, unmeasured-and-busy included (a first
-            // sample rewrites `lrt_base`, so the retry below catches it).
-            let cost = if f != 0 && !self.ewma.sampled() {
+            let sampled = self.ewma.sampled();
+            // Same order as `latency_cost`, unmeasured-and-busy included. `sampled`
+            // is re-checked too: a writer that read the new `lrt_base` but the old
+            // `sampled` would otherwise leave UNMEASURED_BUSY on a measured backend
+            // (the loom model in tests/loom.rs finds that interleaving).
+            let cost = if f != 0 && !sampled {
                 UNMEASURED_BUSY
             } else {
                 f64::from_bits(base) + ln.ln(f + 1)
             };
             s.store_lrt(cost.to_bits());
-            if self.lrt_base.load(Relaxed) == base && self.in_flight() == f {
+            if self.lrt_base.load(Relaxed) == base
+                && self.in_flight() == f
+                && self.ewma.sampled() == sampled
+            {
                 return;
             }
         }

@@ -93,15 +93,8 @@ impl Model {
         }
     }
 
-    /// `Backend::refresh_lrt`.
+    /// `Backend::refresh_lrt`: its re-check compares `lrt_base`, in-flight and `sampled`.
     fn refresh_lrt(&self) {
-        self.refresh_lrt_checking(false);
-    }
-
-    /// `Backend::refresh_lrt`, and with `recheck_sampled` the change it needs (see
-    /// [`lrt_word_is_exact_after_a_first_sample_races_a_pick`]): the re-check compares
-    /// `sampled` too.
-    fn refresh_lrt_checking(&self, recheck_sampled: bool) {
         for _ in 0..4 {
             let (base, f) = (self.base.load(Relaxed), self.in_flight());
             let sampled = self.sampled.load(Relaxed);
@@ -113,7 +106,7 @@ impl Model {
             self.slot.store_lrt(cost.to_bits());
             if self.base.load(Relaxed) == base
                 && self.in_flight() == f
-                && (!recheck_sampled || self.sampled.load(Relaxed) == sampled)
+                && self.sampled.load(Relaxed) == sampled
             {
                 return;
             }
@@ -164,37 +157,25 @@ fn lrt_word_is_exact_after_a_racing_pick_and_settle() {
 
 /// The first sample of a never-measured backend (sampled, new base, refresh) races with
 /// a pick: the word must not stay at `UNMEASURED_BUSY` (which would starve the backend).
-fn first_sample_races_a_pick(recheck_sampled: bool) {
-    model(move || {
+/// Without the re-check of `sampled` in `refresh_lrt`, the picking writer may read the
+/// new `lrt_base` but the old `sampled` (two `Relaxed` loads of different words), write
+/// `UNMEASURED_BUSY` last and pass its re-check: this model found that.
+#[test]
+fn lrt_word_is_exact_after_a_first_sample_races_a_pick() {
+    model(|| {
         let m = one(1, 65.0, false);
         let m2 = Arc::clone(&m);
         let t = thread::spawn(move || {
             m2.requests.fetch_add(1, Relaxed);
-            m2.refresh_lrt_checking(recheck_sampled);
+            m2.refresh_lrt();
         });
         // `record_success`: the EWMA (and `sampled`), then `refresh_lrt_base`.
         m.sampled.store(true, Relaxed);
         m.base.store(66.0f64.to_bits(), Relaxed);
-        m.refresh_lrt_checking(recheck_sampled);
+        m.refresh_lrt();
         t.join().unwrap();
         assert_eq!(m.word().to_bits(), m.cost().to_bits(), "stale word");
     });
-}
-
-/// Fails today: the picking writer may read the new `lrt_base` but the old `sampled`
-/// (two `Relaxed` loads of different words), write `UNMEASURED_BUSY` last, and pass
-/// its re-check (which compares `lrt_base` and in-flight, not `sampled`). Needs
-/// `Backend::refresh_lrt` to re-check `sampled` as well (the next test).
-#[test]
-#[ignore = "needs backend.rs's refresh_lrt to re-check `sampled` (see the report of #12)"]
-fn lrt_word_is_exact_after_a_first_sample_races_a_pick() {
-    first_sample_races_a_pick(false);
-}
-
-/// The same race with the re-check of `sampled` that `Backend::refresh_lrt` needs.
-#[test]
-fn lrt_word_is_exact_after_a_first_sample_races_a_pick_if_sampled_is_rechecked() {
-    first_sample_races_a_pick(true);
 }
 
 /// A backend that was ejected is available again and still flagged; a scan's
