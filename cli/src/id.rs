@@ -216,28 +216,17 @@ mod tests {
     }
 
     /// A fresh directory for one test, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir()
-                .join(format!("ringleader-cli-id-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("ringleader-cli-id-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn sequential_runs_with_one_worker_never_repeat_even_after_a_clock_step() {
-        let dir = TempDir::new("sequential");
-        let state = dir.0.join("w5.mark");
+        let dir = temp_dir("sequential");
+        let state = dir.path().join("w5.mark");
         let state = state.to_str().unwrap();
         let clock = ManualClock::new();
         let argv = ["--count", "5000", "--worker", "5", "--state", state];
@@ -260,8 +249,8 @@ mod tests {
         assert!(parse(&["--state", "x", "--no-state"]).is_err());
         assert!(parse(&["--decode", "1", "--state", "x"]).is_err());
         assert!(parse(&["--decode", "1", "--no-state"]).is_err());
-        let dir = TempDir::new("flags");
-        let state = dir.0.join("mine.mark");
+        let dir = temp_dir("flags");
+        let state = dir.path().join("mine.mark");
         let args = parse(&["--worker", "2", "--state", state.to_str().unwrap()]).unwrap();
         assert_eq!(mark_path(&args, WorkerId::new(2)).unwrap(), Some(state));
         let args = parse(&["--worker", "2", "--no-state"]).unwrap();

@@ -3,28 +3,17 @@
 //! same worker id while one holds the mark is refused with the holder's pid.
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringleader");
 
 /// A fresh directory for one test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("ringleader-id-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ringleader-id-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// `ringleader id ARGS` with its state directory in `home` (never the real one) and no
@@ -48,8 +37,8 @@ fn ids(out: &Output) -> Vec<u64> {
 
 #[test]
 fn without_a_worker_id_it_refuses_instead_of_using_worker_0() {
-    let home = TempDir::new("noworker");
-    let out = id_cmd(&home.0, &["--count", "3"]).output().unwrap();
+    let home = temp_dir("noworker");
+    let out = id_cmd(home.path(), &["--count", "3"]).output().unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "printed IDs anyway");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -59,7 +48,7 @@ fn without_a_worker_id_it_refuses_instead_of_using_worker_0() {
     );
 
     // The environment variable counts as a worker id.
-    let out = id_cmd(&home.0, &["--count", "2"])
+    let out = id_cmd(home.path(), &["--count", "2"])
         .env("RINGLEADER_WORKER_ID", "12")
         .output()
         .unwrap();
@@ -73,10 +62,10 @@ fn without_a_worker_id_it_refuses_instead_of_using_worker_0() {
 
 #[test]
 fn sequential_runs_keep_a_mark_in_the_state_directory_and_never_repeat() {
-    let home = TempDir::new("sequential");
+    let home = temp_dir("sequential");
     let mut all = Vec::new();
     for _ in 0..3 {
-        let out = id_cmd(&home.0, &["--worker", "7", "--count", "3000"])
+        let out = id_cmd(home.path(), &["--worker", "7", "--count", "3000"])
             .output()
             .unwrap();
         assert!(
@@ -99,43 +88,48 @@ fn sequential_runs_keep_a_mark_in_the_state_directory_and_never_repeat() {
         }
         all.extend(run);
     }
-    let mark = home.0.join("state/ringleader/id-twitter-worker-7.mark");
+    let mark = home
+        .path()
+        .join("state/ringleader/id-twitter-worker-7.mark");
     let text = std::fs::read_to_string(&mark).unwrap();
     assert!(text.contains("worker 7\n"), "{text}");
     assert!(home
-        .0
+        .path()
         .join("state/ringleader/id-twitter-worker-7.mark.lock")
         .exists());
 
     // --state puts it elsewhere; --no-state keeps none.
-    let custom = home.0.join("custom.mark");
-    let out = id_cmd(&home.0, &["--worker", "7", "--state"])
+    let custom = home.path().join("custom.mark");
+    let out = id_cmd(home.path(), &["--worker", "7", "--state"])
         .arg(&custom)
         .output()
         .unwrap();
     assert!(out.status.success());
     assert!(custom.exists());
-    let out = id_cmd(&home.0, &["--worker", "8", "--no-state"])
+    let out = id_cmd(home.path(), &["--worker", "8", "--no-state"])
         .output()
         .unwrap();
     assert!(out.status.success());
     assert!(!home
-        .0
+        .path()
         .join("state/ringleader/id-twitter-worker-8.mark")
         .exists());
 }
 
 #[test]
 fn four_parallel_runs_print_no_id_twice() {
-    let home = TempDir::new("parallel");
+    let home = temp_dir("parallel");
     // Four workers at once (what the issue ran with worker 0 for all: 6,000 distinct of 8,000).
     let children: Vec<_> = (1..=4)
         .map(|w| {
-            id_cmd(&home.0, &["--worker", &w.to_string(), "--count", "2000"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            id_cmd(
+                home.path(),
+                &["--worker", &w.to_string(), "--count", "2000"],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
         })
         .collect();
     let mut seen = HashSet::new();
@@ -154,7 +148,7 @@ fn four_parallel_runs_print_no_id_twice() {
     // refused, and whatever was printed is still unique.
     let children: Vec<_> = (0..4)
         .map(|_| {
-            id_cmd(&home.0, &["--worker", "5", "--count", "2000"])
+            id_cmd(home.path(), &["--worker", "5", "--count", "2000"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -185,12 +179,12 @@ fn four_parallel_runs_print_no_id_twice() {
 
 #[test]
 fn a_second_run_with_the_same_worker_is_told_the_holders_pid() {
-    let home = TempDir::new("lock");
-    let state = home.0.join("w3.mark");
+    let home = temp_dir("lock");
+    let state = home.path().join("w3.mark");
     // The holder: far more IDs than a pipe holds, so it stalls on its unread stdout while
     // holding the mark.
     let mut holder = id_cmd(
-        &home.0,
+        home.path(),
         &["--worker", "3", "--count", "100000000", "--state"],
     )
     .arg(&state)
@@ -200,7 +194,7 @@ fn a_second_run_with_the_same_worker_is_told_the_holders_pid() {
     let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
     let first: u64 = lines.next().unwrap().unwrap().parse().unwrap();
 
-    let out = id_cmd(&home.0, &["--worker", "3", "--state"])
+    let out = id_cmd(home.path(), &["--worker", "3", "--state"])
         .arg(&state)
         .output()
         .unwrap();
@@ -218,7 +212,7 @@ fn a_second_run_with_the_same_worker_is_told_the_holders_pid() {
     holder.wait().unwrap();
     // Killed, it released the lock (the kernel's) without lowering its mark: the next run
     // waits out the holder's short reservation, then continues past everything it issued.
-    let out = id_cmd(&home.0, &["--worker", "3", "--state"])
+    let out = id_cmd(home.path(), &["--worker", "3", "--state"])
         .arg(&state)
         .output()
         .unwrap();

@@ -38,7 +38,7 @@ use ringleader_idgen::Clock;
 #[test]
 fn a_second_generator_on_the_same_file_is_refused_until_the_first_is_dropped() {
     let dir = temp_dir("lock");
-    let path = dir.join("w.hwm");
+    let path = dir.path().join("w.hwm");
     let clock = ManualClock::new();
     let first = marked(&clock, &path, Duration::from_secs(2)).unwrap();
     let stored = stored_tick(&path);
@@ -82,7 +82,7 @@ fn a_second_process_on_the_same_file_is_told_the_holders_pid() {
         return;
     }
     let dir = temp_dir("lock2");
-    let path = dir.join("w9.hwm");
+    let path = dir.path().join("w9.hwm");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -133,7 +133,7 @@ fn a_second_process_on_the_same_file_is_told_the_holders_pid() {
 #[test]
 fn the_mark_is_renewed_in_the_background_before_callers_reach_it() {
     let dir = temp_dir("renew");
-    let path = dir.join("w.hwm");
+    let path = dir.path().join("w.hwm");
     let clock = ManualClock::new();
     let gen = marked(&clock, &path, 100 * MS).unwrap();
     let t0 = tick_of(&clock);
@@ -167,7 +167,7 @@ fn the_mark_is_renewed_in_the_background_before_callers_reach_it() {
 #[test]
 fn try_next_id_at_the_mark_returns_a_wait_and_leaves_the_write_to_the_renewer() {
     let dir = temp_dir("try");
-    let path = dir.join("w.hwm");
+    let path = dir.path().join("w.hwm");
     let clock = ManualClock::new();
     let gen = marked(&clock, &path, 100 * MS).unwrap();
     let t0 = tick_of(&clock);
@@ -199,7 +199,7 @@ fn try_next_id_at_the_mark_returns_a_wait_and_leaves_the_write_to_the_renewer() 
 #[test]
 fn dropping_lowers_the_mark_so_the_next_start_does_not_wait() {
     let dir = temp_dir("drop");
-    let path = dir.join("w.hwm");
+    let path = dir.path().join("w.hwm");
     let clock = ManualClock::new();
     let gen = marked(&clock, &path, Duration::from_secs(2)).unwrap();
     let last = gen.next_ids(10).unwrap().next_back().unwrap();

@@ -23,7 +23,7 @@ fn generator(
 #[test]
 fn restart_after_the_clock_moved_back_never_reissues() {
     let dir = temp_dir("restart");
-    let path = dir.join("worker-5.hwm");
+    let path = dir.path().join("worker-5.hwm");
     let clock = ManualClock::new();
     let first_run: Vec<Id> = {
         let gen = generator(&clock, &path, 5).unwrap();
@@ -107,8 +107,8 @@ fn restart_without_a_mark_does_not_reissue_borrowed_ids() {
 #[test]
 fn a_mark_reserved_further_ahead_by_a_crashed_run_is_not_a_clock_step() {
     let dir = temp_dir("ahead");
-    let path = dir.join("w.hwm");
-    let crashed = dir.join("crashed.hwm");
+    let path = dir.path().join("w.hwm");
+    let crashed = dir.path().join("crashed.hwm");
     let clock = ManualClock::new();
     // A run with a 10 s reservation; copying its file while it runs gives the file a crash
     // (no clean drop) would leave: a mark 10 s ahead of the clock.
@@ -169,7 +169,7 @@ fn a_mark_reserved_further_ahead_by_a_crashed_run_is_not_a_clock_step() {
 #[test]
 fn clock_far_behind_the_mark_refuses_to_start() {
     let dir = temp_dir("far");
-    let path = dir.join("w.hwm");
+    let path = dir.path().join("w.hwm");
     let clock = ManualClock::new();
     generator(&clock, &path, 1).unwrap().next_id().unwrap();
     clock.set_back(Duration::from_secs(3600));
@@ -183,7 +183,7 @@ fn clock_far_behind_the_mark_refuses_to_start() {
 #[test]
 fn ids_never_pass_the_durable_mark() {
     let dir = temp_dir("mark");
-    let path = dir.join("w.hwm");
+    let path = dir.path().join("w.hwm");
     let clock = ManualClock::new();
     let gen = Generator::builder(Layout::TWITTER)
         .clock(clock.clone())
@@ -211,13 +211,16 @@ fn ids_never_pass_the_durable_mark() {
     assert!((25..=65).contains(&writes), "{writes} writes");
     // (Checked once the renewer has stopped: it may be between write and rename before.)
     drop(gen);
-    assert!(!dir.join("w.hwm.tmp").exists(), "temp file renamed away");
+    assert!(
+        !dir.path().join("w.hwm.tmp").exists(),
+        "temp file renamed away"
+    );
 }
 
 #[test]
 fn corrupt_or_foreign_mark_files_are_clear_errors() {
     let dir = temp_dir("corrupt");
-    let path = dir.join("w.hwm");
+    let path = dir.path().join("w.hwm");
     let clock = ManualClock::new();
     generator(&clock, &path, 1).unwrap();
     let good = std::fs::read_to_string(&path).unwrap();
@@ -264,7 +267,7 @@ fn corrupt_or_foreign_mark_files_are_clear_errors() {
 #[test]
 fn unwritable_mark_location_fails_at_build() {
     let dir = temp_dir("io");
-    let path = dir.join("missing-subdir").join("w.hwm");
+    let path = dir.path().join("missing-subdir").join("w.hwm");
     let err = generator(&ManualClock::new(), &path, 1).unwrap_err();
     assert!(matches!(err, Error::HighWaterMarkIo { .. }), "{err}");
     assert!(err.to_string().contains("missing-subdir"), "{err}");

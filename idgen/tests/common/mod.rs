@@ -1,36 +1,15 @@
 //! Helpers shared by the high-water-mark tests: temporary directories and reading a mark file.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A fresh, empty directory for one test, removed on drop (no tempfile crate needed).
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn temp_dir(name: &str) -> TempDir {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ringleader-idgen-{}-{}-{}",
-        std::process::id(),
-        name,
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+/// A fresh, empty directory for one test, removed on drop.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ringleader-idgen-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// The tick stored in a mark file.
