@@ -37,6 +37,9 @@
 #   LOGS=dir                                         (keep ringleader's log of each run there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SCRIPT=bench-flap
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 DURATION=${DURATION:-30}
 CONNECTIONS=${CONNECTIONS:-32}
@@ -95,23 +98,6 @@ trap cleanup EXIT
 
 # ---------- backends: nginx, one worker each ----------
 
-nginx_common() { # $1 = name
-  cat <<EOF
-worker_processes 1;
-daemon on;
-pid $WORK/$1.pid;
-error_log $WORK/$1.error.log error;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/$1.body;
-  proxy_temp_path $WORK/$1.proxy;
-  fastcgi_temp_path $WORK/$1.fcgi;
-  uwsgi_temp_path $WORK/$1.uwsgi;
-  scgi_temp_path $WORK/$1.scgi;
-  keepalive_requests 1000000;
-EOF
-}
 
 port_of() { case $1 in b1) echo "$B1" ;; b2) echo "$B2" ;; b3) echo "$B3" ;; hole) echo "$HOLE" ;; esac; }
 
@@ -120,7 +106,7 @@ write_backend_conf() { # $1 = name, $2 = serve | hang
   local port; port=$(port_of "$1")
   local root='default_type text/plain; return 200 "hello from '"$1"'\n";'
   [ "$2" = hang ] && root="proxy_pass http://127.0.0.1:$HOLE; proxy_read_timeout 3600s;"
-  { nginx_common "$1"; cat <<EOF
+  { nginx_common "$1" error; cat <<EOF
   server {
     listen 127.0.0.1:$port;
     location /healthz { return 200 "ok\n"; }
@@ -152,13 +138,6 @@ freeze_backend() { # $1 = name, $2 = STOP | CONT (master and worker)
   kill -"$2" "$pid" $(pgrep -P "$pid") 2>/dev/null || true
 }
 
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench-flap: nothing listening on $1" >&2; exit 1
-}
 
 all_backends_up() {
   for b in b1 b2 b3; do
@@ -213,7 +192,7 @@ hang_off() {
 # ---------- the proxies ----------
 
 start_nginx_proxy() { # $1 = read timeout, $2 = fail_timeout
-  { nginx_common nginx-proxy; cat <<EOF
+  { nginx_common nginx-proxy error; cat <<EOF
   upstream app {
     server 127.0.0.1:$B1 max_fails=1 fail_timeout=$2;
     server 127.0.0.1:$B2 max_fails=1 fail_timeout=$2;

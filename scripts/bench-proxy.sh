@@ -17,6 +17,9 @@
 #                                            way, in the same alternating rounds (A/B)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SCRIPT=bench-proxy
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -69,23 +72,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-nginx_common() { # $1 = name
-  cat <<EOF
-worker_processes 1;
-daemon on;
-pid $WORK/$1.pid;
-error_log $WORK/$1.error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/$1.body;
-  proxy_temp_path $WORK/$1.proxy;
-  fastcgi_temp_path $WORK/$1.fcgi;
-  uwsgi_temp_path $WORK/$1.uwsgi;
-  scgi_temp_path $WORK/$1.scgi;
-  keepalive_requests 1000000;
-EOF
-}
 
 start_backend() { # $1 = name, $2 = port
   { nginx_common "$1"; cat <<EOF
@@ -192,13 +178,6 @@ if [ -n "$RINGLEADER_BEFORE" ]; then
   PIDS+=($!)
 fi
 
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench-proxy: nothing listening on $1" >&2; exit 1
-}
 for port in $B1 $B2 $B3 $P_NGINX $P_RL; do wait_port "$port"; done
 [ -n "$HAPROXY" ] && wait_port "$P_HAPROXY"
 [ -n "$RINGLEADER_BEFORE" ] && wait_port "$P_RL_BEFORE"
