@@ -62,6 +62,7 @@ impl Proxy {
                 .map(|b| {
                     serde_json::json!({
                         "id": b.id(),
+                        "name": up.label_of(b.id()),
                         "addr": b.addr(),
                         "weight": b.weight(),
                         "health": b.health().to_string(),
@@ -146,10 +147,13 @@ impl Proxy {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (uname, up) in &state.upstreams {
                 for b in up.lb.backends() {
+                    // `backend` is what /status and the logs call it (its name, else
+                    // its address), `addr` always its address.
                     let l = format!(
-                        "upstream=\"{}\",backend=\"{}\"",
+                        "upstream=\"{}\",backend=\"{}\",addr=\"{}\"",
                         label(uname),
-                        label(b.id())
+                        label(up.label_of(b.id())),
+                        label(b.addr())
                     );
                     let _ = match i {
                         0 => writeln!(out, "{name}{{{l}}} {}", b.in_flight()),

@@ -93,6 +93,9 @@ pub(crate) struct Upstream {
     pub hash_key: Option<HashKey>,
     /// `(backend id, authority)` in config order.
     pub authorities: Vec<(String, Authority)>,
+    /// What status, metrics and logs call each backend (its name, else its
+    /// address), aligned with `authorities`.
+    pub labels: Vec<Box<str>>,
     /// Strategy name.
     pub strategy: StrategyKind,
     /// The config it was built from.
@@ -165,6 +168,7 @@ impl Upstream {
         };
         let mut authorities = Vec::with_capacity(cfg.backends.len());
         let mut conns = Vec::with_capacity(cfg.backends.len());
+        let mut labels = Vec::with_capacity(cfg.backends.len());
         for b in &cfg.backends {
             let addr = b.addr.get_ref();
             let Ok(a) = addr.parse::<Authority>() else {
@@ -185,6 +189,7 @@ impl Upstream {
                     ))
                 });
             authorities.push((addr.clone(), a));
+            labels.push(b.label().into());
             conns.push(pool);
         }
         let on = |o: RetryOn| cfg.retry.on.contains(&o);
@@ -208,6 +213,7 @@ impl Upstream {
             budget,
             hash_key,
             authorities,
+            labels,
             strategy,
             config: cfg.clone(),
         })
@@ -223,6 +229,11 @@ impl Upstream {
     /// Index of a backend id in [`Upstream::authorities`].
     pub fn index_of(&self, id: &str) -> Option<usize> {
         self.authorities.iter().position(|(i, _)| i == id)
+    }
+
+    /// What status, metrics and logs call backend `id` (its name, else its address).
+    pub fn label_of<'a>(&'a self, id: &'a str) -> &'a str {
+        self.index_of(id).map_or(id, |i| &self.labels[i])
     }
 
     /// Index of a picked backend in [`Upstream::authorities`]: its snapshot

@@ -56,7 +56,16 @@ impl Config {
                 }
             }
             for b in &u.backends {
-                let _ = writeln!(out, "  - {} (weight {})", b.addr.get_ref(), b.weight);
+                let _ = match &b.name {
+                    Some(n) => writeln!(
+                        out,
+                        "  - {} at {} (weight {})",
+                        n.get_ref(),
+                        b.addr.get_ref(),
+                        b.weight
+                    ),
+                    None => writeln!(out, "  - {} (weight {})", b.addr.get_ref(), b.weight),
+                };
             }
             match &u.health {
                 Some(h) => {
@@ -180,5 +189,25 @@ mod tests {
             "{}",
             c.describe()
         );
+    }
+
+    #[test]
+    fn backends_show_their_names() {
+        let c = parse(
+            "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9001\", name = \"alpha\" }, { addr = \"127.0.0.1:9002\", weight = 2 }]\n",
+        )
+        .unwrap();
+        let d = c.describe();
+        assert!(
+            d.contains("  - alpha at 127.0.0.1:9001 (weight 1)\n"),
+            "{d}"
+        );
+        assert!(d.contains("  - 127.0.0.1:9002 (weight 2)\n"), "{d}");
+        // The resolved config keeps the name, and only where one was given.
+        assert_eq!(d.matches("name = \"alpha\"").count(), 1, "{d}");
+        assert_eq!(d.matches("name =").count(), 1, "{d}");
+        let again =
+            Config::from_toml_str(&d[d.find("# resolved config").unwrap()..], "r.toml").unwrap();
+        assert_eq!(again.upstreams["app"].backends[0].label(), "alpha");
     }
 }

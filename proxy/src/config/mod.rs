@@ -197,7 +197,7 @@ fn default_connect_timeout() -> Duration {
     Duration::from_secs(1)
 }
 
-/// One backend: `{ addr = "host:port", weight = 1 }`.
+/// One backend: `{ addr = "host:port", weight = 1, name = "alpha" }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
@@ -206,6 +206,27 @@ pub struct BackendConfig {
     /// Relative weight (>= 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// A name for status, metrics and logs (`[A-Za-z0-9._:-]`, unique in its
+    /// upstream); absent = the backend is called by its address. Statistics
+    /// follow the address, so renaming a backend on reload keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Spanned<String>>,
+}
+
+impl BackendConfig {
+    /// What status, metrics and logs call the backend: its name, else its address.
+    ///
+    /// ```
+    /// let c = ringleader_proxy::Config::from_toml_str(
+    ///     "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9001\", name = \"alpha\" }, { addr = \"127.0.0.1:9002\" }]\n",
+    ///     "inline.toml",
+    /// ).unwrap();
+    /// let b = &c.upstreams["app"].backends;
+    /// assert_eq!((b[0].label(), b[1].label()), ("alpha", "127.0.0.1:9002"));
+    /// ```
+    pub fn label(&self) -> &str {
+        self.name.as_ref().unwrap_or(&self.addr).get_ref()
+    }
 }
 
 fn default_weight() -> u32 {

@@ -135,6 +135,28 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
                 format!("backend {addr:?} is listed twice"),
             ));
         }
+        if let Some(n) = &b.name {
+            validate_backend_name(ctx, n)?;
+        }
+    }
+    // A backend's label (name, else address) names it in status, metrics and logs:
+    // two backends of an upstream must not share one.
+    let mut labels = std::collections::HashMap::new();
+    for b in &up.backends {
+        if let Some(other) = labels.insert(b.label(), b) {
+            let (span, what) = match (&b.name, &other.name) {
+                (Some(n), Some(_)) => (n.span(), "is used by two backends"),
+                (Some(n), None) => (n.span(), "is the address of another backend"),
+                (None, _) => (b.addr.span(), "is the name of another backend"),
+            };
+            return Err(ctx.err(
+                Some(span),
+                format!(
+                    "backend name {:?} {what} of upstream {name:?}; names must be unique",
+                    b.label()
+                ),
+            ));
+        }
     }
     if let Some(h) = &up.health {
         if !h.path.starts_with('/') {
@@ -182,6 +204,31 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
     Ok(())
 }
 
+/// The longest backend name accepted.
+const MAX_BACKEND_NAME: usize = 64;
+
+/// A backend name goes into metric label values and log fields: non-empty, short,
+/// and only `[A-Za-z0-9._:-]`, so it needs no quoting anywhere.
+fn validate_backend_name(ctx: &Ctx<'_>, n: &Spanned<String>) -> Result<()> {
+    let name = n.get_ref();
+    let bad = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > MAX_BACKEND_NAME {
+        Some("is longer than 64 characters")
+    } else if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+    {
+        Some("may hold only letters, digits and . _ : -")
+    } else {
+        None
+    };
+    match bad {
+        Some(why) => Err(ctx.err(Some(n.span()), format!("backend name {name:?} {why}"))),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -223,5 +270,58 @@ mod tests {
         assert_eq!(route_host("[::1]").as_deref(), Some("[::1]"));
         // Bare: there is no port to remove; the address stays whole.
         assert_eq!(route_host("2001:db8::1").as_deref(), Some("2001:db8::1"));
+    }
+
+    #[test]
+    fn backend_names_are_checked_and_located() {
+        let c = parse(
+            "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9001\", name = \"alpha-1.eu:a_b\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(c.upstreams["app"].backends[0].label(), "alpha-1.eu:a_b");
+        for (entries, at, msg) in [
+            (
+                "{ addr = \"x:1\", name = \"\" }",
+                "t.toml:2:36: ",
+                "backend name \"\" must not be empty",
+            ),
+            (
+                "{ addr = \"x:1\", name = \"a b\" }",
+                "t.toml:2:36: ",
+                "may hold only letters, digits and . _ : -",
+            ),
+            (
+                "{ addr = \"x:1\", name = \"a\\\"\" }",
+                "t.toml:2:36: ",
+                "may hold only",
+            ),
+            (
+                "{ addr = \"x:1\", name = \"a\" }, { addr = \"x:2\", name = \"a\" }",
+                "t.toml:2:66: ",
+                "backend name \"a\" is used by two backends of upstream \"app\"",
+            ),
+            (
+                "{ addr = \"x:1\", name = \"x:2\" }, { addr = \"x:2\" }",
+                "t.toml:2:54: ",
+                "\"x:2\" is the name of another backend",
+            ),
+            (
+                "{ addr = \"x:2\" }, { addr = \"x:1\", name = \"x:2\" }",
+                "t.toml:2:54: ",
+                "\"x:2\" is the address of another backend",
+            ),
+        ] {
+            let err = parse(&format!("[upstream.app]\nbackends = [{entries}]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(at), "{entries}: {err}");
+            assert!(err.contains(msg), "{entries}: {err}");
+        }
+        let long = "n".repeat(65);
+        let err = parse(&format!(
+            "[upstream.app]\nbackends = [{{ addr = \"x:1\", name = \"{long}\" }}]\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("longer than 64"), "{err}");
     }
 }

@@ -39,7 +39,7 @@ async fn metrics_expose_counters_and_backend_state() {
         "{text}"
     );
     let line = format!(
-        "ringleader_backend_requests_total{{upstream=\"app\",backend=\"{}\"}} 3",
+        "ringleader_backend_requests_total{{upstream=\"app\",backend=\"{0}\",addr=\"{0}\"}} 3",
         b[0].addr()
     );
     assert!(text.contains(&line), "{text}");

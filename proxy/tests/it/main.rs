@@ -8,6 +8,7 @@ mod failover;
 mod flap;
 mod headers;
 mod limits;
+mod names;
 mod pool;
 mod reload;
 mod retries;

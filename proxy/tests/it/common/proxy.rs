@@ -23,7 +23,12 @@ pub async fn backends(n: usize) -> Vec<DemoBackend> {
 /// A config with listeners on port 0, `server_extra` inside `[server]`, one upstream
 /// `app` over the backend entries `entries` (TOML inline tables), `upstream_extra`
 /// appended inside `[upstream.app]` and `tail` appended at the end (sub-tables).
-fn config_of(server_extra: &str, entries: &[String], upstream_extra: &str, tail: &str) -> Config {
+pub fn config_of(
+    server_extra: &str,
+    entries: &[String],
+    upstream_extra: &str,
+    tail: &str,
+) -> Config {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{server_extra}\n\
          [upstream.app]\nbackends = [{}]\n{upstream_extra}\n{tail}\n",
