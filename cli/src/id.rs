@@ -4,9 +4,9 @@
 //! and keeps a high-water mark per layout and worker in the user's state directory, locked
 //! while the command runs, so runs with one worker id never repeat an ID, even across a
 //! backwards clock step, and two at once are refused instead of duplicating.
-use std::io::{self, BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ringleader_idgen::{Clock, Generator, Id, Layout, SystemClock, WorkerId, WORKER_ID_ENV};
 
@@ -29,6 +29,8 @@ pub struct IdArgs {
     #[arg(long)]
     pub worker: Option<u32>,
     /// Decode this ID instead of generating: prints its time (RFC 3339), worker and sequence.
+    /// Warns on stderr when the time is implausible for --layout (in the future, or within 90
+    /// days of the layout's epoch), naming the layouts that decode it to a plausible time.
     #[arg(long, value_name = "ID", conflicts_with_all = ["count", "worker", "state", "no_state"])]
     pub decode: Option<Id>,
     /// Bit layout of the IDs.
@@ -79,23 +81,18 @@ impl LayoutName {
 
 /// Run `ringleader id`.
 pub fn run(args: IdArgs) -> Result<(), CliError> {
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    match run_to(&args, &mut out).and_then(|()| out.flush().map_err(Into::into)) {
-        Err(e) if is_broken_pipe(&*e) => Ok(()), // `ringleader id --count 1000000 | head`
-        other => other,
-    }
-}
-
-fn is_broken_pipe(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    e.downcast_ref::<io::Error>()
-        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    // `ringleader id --count 1000000 | head` ends quietly: see `crate::out`.
+    crate::out::stdout(|out| run_to(&args, out))
 }
 
 /// `ringleader id` writing to `out` instead of stdout.
 pub fn run_to(args: &IdArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if let Some(id) = args.decode {
-        return decode(args.layout.layout(), id, out);
+        decode(args.layout, id, out)?;
+        if let Some(warning) = implausible_warning(args.layout, id, SystemTime::now()) {
+            tracing::warn!("{warning}");
+        }
+        return Ok(());
     }
     generate(args, SystemClock, out)
 }
@@ -157,17 +154,22 @@ fn generate<C: Clock>(args: &IdArgs, clock: C, out: &mut dyn Write) -> Result<()
     Ok(())
 }
 
-fn decode(layout: Layout, id: Id, out: &mut dyn Write) -> Result<(), CliError> {
-    let parts = layout
-        .decode(id)
-        .map_err(|e| format!("{id} is not an ID of layout {layout}: {e}"))?;
-    let time = layout.time_of(parts.timestamp)?;
-    // Every preset ticks in whole milliseconds; finer ticks get nanoseconds.
-    let time = if layout.tick() >= Duration::from_millis(1) {
+/// RFC 3339 text of a decoded time: every preset ticks in whole milliseconds; finer ticks
+/// get nanoseconds.
+fn rfc3339(layout: Layout, time: SystemTime) -> String {
+    if layout.tick() >= Duration::from_millis(1) {
         humantime::format_rfc3339_millis(time).to_string()
     } else {
         humantime::format_rfc3339_nanos(time).to_string()
-    };
+    }
+}
+
+fn decode(name: LayoutName, id: Id, out: &mut dyn Write) -> Result<(), CliError> {
+    let layout = name.layout();
+    let parts = layout
+        .decode(id)
+        .map_err(|e| format!("{id} is not an ID of layout {layout}: {e}"))?;
+    let time = rfc3339(layout, layout.time_of(parts.timestamp)?);
     writeln!(out, "id        {id}")?;
     writeln!(out, "time      {time}")?;
     writeln!(out, "worker    {}", parts.worker)?;
@@ -180,6 +182,91 @@ fn decode(layout: Layout, id: Id, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
     writeln!(out, "layout    {layout}")?;
     Ok(())
+}
+
+/// How far ahead of this machine's clock a decoded time may be and still count as
+/// plausible: the machine that issued the ID may have a clock that runs a little ahead.
+pub const FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// A decoded time this soon after its layout's epoch is implausible: it is where an ID of a
+/// narrower layout lands. A JS-safe ID (below 2^53) read as Twitter decodes to at most
+/// 2^31 ms (25 days) after the Twitter epoch, read as Sonyflake to at most 2^29 ticks of
+/// 10 ms (62 days) after the Sonyflake epoch; small numbers decode to the epoch itself.
+pub const NEAR_EPOCH: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Every preset, in the order `--help` lists them.
+const PRESETS: [LayoutName; 3] = [
+    LayoutName::Twitter,
+    LayoutName::Sonyflake,
+    LayoutName::JsSafe,
+];
+
+/// Why a decoded time cannot be right for its layout, at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implausible {
+    /// Later than now plus [`FUTURE_SKEW`].
+    Future,
+    /// Within [`NEAR_EPOCH`] of the layout's epoch.
+    NearEpoch,
+}
+
+/// Whether `time`, decoded with `layout`, is implausible at `now`.
+pub fn implausible(layout: Layout, time: SystemTime, now: SystemTime) -> Option<Implausible> {
+    if time > now + FUTURE_SKEW {
+        Some(Implausible::Future)
+    } else if time < layout.epoch() + NEAR_EPOCH {
+        Some(Implausible::NearEpoch)
+    } else {
+        None
+    }
+}
+
+/// The time `id` decodes to with `name`'s layout, if it decodes to a plausible one at `now`.
+fn plausible_time(name: LayoutName, id: Id, now: SystemTime) -> Option<SystemTime> {
+    let layout = name.layout();
+    let time = layout.time_of(layout.decode(id).ok()?.timestamp).ok()?;
+    implausible(layout, time, now).is_none().then_some(time)
+}
+
+/// The warning `ringleader id --decode` prints (on stderr) when `id` decodes with `name`'s
+/// layout to an implausible time at `now`, naming the layouts that decode it plausibly.
+pub fn implausible_warning(name: LayoutName, id: Id, now: SystemTime) -> Option<String> {
+    let layout = name.layout();
+    let time = layout.time_of(layout.decode(id).ok()?.timestamp).ok()?;
+    let why = match implausible(layout, time, now)? {
+        Implausible::Future => format!(
+            "in the future (more than {} ahead of this clock)",
+            humantime::format_duration(FUTURE_SKEW)
+        ),
+        Implausible::NearEpoch => format!(
+            "within {} days of the layout's epoch {}",
+            NEAR_EPOCH.as_secs() / 86_400,
+            humantime::format_rfc3339_seconds(layout.epoch())
+        ),
+    };
+    let mut msg = format!(
+        "{id} decodes with the {} layout to {}, {why}: is it an ID of another layout?",
+        name.name(),
+        rfc3339(layout, time)
+    );
+    let others: Vec<String> = PRESETS
+        .iter()
+        .filter(|&&other| other != name)
+        .filter_map(|&other| {
+            let t = plausible_time(other, id, now)?;
+            Some(format!(
+                "--layout {} decodes it to {}",
+                other.name(),
+                rfc3339(other.layout(), t)
+            ))
+        })
+        .collect();
+    if others.is_empty() {
+        msg += " No other preset (--layout twitter | sonyflake | js-safe) decodes it to a plausible time either.";
+    } else {
+        msg += &format!(" {}.", others.join("; "));
+    }
+    Some(msg)
 }
 
 #[cfg(test)]
@@ -307,6 +394,69 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("worker    65535"), "{text}");
+    }
+
+    /// 2026-11-30T12:00:00Z, the "now" of the plausibility tests.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_040_000)
+    }
+
+    fn id_at(name: LayoutName, time: SystemTime) -> Id {
+        let layout = name.layout();
+        let ticks =
+            time.duration_since(layout.epoch()).unwrap().as_nanos() / layout.tick().as_nanos();
+        layout.compose(ticks as u64, 1, 2).unwrap()
+    }
+
+    #[test]
+    fn plausible_times_are_between_90_days_after_the_epoch_and_5_minutes_ahead() {
+        let layout = Layout::TWITTER;
+        let now = now();
+        assert_eq!(implausible(layout, now, now), None);
+        assert_eq!(implausible(layout, now + FUTURE_SKEW, now), None);
+        assert_eq!(
+            implausible(layout, now + FUTURE_SKEW + Duration::from_secs(1), now),
+            Some(Implausible::Future)
+        );
+        assert_eq!(implausible(layout, layout.epoch() + NEAR_EPOCH, now), None);
+        assert_eq!(
+            implausible(layout, layout.epoch() + Duration::from_secs(86_400), now),
+            Some(Implausible::NearEpoch)
+        );
+    }
+
+    #[test]
+    fn the_warning_names_the_layouts_that_decode_an_id_plausibly() {
+        let now = now();
+        // An ID issued a minute ago decodes plausibly with its own layout: no warning.
+        for name in PRESETS {
+            let id = id_at(name, now - Duration::from_secs(60));
+            assert_eq!(implausible_warning(name, id, now), None, "{name:?}");
+        }
+        // A JS-safe ID read as Twitter or Sonyflake: near their epochs; js-safe is named.
+        let js = id_at(LayoutName::JsSafe, now - Duration::from_secs(60));
+        for wrong in [LayoutName::Twitter, LayoutName::Sonyflake] {
+            let w = implausible_warning(wrong, js, now).unwrap();
+            assert!(w.contains("within 90 days of the layout's epoch"), "{w}");
+            assert!(
+                w.ends_with(" --layout js-safe decodes it to 2026-11-30T11:59:00.000Z."),
+                "{w}"
+            );
+        }
+        // A Twitter ID read as Sonyflake: the future; twitter is named.
+        let tw = id_at(LayoutName::Twitter, now - Duration::from_secs(60));
+        let w = implausible_warning(LayoutName::Sonyflake, tw, now).unwrap();
+        assert!(
+            w.contains("in the future (more than 5m ahead of this clock)"),
+            "{w}"
+        );
+        assert!(
+            w.ends_with(" --layout twitter decodes it to 2026-11-30T11:59:00.000Z."),
+            "{w}"
+        );
+        // Nothing plausible anywhere: said so.
+        let w = implausible_warning(LayoutName::Twitter, Id::try_from(1u64).unwrap(), now).unwrap();
+        assert!(w.contains("No other preset"), "{w}");
     }
 
     #[test]

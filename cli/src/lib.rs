@@ -9,7 +9,8 @@
 //! use ringleader_cli::{Cli, Command};
 //!
 //! let cli = Cli::try_parse_from(["ringleader", "check", "-c", "proxy.toml"]).unwrap();
-//! assert!(matches!(cli.command, Command::Check(ref a) if a.config.ends_with("proxy.toml")));
+//! assert!(matches!(cli.command, Command::Check(ref a)
+//!     if a.config.as_deref().is_some_and(|c| c.ends_with("proxy.toml"))));
 //! assert!(Cli::try_parse_from(["ringleader", "sim", "reshard", "--format", "xml"]).is_err());
 //! ```
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod id;
+pub mod out;
 pub mod serve;
 pub mod sim;
 
@@ -25,11 +27,15 @@ pub type CliError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// `ringleader`: HTTP reverse proxy, Snowflake IDs, sharding and balancing simulators.
 #[derive(Debug, Parser)]
-#[command(name = "ringleader", version, about, long_about = None)]
+#[command(name = "ringleader", version, about, long_about = None, after_long_help = EXIT_HELP)]
 pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     #[arg(long, global = true, default_value = "info")]
     pub log: String,
+    /// Log format on stderr: `text` (coloured only when stderr is a terminal and `NO_COLOR`
+    /// is unset) or `json` (one JSON object per line: timestamp, level, target, fields).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -51,23 +57,87 @@ pub enum Command {
     Sim(sim::SimCommand),
 }
 
-/// Install the tracing subscriber (stderr, `--log` or `RUST_LOG` filter).
+/// `ringleader --help`'s closing paragraph: exit statuses.
+const EXIT_HELP: &str = "\
+Exit status: 0 on success, 1 on an error (reported on stderr), 2 on bad arguments.
+A closed standard output (`ringleader id --count 1000000 | head -3`) ends a command quietly
+with status 0, as if it had finished: the reader chose to stop, nothing failed.";
+
+/// Format of the log lines on stderr (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only on a terminal.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON formatter).
+    Json,
+}
+
+/// Whether text logs on stderr get ANSI colours: only on a terminal, and never when
+/// `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Install the tracing subscriber (stderr, `--log` or `RUST_LOG` filter, `--log-format`).
 pub fn init_tracing(cli: &Cli) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder
+            .with_ansi(colour_logs(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// Run a parsed command line.
+///
+/// A closed standard output ([`out::StdoutClosed`]) is success here, so the binary exits
+/// with status 0 rather than the 141 (128 + SIGPIPE) a C program killed by SIGPIPE shows:
+/// under `set -o pipefail`, `ringleader id --count 1000000 | head` would otherwise fail a
+/// script that got exactly what it asked for.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve::serve(args),
         Command::Check(args) => serve::check(args),
         Command::Demo(args) => serve::demo(args),
         Command::Id(args) => id::run(args),
         Command::Sim(command) => sim::run(command),
+    };
+    match result {
+        Err(e) if out::is_stdout_closed(&*e) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some(OsStr::new(""))));
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(false, None));
+    }
+
+    #[test]
+    fn log_format_is_a_global_flag() {
+        let cli =
+            Cli::try_parse_from(["ringleader", "id", "--decode", "1", "--log-format", "json"])
+                .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["ringleader", "id", "--decode", "1"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Text);
+        assert!(Cli::try_parse_from(["ringleader", "--log-format", "xml", "id"]).is_err());
     }
 }

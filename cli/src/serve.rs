@@ -5,20 +5,63 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The config file `serve` and `check` read without `-c`, in the current directory.
+pub const DEFAULT_CONFIG: &str = "ringleader.toml";
+
 /// Arguments of `ringleader serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Config file (TOML).
-    #[arg(short, long, default_value = "ringleader.toml")]
-    pub config: PathBuf,
+    /// Config file (TOML) [default: ./ringleader.toml].
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Arguments of `ringleader check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Config file (TOML).
-    #[arg(short, long, default_value = "ringleader.toml")]
-    pub config: PathBuf,
+    /// Config file (TOML) [default: ./ringleader.toml].
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Load the config of `ringleader <subcommand>`: `-c FILE`, else [`DEFAULT_CONFIG`]. A
+/// missing file is reported with the path looked for (as given and absolute) and, for the
+/// default, how to point at the repository's annotated example instead.
+pub fn load_config(subcommand: &str, given: Option<&Path>) -> Result<(PathBuf, Config), CliError> {
+    let path = given.unwrap_or(Path::new(DEFAULT_CONFIG)).to_path_buf();
+    match Config::load(&path) {
+        Ok(config) => Ok((path, config)),
+        Err(ringleader_proxy::Error::ReadConfig { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Err(missing_config(subcommand, &path, given.is_none()).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The message for a config file that does not exist: the absolute path looked for, the
+/// path as given when it differs, and for the default how to name one.
+fn missing_config(subcommand: &str, path: &Path, is_default: bool) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut msg = format!("no config file at {}", absolute.display());
+    if !is_default {
+        if absolute != path {
+            msg += &format!(" (-c {})", path.display());
+        }
+        return msg;
+    }
+    msg += &format!(" (without -c, `ringleader {subcommand}` reads ./{DEFAULT_CONFIG})");
+    let example = Path::new("examples").join(DEFAULT_CONFIG);
+    if example.is_file() {
+        msg += &format!("; try `ringleader {subcommand} -c {}`", example.display());
+    } else {
+        msg += &format!(
+            "; pass -c FILE, e.g. ringleader's annotated example: \
+             `ringleader {subcommand} -c examples/{DEFAULT_CONFIG}` from the repository's root"
+        );
+    }
+    msg
 }
 
 /// Arguments of `ringleader demo`.
@@ -48,22 +91,65 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Run `ringleader serve`.
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
-    let config = Config::load(&args.config)?;
+    let (path, config) = load_config("serve", args.config.as_deref())?;
     let rt = runtime(config.server.workers)?;
     rt.block_on(async move {
+        let signals = Signals::new()?;
         let server = Server::bind(config).await?;
-        run_until_signal(server, Some(&args.config)).await
+        signals.run_until(server, Some(&path)).await
     })
 }
 
-/// Serve until SIGTERM/SIGINT (then drain); SIGHUP reloads `config_path`.
-pub async fn run_until_signal(server: Server, config_path: Option<&Path>) -> Result<(), CliError> {
+/// The signals a running proxy obeys, registered before it starts so that none sent once
+/// it is up can kill the process instead of stopping it cleanly.
+#[derive(Debug)]
+pub struct Signals {
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Register SIGHUP, SIGTERM and SIGINT handlers (Ctrl-C elsewhere). Call inside a runtime.
+    pub fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                hup: signal(SignalKind::hangup())?,
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Serve until SIGTERM/SIGINT (then drain); SIGHUP reloads `config_path`.
+    pub async fn run_until(
+        self,
+        server: Server,
+        config_path: Option<&Path>,
+    ) -> Result<(), CliError> {
+        run_until_signal(self, server, config_path).await
+    }
+}
+
+async fn run_until_signal(
+    signals: Signals,
+    server: Server,
+    config_path: Option<&Path>,
+) -> Result<(), CliError> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let Signals {
+            mut hup,
+            mut term,
+            mut int,
+        } = signals;
         loop {
             tokio::select! {
                 _ = hup.recv() => match config_path {
@@ -81,7 +167,7 @@ pub async fn run_until_signal(server: Server, config_path: Option<&Path>) -> Res
     }
     #[cfg(not(unix))]
     {
-        let _ = config_path;
+        let _ = (signals, config_path);
         tokio::signal::ctrl_c().await?;
     }
     let grace = server.proxy().config().server.shutdown_grace;
@@ -92,21 +178,24 @@ pub async fn run_until_signal(server: Server, config_path: Option<&Path>) -> Res
 
 /// Run `ringleader check`.
 pub fn check(args: CheckArgs) -> Result<(), CliError> {
-    let config = Config::load(&args.config)?;
-    println!("{}: OK\n", args.config.display());
-    print!("{}", config.describe());
-    Ok(())
+    let (path, config) = load_config("check", args.config.as_deref())?;
+    crate::out::stdout(|out| {
+        writeln!(out, "{}: OK\n", path.display())?;
+        write!(out, "{}", config.describe())?;
+        Ok(())
+    })
 }
 
-/// The demo's config for three backends.
+/// The demo's config: `backends` are (name, address) pairs, shown by name in /status,
+/// the metrics and the logs.
 pub fn demo_config(
     listen: SocketAddr,
     admin: SocketAddr,
-    backends: &[SocketAddr],
+    backends: &[(&str, SocketAddr)],
 ) -> Result<Config, ringleader_proxy::Error> {
     let list: Vec<String> = backends
         .iter()
-        .map(|a| format!("{{ addr = \"{a}\" }}"))
+        .map(|(name, a)| format!("{{ addr = \"{a}\", name = \"{name}\" }}"))
         .collect();
     let text = format!(
         r#"[server]
@@ -156,21 +245,44 @@ async fn bind_demo(mut config: Config) -> Result<Server, ringleader_proxy::Error
 }
 
 /// Run `ringleader demo`.
+///
+/// The banner is best-effort: with standard output closed the demo is not lost, it logs
+/// that the banner was not shown and keeps serving until Ctrl-C or SIGTERM.
 pub fn demo(args: DemoArgs) -> Result<(), CliError> {
     let rt = runtime(0)?;
     rt.block_on(async move {
+        let signals = Signals::new()?;
         let alpha = DemoBackend::start("alpha", Duration::ZERO).await?;
         let bravo = DemoBackend::start("bravo", Duration::ZERO).await?;
         let charlie = DemoBackend::start("charlie", Duration::from_millis(80)).await?;
-        let config = demo_config(args.listen, args.admin, &[alpha.addr(), bravo.addr(), charlie.addr()])?;
+        let backends = [alpha.addr(), bravo.addr(), charlie.addr()];
+        let named = [
+            ("alpha", backends[0]),
+            ("bravo", backends[1]),
+            ("charlie", backends[2]),
+        ];
+        let config = demo_config(args.listen, args.admin, &named)?;
         let server = bind_demo(config).await?;
-        let p = server.proxy_addr();
-        let a = server.admin_addr();
-        println!(
-            r#"ringleader demo
+        let (p, a) = (server.proxy_addr(), server.admin_addr());
+        let text = banner(p, a, backends);
+        match crate::out::stdout(|out| Ok(out.write_all(text.as_bytes())?)) {
+            Err(e) if crate::out::is_stdout_closed(&*e) => {
+                tracing::info!("standard output is closed: the demo's banner is not shown");
+            }
+            other => other?,
+        }
+        tracing::info!(proxy = %p, admin = %a, "demo ready; Ctrl-C stops it");
+        signals.run_until(server, None).await
+    })
+}
+
+/// The demo's banner: where everything listens and commands to try.
+pub fn banner(p: SocketAddr, a: SocketAddr, [alpha, bravo, charlie]: [SocketAddr; 3]) -> String {
+    format!(
+        r#"ringleader demo
   proxy    http://{p}/
   admin    http://{a}/status   http://{a}/metrics
-  backends alpha http://{}  bravo http://{}  charlie http://{} (80 ms slower)
+  backends alpha http://{alpha}  bravo http://{bravo}  charlie http://{charlie} (80 ms slower)
   strategy power_of_two (peak EWMA), active checks every 1s, retries on connect_error/timeout/5xx
 
 Try:
@@ -181,23 +293,20 @@ Try:
 
 Watch failover:
   watch -n 0.5 curl -s http://{a}/status                 # in a second terminal
-  curl -X POST 'http://{}/_demo/down?secs=15'            # bravo refuses connections for 15 s
+  curl -X POST 'http://{bravo}/_demo/down?secs=15'            # bravo refuses connections for 15 s
   for i in $(seq 20); do curl -s -o /dev/null -w '%{{http_code}}\n' http://{p}/; done | sort | uniq -c
                                                          # all 200: refused connects are retried elsewhere;
                                                          # bravo shows "ejected"/"down", then "up" again
-Ctrl-C stops the demo."#,
-            alpha.addr(),
-            bravo.addr(),
-            charlie.addr(),
-            bravo.addr(),
-        );
-        run_until_signal(server, None).await
-    })
+Ctrl-C stops the demo.
+"#
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn demo_config_is_valid() {
@@ -206,12 +315,147 @@ mod tests {
             a,
             a,
             &[
-                a,
-                "127.0.0.1:2".parse().unwrap(),
-                "127.0.0.1:3".parse().unwrap(),
+                ("alpha", a),
+                ("bravo", "127.0.0.1:2".parse().unwrap()),
+                ("charlie", "127.0.0.1:3".parse().unwrap()),
             ],
         )
         .unwrap();
-        assert_eq!(c.upstreams["demo"].backends.len(), 3);
+        let labels: Vec<&str> = c.upstreams["demo"]
+            .backends
+            .iter()
+            .map(|b| b.label())
+            .collect();
+        assert_eq!(labels, ["alpha", "bravo", "charlie"]);
+    }
+
+    /// One HTTP/1.1 exchange on a fresh connection: status and the raw response text.
+    async fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await??;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Ok((status, text))
+    }
+
+    /// Poll `cond` every 20 ms until it holds, for at most `limit`.
+    async fn wait_for<F, Fut>(limit: Duration, what: &str, mut cond: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + limit;
+        while !cond().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A backend's `"health"` in the admin's /status text (the object naming it).
+    fn health_of(status: &str, name: &str) -> Option<String> {
+        let at = status.find(&format!("\"name\":\"{name}\""))?;
+        let obj_start = status[..at].rfind('{')?;
+        let obj = &status[obj_start..];
+        let obj = &obj[..obj.find('}')?];
+        let h = obj.split("\"health\":\"").nth(1)?;
+        Some(h[..h.find('"')?].to_string())
+    }
+
+    /// What the demo's banner tells a user to try is what happens: the proxy answers with
+    /// x-backend, /status and /metrics call the backends alpha, bravo and charlie, and while
+    /// bravo refuses connections every request still gets 200 and bravo's health leaves "up".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_banner_hints_hold_and_status_names_the_backends() {
+        let alpha = DemoBackend::start("alpha", Duration::ZERO).await.unwrap();
+        let bravo = DemoBackend::start("bravo", Duration::ZERO).await.unwrap();
+        let charlie = DemoBackend::start("charlie", Duration::from_millis(80))
+            .await
+            .unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let named = [
+            ("alpha", alpha.addr()),
+            ("bravo", bravo.addr()),
+            ("charlie", charlie.addr()),
+        ];
+        let server = bind_demo(demo_config(any, any, &named).unwrap())
+            .await
+            .unwrap();
+        let (p, a) = (server.proxy_addr(), server.admin_addr());
+        let text = banner(p, a, [alpha.addr(), bravo.addr(), charlie.addr()]);
+        assert!(text.contains(&format!("curl -i http://{p}/")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "curl -X POST 'http://{}/_demo/down?secs=15'",
+                bravo.addr()
+            )),
+            "{text}"
+        );
+
+        let (status, resp) = http(p, "GET", "/").await.unwrap();
+        assert_eq!(status, 200, "{resp}");
+        let lower = resp.to_ascii_lowercase();
+        assert!(
+            ["alpha", "bravo", "charlie"]
+                .iter()
+                .any(|n| lower.contains(&format!("x-backend: {n}"))),
+            "{resp}"
+        );
+
+        let (status, s) = http(a, "GET", "/status").await.unwrap();
+        assert_eq!(status, 200, "{s}");
+        for name in ["alpha", "bravo", "charlie"] {
+            assert_eq!(health_of(&s, name).as_deref(), Some("up"), "{name} in {s}");
+        }
+        assert!(
+            s.contains("\"in_flight\"") && s.contains("\"ewma_ms\""),
+            "{s}"
+        );
+        let (status, m) = http(a, "GET", "/metrics").await.unwrap();
+        assert_eq!(status, 200);
+        assert!(m.contains("ringleader_"), "{m}");
+        assert!(m.contains("backend=\"bravo\""), "{m}");
+
+        // Watch failover: bravo refuses connections for 2 s.
+        let (status, d) = http(bravo.addr(), "POST", "/_demo/down?secs=2")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{d}");
+        let b = bravo.addr();
+        wait_for(
+            Duration::from_secs(5),
+            "bravo to refuse connections",
+            || async move { tokio::net::TcpStream::connect(b).await.is_err() },
+        )
+        .await;
+        for _ in 0..20 {
+            let (status, r) = http(p, "GET", "/").await.unwrap();
+            assert_eq!(status, 200, "while bravo is down: {r}");
+        }
+        wait_for(
+            Duration::from_secs(10),
+            "bravo to leave \"up\" in /status",
+            || async move {
+                let (_, s) = http(a, "GET", "/status").await.unwrap();
+                matches!(health_of(&s, "bravo").as_deref(), Some("down" | "ejected"))
+            },
+        )
+        .await;
+        wait_for(
+            Duration::from_secs(15),
+            "bravo to be \"up\" again",
+            || async move {
+                let (_, s) = http(a, "GET", "/status").await.unwrap();
+                health_of(&s, "bravo").as_deref() == Some("up")
+            },
+        )
+        .await;
+        server.shutdown().await;
     }
 }

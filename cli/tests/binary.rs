@@ -1,4 +1,5 @@
-//! The `ringleader` binary end to end: `check`, and `serve` with SIGHUP reloads and SIGTERM drain.
+//! The `ringleader` binary end to end: `check` (and its default config file), and `serve` with
+//! SIGHUP reloads and SIGTERM drain.
 mod common;
 
 use common::*;
@@ -69,6 +70,80 @@ fn check_prints_the_resolved_config_or_a_located_error() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ringleader ARGS` run in `dir`: exit success and stderr.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn without_c_check_and_serve_read_ringleader_toml_and_say_so_when_it_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let abs = dir.path().canonicalize().unwrap();
+    let looked_for = abs.join("ringleader.toml");
+    let dir = abs.as_path();
+    for sub in ["check", "serve"] {
+        let (ok, _, stderr) = run_in(dir, &[sub]);
+        assert!(!ok, "{sub} without a config succeeded");
+        assert!(
+            stderr.contains(&format!("no config file at {}", looked_for.display())),
+            "{sub}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "without -c, `ringleader {sub}` reads ./ringleader.toml"
+            )),
+            "{sub}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("`ringleader {sub} -c examples/ringleader.toml`")),
+            "{sub}: {stderr}"
+        );
+    }
+    // A file named with -c that is missing: the path looked for, and as given.
+    let (ok, _, stderr) = run_in(dir, &["check", "-c", "nope.toml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "no config file at {} (-c nope.toml)",
+            abs.join("nope.toml").display()
+        )),
+        "{stderr}"
+    );
+
+    // From a directory holding examples/ringleader.toml (the repository's root) the hint
+    // is a command to paste.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/ringleader.toml");
+    std::fs::create_dir(dir.join("examples")).unwrap();
+    std::fs::copy(example, dir.join("examples/ringleader.toml")).unwrap();
+    let (ok, _, stderr) = run_in(dir, &["check"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("; try `ringleader check -c examples/ringleader.toml`"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = run_in(dir, &["check", "-c", "examples/ringleader.toml"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with("examples/ringleader.toml: OK"),
+        "{stdout}"
+    );
+
+    // With ./ringleader.toml present, check finds it without -c.
+    std::fs::copy(example, dir.join("ringleader.toml")).unwrap();
+    let (ok, stdout, stderr) = run_in(dir, &["check"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("ringleader.toml: OK"), "{stdout}");
 }
 
 /// The first captured log line containing `needle`, waiting up to 10 s.

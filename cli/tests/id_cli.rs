@@ -223,3 +223,73 @@ fn a_second_run_with_the_same_worker_is_told_the_holders_pid() {
     );
     assert!(ids(&out)[0] > first);
 }
+
+/// `ringleader id --decode ID [--layout L]`: stdout and stderr (no colours: stderr is a pipe).
+fn decode(home: &Path, id: &str, layout: Option<&str>) -> (String, String) {
+    let mut args = vec!["--decode", id];
+    if let Some(l) = layout {
+        args.extend(["--layout", l]);
+    }
+    let out = id_cmd(home, &args).env_remove("RUST_LOG").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn decoding_with_the_wrong_layout_warns_and_names_the_right_one() {
+    let home = temp_dir("decode");
+    let out = id_cmd(
+        home.path(),
+        &["--layout", "js-safe", "--worker", "3", "--no-state"],
+    )
+    .output()
+    .unwrap();
+    let js_safe = ids(&out)[0].to_string();
+
+    // Decoded with its own layout: a plausible time, no warning.
+    let (stdout, stderr) = decode(home.path(), &js_safe, Some("js-safe"));
+    assert!(stdout.contains("worker    3\n"), "{stdout}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+
+    // Decoded with the default (Twitter) layout: November 2010, a few days after the
+    // Twitter epoch. The output is still printed; the warning names --layout js-safe.
+    let (stdout, stderr) = decode(home.path(), &js_safe, None);
+    assert!(stdout.contains("time      2010-11-"), "{stdout}");
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{js_safe} decodes with the twitter layout to 2010-11-"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("within 90 days of the layout's epoch"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--layout js-safe decodes it to "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--layout sonyflake"), "{stderr}");
+
+    // A Twitter ID read as Sonyflake lands decades ahead.
+    let out = id_cmd(home.path(), &["--worker", "3", "--no-state"])
+        .output()
+        .unwrap();
+    let twitter = ids(&out)[0].to_string();
+    let (_, stderr) = decode(home.path(), &twitter, None);
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    let (_, stderr) = decode(home.path(), &twitter, Some("sonyflake"));
+    assert!(stderr.contains("in the future"), "{stderr}");
+    assert!(
+        stderr.contains("--layout twitter decodes it to "),
+        "{stderr}"
+    );
+}

@@ -54,9 +54,9 @@ pub fn run(args: BalanceArgs) -> Result<(), CliError> {
     scenario.config.bounded_load = args.bounded_load;
     scenario.config.validate()?;
     let report = simulate(&scenario, &strategies)?;
-    match format {
-        "json" => println!("{}", serde_json::to_string_pretty(&report)?),
-        _ => print!("{}", report.to_table()),
-    }
-    Ok(())
+    let text = match format {
+        "json" => serde_json::to_string_pretty(&report)? + "\n",
+        _ => report.to_table(),
+    };
+    crate::out::stdout(|out| Ok(out.write_all(text.as_bytes())?))
 }

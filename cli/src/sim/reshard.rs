@@ -1,5 +1,4 @@
 //! `ringleader sim reshard`: key-migration simulation (table, JSON or CSV; optional SVG plot).
-use std::io::Write;
 use std::path::PathBuf;
 
 use ringleader_ring::sim::{self, Algorithm, Event, KeyDistribution, SimConfig};
@@ -138,18 +137,18 @@ impl ReshardArgs {
 pub fn run(args: ReshardArgs) -> Result<(), CliError> {
     let config = args.to_config()?;
     let report = sim::run(&config)?;
-    let text = match args.format {
-        Format::Table => report.to_table(),
-        Format::Json => report.to_json() + "\n",
-        Format::Csv => report.to_csv(),
-    };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
+    // The plot first: `ringleader sim reshard --plot p.svg | head` still writes it.
     if let Some(path) = &args.plot {
         plot::write_svg(&report, path)
             .map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
         tracing::info!(path = %path.display(), "plot written");
     }
-    Ok(())
+    let text = match args.format {
+        Format::Table => report.to_table(),
+        Format::Json => report.to_json() + "\n",
+        Format::Csv => report.to_csv(),
+    };
+    crate::out::stdout(|out| Ok(out.write_all(text.as_bytes())?))
 }
 
 #[cfg(test)]
