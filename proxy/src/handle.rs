@@ -113,9 +113,13 @@ pub(crate) async fn handle(
             let path = access_log.then(|| parts.uri.path().to_string());
             let res = forward(&up, parts, body, peer, request_timeout, m).await;
             if access_log {
-                let (status, backend) = match &res {
-                    Ok((r, i, _)) => (r.status().as_u16(), up.authorities[*i].0.as_str()),
-                    Err(e) => (e.status().as_u16(), "-"),
+                let (status, backend, addr) = match &res {
+                    Ok((r, i, _)) => (
+                        r.status().as_u16(),
+                        &*up.labels[*i],
+                        up.authorities[*i].0.as_str(),
+                    ),
+                    Err(e) => (e.status().as_u16(), "-", "-"),
                 };
                 tracing::info!(
                     target: "ringleader::access",
@@ -124,6 +128,7 @@ pub(crate) async fn handle(
                     status,
                     upstream = %up.name,
                     backend,
+                    addr,
                     latency_us = start.elapsed().as_micros() as u64,
                     request_id = req_id.to_str().unwrap_or("-"),
                 );
@@ -139,6 +144,7 @@ pub(crate) async fn handle(
                     status = e.status().as_u16(),
                     upstream = "-",
                     backend = "-",
+                    addr = "-",
                     latency_us = start.elapsed().as_micros() as u64,
                     request_id = req_id.to_str().unwrap_or("-"),
                 );

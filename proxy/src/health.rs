@@ -1,13 +1,15 @@
 //! Active health checks: HTTP GET on a fresh connection per check, interval + jitter, timeout, rise/fall in the balancer.
 use crate::config::HealthConfig;
-use crate::http1::{self, BoxError, Conn, ReqBody};
+use crate::http1::{self, ClientError, Conn, ReqBody};
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use rand::{Rng, SeedableRng};
-use ringleader_balancer::Balancer;
+use ringleader_balancer::{Balancer, Health};
+use std::fmt;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -21,14 +23,85 @@ pub fn spawn_checks(up: &Upstream) -> Vec<JoinHandle<()>> {
     let h = Arc::new(h);
     up.authorities
         .iter()
-        .map(|(id, _)| {
-            let lb = up.lb.clone();
-            let h = h.clone();
-            let id = id.clone();
-            let upstream = up.name.clone();
-            tokio::spawn(check_loop(lb, h, id, upstream))
+        .zip(&up.labels)
+        .map(|((id, _), label)| {
+            let target = Target {
+                lb: up.lb.clone(),
+                id: id.clone(),
+                label: label.clone(),
+                upstream: up.name.clone(),
+            };
+            tokio::spawn(check_loop(target, h.clone()))
         })
         .collect()
+}
+
+/// The backend one check task watches, and the names its log lines give it.
+struct Target {
+    lb: Arc<Balancer>,
+    /// Balancer id (the address).
+    id: String,
+    /// Its name, else its address.
+    label: Box<str>,
+    upstream: String,
+}
+
+impl Target {
+    /// Whether the balancer has it down by active checks (`None` once it is gone).
+    fn down(&self) -> Option<bool> {
+        self.lb
+            .backend(&self.id)
+            .map(|b| b.health() == Health::Down)
+    }
+}
+
+/// What one check got back.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The backend answered with this status (2xx and 3xx pass).
+    Answered(StatusCode),
+    /// The TCP connect failed.
+    Connect(io::Error),
+    /// The exchange failed: reset, closed early, or not HTTP.
+    Exchange(ClientError),
+    /// No answer within the timeout.
+    TimedOut(Duration),
+    /// The check request could not be built (path or address not usable in a request).
+    Request(http::Error),
+}
+
+impl Outcome {
+    /// 2xx and 3xx pass, as HAProxy's `option httpchk` and nginx's `health_check` judge.
+    pub(crate) fn passed(&self) -> bool {
+        matches!(self, Outcome::Answered(s) if s.is_success() || s.is_redirection())
+    }
+}
+
+/// An I/O error as a user reads it: "connection refused", "connection reset", ...
+fn io_reason(e: &io::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => f.write_str("connection refused"),
+        io::ErrorKind::ConnectionReset => f.write_str("connection reset"),
+        io::ErrorKind::ConnectionAborted => f.write_str("connection aborted"),
+        io::ErrorKind::TimedOut => f.write_str("timed out"),
+        io::ErrorKind::UnexpectedEof => f.write_str("connection closed before a response"),
+        _ => write!(f, "{e}"),
+    }
+}
+
+/// The part after `GET /path -> `: `404 Not Found`, `connection refused`, `timed out after 1s`, ...
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Answered(s) => write!(f, "{s}"),
+            Outcome::Connect(e) => io_reason(e, f),
+            Outcome::Exchange(ClientError::Io(e) | ClientError::Unanswered(e)) => io_reason(e, f),
+            Outcome::Exchange(ClientError::Protocol(why)) => write!(f, "bad response ({why})"),
+            Outcome::Exchange(e) => write!(f, "{e}"),
+            Outcome::TimedOut(t) => write!(f, "timed out after {}", humantime::format_duration(*t)),
+            Outcome::Request(e) => write!(f, "cannot send the check: {e}"),
+        }
+    }
 }
 
 /// Up to 10% of the interval, so checks of many backends do not align.
@@ -41,45 +114,79 @@ fn jitter(rng: &mut impl Rng, interval: Duration) -> Duration {
     })
 }
 
-async fn check_loop(lb: Arc<Balancer>, h: Arc<HealthConfig>, id: String, upstream: String) {
+/// Check `t` forever. A change of its active state is logged at WARN, with the
+/// consecutive results and the last answer; every failed check at DEBUG.
+async fn check_loop(t: Target, h: Arc<HealthConfig>) {
     let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+    // Consecutive results of this task (the balancer counts the same towards rise/fall).
+    let (mut passes, mut fails) = (0u32, 0u32);
     // The first check comes soon (within the jitter) so a fresh proxy learns the state quickly.
     tokio::time::sleep(jitter(&mut rng, h.interval)).await;
     loop {
-        let outcome = tokio::time::timeout(h.timeout, check_once(&id, &h.path)).await;
-        match &outcome {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
-                tracing::debug!(upstream = %upstream, backend = %id, "active check failed: status not 2xx or 3xx");
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(upstream = %upstream, backend = %id, error = %e, "active check failed");
-            }
-            Err(_) => {
-                tracing::debug!(upstream = %upstream, backend = %id, "active check timed out")
-            }
+        let outcome = match tokio::time::timeout(h.timeout, check_once(&t.id, &h.path)).await {
+            Ok(o) => o,
+            Err(_) => Outcome::TimedOut(h.timeout),
+        };
+        let ok = outcome.passed();
+        if ok {
+            (passes, fails) = (passes.saturating_add(1), 0);
+        } else {
+            (passes, fails) = (0, fails.saturating_add(1));
         }
-        let ok = matches!(outcome, Ok(Ok(true)));
-        // The balancer logs up/down transitions.
-        lb.report_check(&id, ok);
+        let was_down = t.down();
+        t.lb.report_check(&t.id, ok);
+        let (upstream, backend, addr, path) = (&*t.upstream, &*t.label, &*t.id, &*h.path);
+        match (was_down, t.down()) {
+            (Some(false), Some(true)) => tracing::warn!(
+                upstream = %upstream, backend = %backend, addr = %addr,
+                "backend {backend} ({addr}) down: {} consecutive failed checks (fall = {}), last: GET {path} -> {outcome}",
+                // A task restarted by a reload may have seen fewer; the balancer counted `fall`.
+                fails.max(h.fall),
+                h.fall
+            ),
+            (Some(true), Some(false)) => tracing::warn!(
+                upstream = %upstream, backend = %backend, addr = %addr,
+                "backend {backend} ({addr}) up: {} consecutive passed checks (rise = {}), last: GET {path} -> {outcome}",
+                passes.max(h.rise),
+                h.rise
+            ),
+            _ if !ok => tracing::debug!(
+                upstream = %upstream, backend = %backend, addr = %addr,
+                "active check of {backend} ({addr}) failed ({fails} in a row, fall = {}): GET {path} -> {outcome}",
+                h.fall
+            ),
+            _ => {}
+        }
         tokio::time::sleep(h.interval + jitter(&mut rng, h.interval)).await;
     }
 }
 
 /// One check: connect, `GET path HTTP/1.1` with `Connection: close`, through the
 /// proxy's own HTTP/1.1 client (the same head encoder and parser as proxied
-/// requests). 2xx and 3xx pass; an answer that is not valid HTTP is an error.
-pub(crate) async fn check_once(addr: &str, path: &str) -> Result<bool, BoxError> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let uri: Uri = path.parse()?;
+/// requests). An answer that is not valid HTTP is an error.
+pub(crate) async fn check_once(addr: &str, path: &str) -> Outcome {
+    let stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Connect(e),
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        return Outcome::Connect(e);
+    }
+    let (uri, host) = match (path.parse::<Uri>(), HeaderValue::from_str(addr)) {
+        (Ok(u), Ok(h)) => (u, h),
+        (Err(e), _) => return Outcome::Request(e.into()),
+        (_, Err(e)) => return Outcome::Request(e.into()),
+    };
     let mut headers = HeaderMap::with_capacity(3);
-    headers.insert(HOST, HeaderValue::from_str(addr)?);
+    headers.insert(HOST, host);
     headers.insert(USER_AGENT, HeaderValue::from_static("ringleader-health"));
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
     let body = ReqBody::<Empty<Bytes>>::Empty;
-    let resp = http1::exchange(Conn::new(stream), &Method::GET, &uri, &headers, body).await?;
-    let pass = (200..400).contains(&resp.status().as_u16());
+    let resp = match http1::exchange(Conn::new(stream), &Method::GET, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Exchange(e),
+    };
+    let status = resp.status();
     // Read the rest (bounded) so closing does not reset the backend's socket.
     let drain = async {
         let mut body = resp.into_body();
@@ -92,7 +199,7 @@ pub(crate) async fn check_once(addr: &str, path: &str) -> Result<bool, BoxError>
         }
     };
     let _ = tokio::time::timeout(Duration::from_millis(50), drain).await;
-    Ok(pass)
+    Outcome::Answered(status)
 }
 
 #[cfg(test)]
@@ -140,7 +247,11 @@ mod tests {
         ] {
             let (addr, task) = backend(answer).await;
             let got = check_once(&addr, "/healthz?deep=1").await;
-            assert_eq!(got.ok(), pass, "{answer:?}");
+            let got = match got {
+                Outcome::Answered(_) => Some(got.passed()),
+                _ => None,
+            };
+            assert_eq!(got, pass, "{answer:?}");
             let head = task.await.unwrap();
             assert!(
                 head.starts_with("GET /healthz?deep=1 HTTP/1.1\r\n"),

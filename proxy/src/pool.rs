@@ -178,7 +178,7 @@ impl BackendConns {
                 let Some(body) = again else {
                     return Err(SendError::Exchange(e));
                 };
-                tracing::debug!(backend = %self.addr, error = %e, "pooled connection closed unanswered; sending again on a new one");
+                tracing::debug!(addr = %self.addr, error = %e, "pooled connection to {} closed unanswered; sending again on a new one", self.addr);
                 let conn = self.connect().await?;
                 http1::exchange(conn, method, uri, headers, body)
                     .await

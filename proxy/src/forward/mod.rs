@@ -145,6 +145,41 @@ fn hash_key_bytes(key: &HashKey, parts: &Parts, peer: SocketAddr) -> Option<Byte
     }
 }
 
+/// Notices whether reporting a failure ejected the backend, to log it with the
+/// backend's name and address (the balancer knows only its id).
+struct EjectionWatch {
+    backend: Arc<ringleader_balancer::Backend>,
+    ejections: u64,
+}
+
+impl EjectionWatch {
+    fn new(pick: &ringleader_balancer::Pick) -> EjectionWatch {
+        let backend = pick.backend().clone();
+        let ejections = backend.ejections();
+        EjectionWatch { backend, ejections }
+    }
+
+    /// Log at WARN if the backend was ejected since [`EjectionWatch::new`]; `last`
+    /// says what the failure that did it was.
+    fn log(&self, up: &Upstream, idx: usize, last: &dyn std::fmt::Display) {
+        let n = self.backend.ejections();
+        if n <= self.ejections {
+            return;
+        }
+        let backend = &*up.labels[idx];
+        let addr = self.backend.addr();
+        let p = &up.config.passive;
+        tracing::warn!(
+            upstream = %up.name,
+            backend = %backend,
+            addr = %addr,
+            "backend {backend} ({addr}) ejected (ejection {n}; consecutive_failures = {}, ejection_time = {}), last: {last}",
+            p.consecutive_failures,
+            humantime::format_duration(p.ejection_time)
+        );
+    }
+}
+
 /// Send `parts` + `body` to `up`, retrying per its policy. On success the
 /// response head is back; its body still streams from the backend.
 pub(crate) async fn forward(
@@ -239,7 +274,9 @@ pub(crate) async fn forward(
                 let resp = resp.map(|b| b.with_idle_timeout(request_timeout));
                 let checkin = Checkin::new(pool.clone());
                 if resp.status().is_server_error() {
+                    let watch = EjectionWatch::new(&pick);
                     pick.failure_after(started.elapsed());
+                    watch.log(up, idx, &format_args!("answered {}", resp.status()));
                     if more && policy.on_5xx {
                         fallback = Some((resp, idx, checkin));
                         true
@@ -259,12 +296,21 @@ pub(crate) async fn forward(
                 false
             }
             Ok(Err(e)) => {
+                let watch = EjectionWatch::new(&pick);
                 if e.is_refused() {
                     pick.connect_refused();
                 } else {
                     pick.failure_after(started.elapsed());
                 }
-                tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, error = %e, "attempt failed");
+                watch.log(up, idx, &e);
+                tracing::debug!(
+                    upstream = %up.name,
+                    backend = %up.labels[idx],
+                    addr = %up.authorities[idx].0,
+                    "attempt {tries} on {} failed: {e}{}",
+                    up.labels[idx],
+                    if more && policy.on_connect_error { "; retrying on another backend" } else { "" }
+                );
                 last_err = Some(match e {
                     SendError::ConnectTimeout => Error::UpstreamTimeout,
                     e if e.is_protocol() => Error::UpstreamProtocol(Box::new(e)),
@@ -273,8 +319,17 @@ pub(crate) async fn forward(
                 more && policy.on_connect_error
             }
             Err(Stalled::Upstream) => {
+                let watch = EjectionWatch::new(&pick);
                 pick.failure_after(started.elapsed());
-                tracing::debug!(upstream = %up.name, backend = %up.authorities[idx].0, "attempt timed out");
+                watch.log(up, idx, &"no response head within request_timeout");
+                tracing::debug!(
+                    upstream = %up.name,
+                    backend = %up.labels[idx],
+                    addr = %up.authorities[idx].0,
+                    "attempt {tries} on {} timed out{}",
+                    up.labels[idx],
+                    if more && policy.on_timeout { "; retrying on another backend" } else { "" }
+                );
                 last_err = Some(Error::UpstreamTimeout);
                 more && policy.on_timeout
             }

@@ -7,6 +7,7 @@ mod common;
 mod failover;
 mod flap;
 mod headers;
+mod health;
 mod limits;
 mod names;
 mod pool;

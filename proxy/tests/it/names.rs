@@ -79,3 +79,37 @@ async fn status_and_metrics_show_names_and_a_rename_keeps_stats() {
     assert!(text.contains(&line), "no {line} in\n{text}");
     assert!(!text.contains("\"alpha\""), "old name gone:\n{text}");
 }
+
+#[tokio::test]
+async fn an_ejection_is_logged_with_the_backends_name_and_address() {
+    let (logs, _guard) = Logs::capture();
+    let b = backends(1).await;
+    // A port nothing listens on: bound, then closed.
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let entries = vec![
+        format!("{{ addr = \"{gone}\", name = \"bravo\" }}"),
+        format!("{{ addr = \"{}\", name = \"alpha\" }}", b[0].addr()),
+    ];
+    let s = start(config_of("", &entries, "strategy = \"round_robin\"", "")).await;
+    // Round robin sends one of the first two requests to the closed port: refused,
+    // ejected at once, retried on alpha.
+    sequential(2, s.proxy_addr(), &[]).await;
+    let want = format!("backend bravo ({gone}) ejected (ejection 1; consecutive_failures = 5, ejection_time = 30s), last: ");
+    let got = logs.lines_with(&[" WARN ", &want]);
+    assert_eq!(got.len(), 1, "{}", logs.text());
+    assert!(
+        got[0].ends_with(&format!("upstream=app backend=bravo addr={gone}")),
+        "{}",
+        got[0]
+    );
+    let retried = logs.lines_with(&[
+        "DEBUG ",
+        "attempt 1 on bravo failed",
+        "retrying on another backend",
+    ]);
+    assert_eq!(retried.len(), 1, "{}", logs.text());
+}

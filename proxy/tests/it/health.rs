@@ -1,0 +1,60 @@
+//! Active health checks against a backend with no health endpoint (a plain file server):
+//! what the logs say when it fails them.
+use crate::common::*;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_failing_check_logs_backend_path_status_and_counts() {
+    let (logs, _guard) = Logs::capture();
+    let fs = FileServer::start().await;
+    let addr = fs.addr().to_string();
+    let s = start(config_of(
+        "",
+        &[format!("{{ addr = \"{addr}\", name = \"alpha\" }}")],
+        "",
+        FAST_HEALTH, // path = "/healthz", fall = 2
+    ))
+    .await;
+    wait_until(Duration::from_secs(5), "the backend goes down", || async {
+        health_of(s.admin_addr(), fs.addr()).await.as_deref() == Some("down")
+    })
+    .await;
+    let down = logs.lines_with(&[" WARN ", "down:"]);
+    assert_eq!(down.len(), 1, "{}", logs.text());
+    let want = format!(
+        "backend alpha ({addr}) down: 2 consecutive failed checks (fall = 2), last: GET /healthz -> 404 Not Found"
+    );
+    assert!(down[0].contains(&want), "{}\nwanted: {want}", down[0]);
+    for field in ["upstream=app", "backend=alpha", &format!("addr={addr}")] {
+        assert!(down[0].contains(field), "{field} in {}", down[0]);
+    }
+    // Each failed check, at DEBUG, with the streak so far.
+    let first = format!(
+        "active check of alpha ({addr}) failed (1 in a row, fall = 2): GET /healthz -> 404 Not Found"
+    );
+    let checks = logs.lines_with(&["DEBUG ", &first]);
+    assert_eq!(checks.len(), 1, "{}", logs.text());
+}
+
+#[tokio::test]
+async fn a_refused_check_says_so() {
+    let (logs, _guard) = Logs::capture();
+    // A port nothing listens on: bound, then closed.
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let s = start(config_over("", &[gone], "", FAST_HEALTH)).await;
+    wait_until(Duration::from_secs(5), "the backend goes down", || async {
+        health_of(s.admin_addr(), gone).await.as_deref() == Some("down")
+    })
+    .await;
+    let want = format!("backend {gone} ({gone}) down: 2 consecutive failed checks (fall = 2), last: GET /healthz -> connection refused");
+    assert_eq!(
+        logs.lines_with(&[" WARN ", &want]).len(),
+        1,
+        "{}",
+        logs.text()
+    );
+}
