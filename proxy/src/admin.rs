@@ -95,6 +95,16 @@ impl Proxy {
             // RINGLEADER_WORKER_ID was unset (then replicas may share request IDs).
             "worker_id": self.shared.ids.worker(),
             "worker_id_defaulted": self.shared.worker_defaulted,
+            // `[server]` settings a reload changed that wait for a restart.
+            "restart_required": self
+                .pending_restart()
+                .into_iter()
+                .map(|p| serde_json::json!({
+                    "setting": p.setting,
+                    "running": p.running,
+                    "configured": p.configured,
+                }))
+                .collect::<Vec<_>>(),
             "requests": m.requests.load(std::sync::atomic::Ordering::Relaxed),
             "retries": m.retries.load(std::sync::atomic::Ordering::Relaxed),
             "upstreams": ups,

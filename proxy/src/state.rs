@@ -1,5 +1,5 @@
 //! The proxy's shared state and [`Proxy`], its handle: an `ArcSwap` snapshot of routes and upstreams, swapped whole on reload.
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::error::{Error, Result};
 use crate::health;
 use crate::metrics::Metrics;
@@ -52,6 +52,63 @@ pub(crate) struct Shared {
     pub(crate) worker_defaulted: bool,
     health_tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) started: Instant,
+    /// The `[server]` settings the process started with: those a reload cannot
+    /// change ([`restart_settings`]) keep these values until a restart.
+    pub(crate) running: ServerConfig,
+}
+
+/// A `[server]` setting that a reload changed but that applies only after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingRestart {
+    /// `server.NAME`.
+    pub setting: &'static str,
+    /// The value in effect.
+    pub running: String,
+    /// The value in the config now loaded.
+    pub configured: String,
+}
+
+/// The `[server]` settings fixed at start (read once by [`crate::Server::bind`] or by the
+/// binary before the runtime exists) whose value in `new` differs from the running one.
+/// The others (`header_read_timeout`, `request_timeout`, `max_header_bytes`,
+/// `access_log`) are read per connection or per request and apply live.
+pub(crate) fn restart_settings(running: &ServerConfig, new: &ServerConfig) -> Vec<PendingRestart> {
+    let grace = |d| humantime::format_duration(d).to_string();
+    [
+        (
+            "server.listen",
+            running.listen.to_string(),
+            new.listen.to_string(),
+        ),
+        (
+            "server.admin",
+            running.admin.to_string(),
+            new.admin.to_string(),
+        ),
+        (
+            "server.workers",
+            running.workers.to_string(),
+            new.workers.to_string(),
+        ),
+        (
+            "server.max_connections",
+            running.max_connections.to_string(),
+            new.max_connections.to_string(),
+        ),
+        (
+            "server.shutdown_grace",
+            grace(running.shutdown_grace),
+            grace(new.shutdown_grace),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, old, new)| old != new)
+    .map(|(setting, running, configured)| PendingRestart {
+        setting,
+        running,
+        configured,
+    })
+    .collect()
 }
 
 /// A handle on a running proxy's state: reload it, read its status and metrics.
@@ -120,8 +177,10 @@ impl Proxy {
     pub fn new(config: Config) -> Result<Proxy> {
         let (worker, worker_defaulted) = worker_id()?;
         let ids = Generator::new(ringleader_idgen::Layout::TWITTER, worker)?;
+        let running = config.server.clone();
         let state = build_state(config, None)?;
         let shared = Arc::new(Shared {
+            running,
             state: ArcSwap::from_pointee(state),
             metrics: Metrics::default(),
             ids,
@@ -147,15 +206,13 @@ impl Proxy {
 
     /// Swap in a new config: routes and upstreams change atomically, requests
     /// in flight finish on the old ones, backends still configured keep their
-    /// statistics. Listener addresses, `workers` and `max_connections` need a
-    /// restart; the other server settings apply to new connections.
+    /// statistics. `listen`, `admin`, `workers`, `max_connections` and
+    /// `shutdown_grace` need a restart: a reload that changes them applies the rest,
+    /// logs a warning per setting and lists them in /status (`restart_required`);
+    /// the other server settings apply to new connections.
     pub fn reload(&self, config: Config) -> Result<()> {
         let old = self.shared.state.load_full();
-        if config.server.listen != old.config.server.listen
-            || config.server.admin != old.config.server.admin
-        {
-            tracing::warn!("listen/admin addresses changed; they take effect after a restart");
-        }
+        let pending = restart_settings(&self.shared.running, &config.server);
         let state = match build_state(config, Some(&old)) {
             Ok(s) => s,
             Err(e) => {
@@ -167,7 +224,27 @@ impl Proxy {
         self.restart_health();
         self.shared.metrics.reloads.fetch_add(1, Relaxed);
         tracing::info!("config reloaded");
+        for p in &pending {
+            tracing::warn!(
+                setting = p.setting,
+                running = %p.running,
+                configured = %p.configured,
+                "{} changed {} -> {} but is not applied by a reload; restart to apply",
+                p.setting,
+                p.running,
+                p.configured
+            );
+        }
         Ok(())
+    }
+
+    /// `[server]` settings of the loaded config that differ from the running ones
+    /// and wait for a restart.
+    pub(crate) fn pending_restart(&self) -> Vec<PendingRestart> {
+        restart_settings(
+            &self.shared.running,
+            &self.shared.state.load().config.server,
+        )
     }
 
     /// Load, validate and apply a config file; on any error the old config
@@ -198,5 +275,41 @@ impl Proxy {
         for t in self.shared.health_tasks.lock().drain(..) {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_fixed_at_start_are_the_ones_reported() {
+        let running = ServerConfig::default();
+        let mut new = running.clone();
+        // Applied live: not reported.
+        new.header_read_timeout = std::time::Duration::from_secs(1);
+        new.request_timeout = std::time::Duration::from_secs(1);
+        new.max_header_bytes = 1024;
+        new.access_log = true;
+        assert_eq!(restart_settings(&running, &new), []);
+        new.listen = "127.0.0.1:1".parse().unwrap();
+        new.admin = "127.0.0.1:2".parse().unwrap();
+        new.workers = 2;
+        new.max_connections = 5;
+        new.shutdown_grace = std::time::Duration::from_millis(1500);
+        let got: Vec<String> = restart_settings(&running, &new)
+            .iter()
+            .map(|p| format!("{} {} -> {}", p.setting, p.running, p.configured))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "server.listen 127.0.0.1:8080 -> 127.0.0.1:1",
+                "server.admin 127.0.0.1:9090 -> 127.0.0.1:2",
+                "server.workers 0 -> 2",
+                "server.max_connections 10000 -> 5",
+                "server.shutdown_grace 30s -> 1s 500ms",
+            ]
+        );
     }
 }

@@ -108,3 +108,54 @@ fn example_config_parses() {
     assert_eq!(c.routes.len(), 2);
     assert_eq!(c.upstreams.len(), 2);
 }
+
+#[tokio::test]
+async fn a_reload_warns_about_settings_that_need_a_restart_and_applies_the_rest() {
+    let (logs, _guard) = Logs::capture();
+    let b = backends(2).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    s.proxy()
+        .reload(config(
+            "workers = 3\nmax_connections = 50\nshutdown_grace = \"5s\"\nrequest_timeout = \"7s\"",
+            &[(&b[1], 1)],
+            "",
+            "",
+        ))
+        .unwrap();
+    // The rest applied: the new backend serves, the live setting is in effect.
+    assert_eq!(sequential(2, s.proxy_addr(), &[]).await["b1"], 2);
+    assert_eq!(
+        s.proxy().config().server.request_timeout,
+        Duration::from_secs(7)
+    );
+    for want in [
+        "server.workers changed 0 -> 3 but is not applied by a reload; restart to apply",
+        "server.max_connections changed 10000 -> 50 but is not applied by a reload; restart to apply",
+        "server.shutdown_grace changed 30s -> 5s but is not applied by a reload; restart to apply",
+    ] {
+        let got = logs.lines_with(&[" WARN ", want]);
+        assert_eq!(got.len(), 1, "{want}:\n{}", logs.text());
+    }
+    assert!(
+        logs.lines_with(&["request_timeout"]).is_empty(),
+        "applies live:\n{}",
+        logs.text()
+    );
+    let pending = status(s.admin_addr()).await["restart_required"].clone();
+    assert_eq!(
+        pending,
+        serde_json::json!([
+            { "setting": "server.workers", "running": "0", "configured": "3" },
+            { "setting": "server.max_connections", "running": "10000", "configured": "50" },
+            { "setting": "server.shutdown_grace", "running": "30s", "configured": "5s" },
+        ])
+    );
+
+    // Back to the running values: nothing waits for a restart any more.
+    s.proxy().reload(config("", &[(&b[1], 1)], "", "")).unwrap();
+    assert_eq!(
+        status(s.admin_addr()).await["restart_required"],
+        serde_json::json!([])
+    );
+    assert_eq!(logs.lines_with(&["restart to apply"]).len(), 3);
+}
