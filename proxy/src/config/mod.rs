@@ -237,7 +237,8 @@ fn default_weight() -> u32 {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
-    /// Path requested with GET; 2xx/3xx passes.
+    /// Path requested with GET; 2xx/3xx passes. Default `/`, which any HTTP server
+    /// answers; point it at the backends' health endpoint when they have one.
     pub path: String,
     /// Time between checks (plus up to 10% jitter).
     #[serde(with = "dur")]
@@ -254,7 +255,12 @@ pub struct HealthConfig {
 impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig {
-            path: "/healthz".to_string(),
+            // "/" as HAProxy (`option httpchk`: "<uri> ... defaults to "/" which is
+            // accessible by default on almost any server", configuration manual 4.2)
+            // and nginx (`health_check`: sends "/" requests, ngx_http_upstream_hc_module)
+            // do: a backend without a health endpoint, such as `python3 -m http.server`,
+            // answers 404 to "/healthz" and would go down.
+            path: "/".to_string(),
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(1),
             rise: 2,
@@ -557,6 +563,18 @@ mod tests {
         assert_eq!(up.retry.attempts, 2);
         assert!(up.health.is_none());
         assert_eq!(c.routes[0].upstream.get_ref(), "app");
+    }
+
+    #[test]
+    fn health_checks_default_to_the_root_path() {
+        let c = parse(&format!("{MIN}[upstream.app.health]\nfall = 2\n")).unwrap();
+        let h = c.upstreams["app"].health.as_ref().unwrap();
+        assert_eq!((h.path.as_str(), h.rise, h.fall), ("/", 2, 2));
+        assert!(
+            c.describe().contains("  health: GET / every 2s"),
+            "{}",
+            c.describe()
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Active health checks against a backend with no health endpoint (a plain file server):
-//! what the logs say when it fails them.
+//! what the logs say when it fails them, and that the default check path keeps it up.
 use crate::common::*;
 use std::time::Duration;
 
@@ -57,4 +57,29 @@ async fn a_refused_check_says_so() {
         "{}",
         logs.text()
     );
+}
+
+#[tokio::test]
+async fn default_check_path_keeps_a_plain_file_server_up() {
+    let (logs, _guard) = Logs::capture();
+    let fs = FileServer::start().await;
+    // A health table that names no path.
+    let s = start(config_over(
+        "",
+        &[fs.addr()],
+        "",
+        "[upstream.app.health]\ninterval = \"50ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n",
+    ))
+    .await;
+    // Four checks: twice `fall`.
+    wait_until(Duration::from_secs(5), "four checks", || async {
+        fs.paths().len() >= 4
+    })
+    .await;
+    assert!(fs.paths().iter().all(|p| p == "/"), "{:?}", fs.paths());
+    assert_eq!(
+        health_of(s.admin_addr(), fs.addr()).await.as_deref(),
+        Some("up")
+    );
+    assert!(logs.lines_with(&["down:"]).is_empty(), "{}", logs.text());
 }
