@@ -262,6 +262,38 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn outcomes_read_as_what_came_back() {
+        let (addr, task) = backend("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await;
+        assert_eq!(
+            check_once(&addr, "/healthz").await.to_string(),
+            "404 Not Found"
+        );
+        task.await.unwrap();
+        let (addr, task) = backend("SMTP ready\r\n\r\n").await;
+        let bad = check_once(&addr, "/").await.to_string();
+        assert!(bad.starts_with("bad response ("), "{bad}");
+        task.await.unwrap();
+        // A port nothing listens on: bound, then closed.
+        let gone = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            check_once(&gone, "/").await.to_string(),
+            "connection refused"
+        );
+        let reset = Outcome::Exchange(ClientError::Unanswered(
+            io::ErrorKind::ConnectionReset.into(),
+        ));
+        assert_eq!(reset.to_string(), "connection reset");
+        let slow = Outcome::TimedOut(Duration::from_millis(1500));
+        assert_eq!(slow.to_string(), "timed out after 1s 500ms");
+        assert!(!slow.passed() && !reset.passed());
+    }
+
     #[test]
     fn jitter_is_bounded() {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
