@@ -1,7 +1,7 @@
 //! Active health checks: HTTP GET on a fresh connection per check, interval + jitter, timeout, rise/fall in the balancer.
 use crate::config::HealthConfig;
 use crate::http1::{self, ClientError, Conn, ReqBody};
-use crate::upstream::Upstream;
+use crate::upstream::{Named, Upstream};
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -136,23 +136,27 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
         let was_down = t.down();
         t.lb.report_check(&t.id, ok);
         let (upstream, backend, addr, path) = (&*t.upstream, &*t.label, &*t.id, &*h.path);
+        let who = Named {
+            label: backend,
+            addr,
+        };
         match (was_down, t.down()) {
             (Some(false), Some(true)) => tracing::warn!(
                 upstream = %upstream, backend = %backend, addr = %addr,
-                "backend {backend} ({addr}) down: {} consecutive failed checks (fall = {}), last: GET {path} -> {outcome}",
+                "backend {who} down: {} consecutive failed checks (fall = {}), last: GET {path} -> {outcome}",
                 // A task restarted by a reload may have seen fewer; the balancer counted `fall`.
                 fails.max(h.fall),
                 h.fall
             ),
             (Some(true), Some(false)) => tracing::warn!(
                 upstream = %upstream, backend = %backend, addr = %addr,
-                "backend {backend} ({addr}) up: {} consecutive passed checks (rise = {}), last: GET {path} -> {outcome}",
+                "backend {who} up: {} consecutive passed checks (rise = {}), last: GET {path} -> {outcome}",
                 passes.max(h.rise),
                 h.rise
             ),
             _ if !ok => tracing::debug!(
                 upstream = %upstream, backend = %backend, addr = %addr,
-                "active check of {backend} ({addr}) failed ({fails} in a row, fall = {}): GET {path} -> {outcome}",
+                "active check of {who} failed ({fails} in a row, fall = {}): GET {path} -> {outcome}",
                 h.fall
             ),
             _ => {}

@@ -10,6 +10,25 @@ use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How a log message names a backend: `alpha (127.0.0.1:9001)`, or only its address
+/// when it has no name.
+pub(crate) struct Named<'a> {
+    /// Its name, else its address.
+    pub label: &'a str,
+    /// Its address.
+    pub addr: &'a str,
+}
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.label == self.addr {
+            f.write_str(self.addr)
+        } else {
+            write!(f, "{} ({})", self.label, self.addr)
+        }
+    }
+}
+
 /// When and how often to retry.
 #[derive(Debug, Clone)]
 pub(crate) struct RetryPolicy {
@@ -234,6 +253,14 @@ impl Upstream {
     /// What status, metrics and logs call backend `id` (its name, else its address).
     pub fn label_of<'a>(&'a self, id: &'a str) -> &'a str {
         self.index_of(id).map_or(id, |i| &self.labels[i])
+    }
+
+    /// How log messages name the backend at `idx` of [`Upstream::authorities`].
+    pub fn named(&self, idx: usize) -> Named<'_> {
+        Named {
+            label: &self.labels[idx],
+            addr: &self.authorities[idx].0,
+        }
     }
 
     /// Index of a picked backend in [`Upstream::authorities`]: its snapshot

@@ -166,14 +166,13 @@ impl EjectionWatch {
         if n <= self.ejections {
             return;
         }
-        let backend = &*up.labels[idx];
-        let addr = self.backend.addr();
+        let who = up.named(idx);
         let p = &up.config.passive;
         tracing::warn!(
             upstream = %up.name,
-            backend = %backend,
-            addr = %addr,
-            "backend {backend} ({addr}) ejected (ejection {n}; consecutive_failures = {}, ejection_time = {}), last: {last}",
+            backend = %who.label,
+            addr = %who.addr,
+            "backend {who} ejected (ejection {n}; consecutive_failures = {}, ejection_time = {}), last: {last}",
             p.consecutive_failures,
             humantime::format_duration(p.ejection_time)
         );
@@ -308,7 +307,7 @@ pub(crate) async fn forward(
                     backend = %up.labels[idx],
                     addr = %up.authorities[idx].0,
                     "attempt {tries} on {} failed: {e}{}",
-                    up.labels[idx],
+                    up.named(idx),
                     if more && policy.on_connect_error { "; retrying on another backend" } else { "" }
                 );
                 last_err = Some(match e {
@@ -327,7 +326,7 @@ pub(crate) async fn forward(
                     backend = %up.labels[idx],
                     addr = %up.authorities[idx].0,
                     "attempt {tries} on {} timed out{}",
-                    up.labels[idx],
+                    up.named(idx),
                     if more && policy.on_timeout { "; retrying on another backend" } else { "" }
                 );
                 last_err = Some(Error::UpstreamTimeout);

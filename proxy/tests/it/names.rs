@@ -108,7 +108,7 @@ async fn an_ejection_is_logged_with_the_backends_name_and_address() {
     );
     let retried = logs.lines_with(&[
         "DEBUG ",
-        "attempt 1 on bravo failed",
+        &format!("attempt 1 on bravo ({gone}) failed"),
         "retrying on another backend",
     ]);
     assert_eq!(retried.len(), 1, "{}", logs.text());
