@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info};
 
 /// A backend with its live statistics, shared by every snapshot that contains it.
 ///
@@ -360,7 +360,8 @@ impl Backend {
     pub(crate) fn eject(&self, policy: &EjectionPolicy, reason: &'static str) {
         if let Ejected::For(time) = self.health.eject(self.now_ns(), policy) {
             self.flag();
-            warn!(backend = %self.id, ?time, reason, "backend ejected");
+            // The proxy logs this at WARN with the backend's name and the failure.
+            debug!(backend = %self.id, ?time, reason, "backend ejected");
         }
     }
 
@@ -386,12 +387,13 @@ impl Backend {
     pub(crate) fn report_check(&self, ok: bool, policy: &HealthPolicy) -> bool {
         let changed = match self.health.report_check(ok, policy) {
             Some(true) => {
-                info!(backend = %self.id, "backend up (active checks pass)");
+                // The proxy logs transitions at WARN with the check that decided them.
+                debug!(backend = %self.id, "backend up (active checks pass)");
                 true
             }
             Some(false) => {
                 self.flag();
-                warn!(backend = %self.id, "backend down (active checks fail)");
+                debug!(backend = %self.id, "backend down (active checks fail)");
                 true
             }
             None => false,
