@@ -47,8 +47,8 @@ mod state;
 mod upstream;
 
 pub use config::{
-    BackendConfig, Config, HashKey, HealthConfig, PassiveConfig, RetryConfig, RetryOn, RouteConfig,
-    ServerConfig, UpstreamConfig,
+    BackendConfig, BackendsFrom, ClusterConfig, Config, HashKey, HealthConfig, PassiveConfig,
+    RetryConfig, RetryOn, RouteConfig, ServerConfig, UpstreamConfig,
 };
 pub use demo::DemoBackend;
 pub use error::{Error, Result};

@@ -25,6 +25,18 @@ impl Config {
             "worker threads: {workers}; max {} connections",
             s.max_connections
         );
+        if let Some(c) = &self.cluster {
+            let endpoints: Vec<&str> = c.endpoints.iter().map(|e| e.get_ref().as_str()).collect();
+            let _ = writeln!(
+                out,
+                "cluster: etcd at {}, namespace {:?} (keys under /ringleader/{}/); \
+                 X-Request-Id worker id leased for {} (RINGLEADER_WORKER_ID ignored)",
+                endpoints.join(", "),
+                c.namespace.get_ref(),
+                c.namespace.get_ref(),
+                humantime::format_duration(c.lease_ttl)
+            );
+        }
         let _ = writeln!(out, "routes (first match wins):");
         for (i, r) in self.routes.iter().enumerate() {
             let host = r.host.as_deref().unwrap_or("*");
@@ -37,11 +49,17 @@ impl Config {
             );
         }
         for (name, u) in &self.upstreams {
+            let over = match (&u.backends_from, &self.cluster) {
+                (Some(_), Some(c)) => format!(
+                    "the backends in etcd under /ringleader/{}/upstreams/{name}/backends/",
+                    c.namespace.get_ref()
+                ),
+                _ => format!("{} backend(s)", u.backends.len()),
+            };
             let _ = writeln!(
                 out,
-                "upstream {name}: {} over {} backend(s); connect timeout {}, idle keep-alive {}",
+                "upstream {name}: {} over {over}; connect timeout {}, idle keep-alive {}",
                 u.strategy,
-                u.backends.len(),
                 humantime::format_duration(u.connect_timeout),
                 humantime::format_duration(u.idle_timeout)
             );
@@ -189,6 +207,33 @@ mod tests {
             "{}",
             c.describe()
         );
+    }
+
+    #[test]
+    fn cluster_and_backends_from_are_described_and_round_trip() {
+        let c = parse(
+            "[cluster]\nendpoints = [\"http://127.0.0.1:2379\", \"http://10.0.0.2:2379\"]\nnamespace = \"prod\"\n\
+             [upstream.app]\nstrategy = \"consistent_hash\"\nbackends_from = \"cluster\"\n",
+        )
+        .unwrap();
+        let d = c.describe();
+        assert!(
+            d.contains("cluster: etcd at http://127.0.0.1:2379, http://10.0.0.2:2379, namespace \"prod\" (keys under /ringleader/prod/); X-Request-Id worker id leased for 10s"),
+            "{d}"
+        );
+        assert!(
+            d.contains("upstream app: consistent_hash over the backends in etcd under /ringleader/prod/upstreams/app/backends/;"),
+            "{d}"
+        );
+        let resolved = &d[d.find("# resolved config").unwrap()..];
+        assert!(resolved.contains("backends_from = \"cluster\"\n"), "{d}");
+        assert!(resolved.contains("lease_ttl = \"10s\"\n"), "{d}");
+        assert!(!resolved.contains("backends = "), "{d}");
+        let again = Config::from_toml_str(resolved, "r.toml").unwrap();
+        assert_eq!(again.cluster.unwrap().namespace.get_ref(), "prod");
+        // Without a cluster, nothing about one.
+        let c = parse(MIN).unwrap();
+        assert!(!c.describe().contains("cluster"), "{}", c.describe());
     }
 
     #[test]

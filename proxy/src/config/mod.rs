@@ -35,6 +35,88 @@ pub struct Config {
     /// Upstreams by name.
     #[serde(default, rename = "upstream")]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// `[cluster]`: the etcd cluster that leases the X-Request-Id worker id and
+    /// holds the members of upstreams with `backends_from = "cluster"`; absent =
+    /// no cluster (worker id from `RINGLEADER_WORKER_ID`, backends from this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: where etcd is, the namespace of this fleet's keys, the lease TTL.
+///
+/// ```
+/// let cfg = ringleader_proxy::Config::from_toml_str(r#"
+///     [cluster]
+///     endpoints = ["http://127.0.0.1:2379"]
+///     [upstream.app]
+///     backends_from = "cluster"
+/// "#, "inline.toml").unwrap();
+/// let cluster = cfg.cluster.as_ref().unwrap();
+/// assert_eq!(cluster.namespace.get_ref(), "default");
+/// assert_eq!(cluster.lease_ttl, std::time::Duration::from_secs(10));
+/// assert!(cfg.upstreams["app"].backends.is_empty()); // they come from etcd
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd client URLs, `http://host:port` (at least one); requests are balanced
+    /// over them. etcd 3.5 or later in production.
+    pub endpoints: Vec<Spanned<String>>,
+    /// Keys live under `/ringleader/<namespace>/`, so fleets can share one etcd:
+    /// 1 to 64 characters of `[A-Za-z0-9._-]`. Default `default`.
+    #[serde(default = "default_namespace")]
+    pub namespace: Spanned<String>,
+    /// TTL of the lease that holds this proxy's X-Request-Id worker id: whole
+    /// seconds, 1s to 1h. A proxy that dies frees its worker id this long after;
+    /// one cut off from etcd stops issuing Snowflake request IDs a fifth of it
+    /// before then. Default `10s`.
+    #[serde(default = "default_lease_ttl", with = "dur")]
+    pub lease_ttl: Duration,
+}
+
+fn default_namespace() -> Spanned<String> {
+    Spanned::new(0..0, "default".to_string())
+}
+
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Where an upstream's backends come from, when not from a `backends` list.
+///
+/// ```
+/// use ringleader_proxy::BackendsFrom;
+/// assert_eq!(BackendsFrom::Cluster.to_string(), "cluster");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendsFrom {
+    /// etcd, under `/ringleader/<namespace>/upstreams/<name>/backends/<id>`, each
+    /// `{"addr": "host:port", "weight": N}`; needs a `[cluster]` table.
+    Cluster,
+}
+
+impl<'de> Deserialize<'de> for BackendsFrom {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<BackendsFrom, D::Error> {
+        by_name(d, "a backends source", |s| match s {
+            "cluster" => Ok(BackendsFrom::Cluster),
+            _ => Err(format!("unknown backends_from {s:?}; expected \"cluster\"")),
+        })
+    }
+}
+
+impl fmt::Display for BackendsFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendsFrom::Cluster => f.write_str("cluster"),
+        }
+    }
+}
+
+impl Serialize for BackendsFrom {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// `[server]`: listeners, limits, timeouts.
@@ -119,8 +201,16 @@ pub struct UpstreamConfig {
     /// (keep it below the backends' own keep-alive timeout).
     #[serde(default = "default_idle_timeout", with = "dur")]
     pub idle_timeout: Duration,
-    /// The backends (required, at least one).
+    /// The backends: at least one, unless `backends_from` names where they come from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendConfig>,
+    /// `"cluster"`: take the backends from etcd (`[cluster]`) instead of a
+    /// `backends` list (exactly one of the two). Each proxy applies every change
+    /// of the membership like a reload; backends that stay keep their statistics.
+    /// Until the first membership arrives, or while it is empty, the upstream has
+    /// no backends and answers 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends_from: Option<Spanned<BackendsFrom>>,
     /// Active health checks; absent = only passive outlier detection.
     #[serde(default)]
     pub health: Option<HealthConfig>,
@@ -226,6 +316,23 @@ impl BackendConfig {
     /// ```
     pub fn label(&self) -> &str {
         self.name.as_ref().unwrap_or(&self.addr).get_ref()
+    }
+}
+
+impl BackendConfig {
+    /// A backend at `addr` (`host:port`) with `weight` and an optional name, as
+    /// [`Proxy::set_backends`](crate::Proxy::set_backends) takes them.
+    ///
+    /// ```
+    /// let b = ringleader_proxy::BackendConfig::new("127.0.0.1:9001", 2, Some("alpha"));
+    /// assert_eq!((b.label(), b.weight), ("alpha", 2));
+    /// ```
+    pub fn new(addr: impl Into<String>, weight: u32, name: Option<&str>) -> BackendConfig {
+        BackendConfig {
+            addr: Spanned::new(0..0, addr.into()),
+            weight,
+            name: name.map(|n| Spanned::new(0..0, n.to_string())),
+        }
     }
 }
 
@@ -384,6 +491,12 @@ impl Ctx<'_> {
             column,
             message: message.into(),
         }
+    }
+
+    /// Position of `[cluster]` (best effort, for errors on defaulted fields).
+    fn cluster_span(&self) -> Option<std::ops::Range<usize>> {
+        let needle = "[cluster]";
+        self.src.find(needle).map(|i| i..i + needle.len())
     }
 
     /// Position of `[upstream.NAME]` (best effort, for errors on defaulted fields).

@@ -1,9 +1,10 @@
 //! Validation of a parsed config: the checks serde cannot make (ranges, references
 //! between tables, cross-field rules), each error located in the file.
-use super::{Config, Ctx, RouteConfig, UpstreamConfig};
+use super::{BackendConfig, ClusterConfig, Config, Ctx, RouteConfig, UpstreamConfig};
 use crate::error::Result;
 use crate::headers::host_without_port;
 use ringleader_balancer::StrategyKind;
+use std::time::Duration;
 use toml::Spanned;
 
 impl Config {
@@ -32,6 +33,9 @@ impl Config {
                 return Err(ctx.err(None, format!("server.{what} must be greater than zero")));
             }
         }
+        if let Some(c) = &self.cluster {
+            validate_cluster(ctx, c)?;
+        }
         if self.upstreams.is_empty() {
             return Err(ctx.err(
                 None,
@@ -39,6 +43,26 @@ impl Config {
             ));
         }
         for (name, up) in &self.upstreams {
+            if let Some(from) = &up.backends_from {
+                if !up.backends.is_empty() {
+                    return Err(ctx.err(
+                        Some(from.span()),
+                        format!(
+                            "upstream {name:?} has both backends and backends_from; \
+                             give one of the two"
+                        ),
+                    ));
+                }
+                if self.cluster.is_none() {
+                    return Err(ctx.err(
+                        Some(from.span()),
+                        format!(
+                            "upstream {name:?} takes its backends from the cluster, \
+                             but there is no [cluster] table"
+                        ),
+                    ));
+                }
+            }
             validate_upstream(ctx, name, up)?;
         }
         if self.routes.is_empty() {
@@ -94,10 +118,13 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
             ));
         }
     }
-    if up.backends.is_empty() {
+    if up.backends.is_empty() && up.backends_from.is_none() {
         return Err(ctx.err(
             ctx.upstream_span(name),
-            format!("upstream {name:?} has no backends"),
+            format!(
+                "upstream {name:?} has no backends: list them (backends = [...]) \
+                 or take them from etcd (backends_from = \"cluster\")"
+            ),
         ));
     }
     if up.idle_timeout.is_zero() {
@@ -112,51 +139,26 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
             "connect_timeout must be greater than zero",
         ));
     }
-    let mut seen = std::collections::HashSet::new();
-    for b in &up.backends {
-        let addr = b.addr.get_ref();
-        let ok = addr
-            .parse::<http::uri::Authority>()
-            .ok()
-            .filter(|a| a.port_u16().is_some() && !a.as_str().contains('@'))
-            .is_some();
-        if !ok {
-            return Err(ctx.err(
-                Some(b.addr.span()),
-                format!("backend addr {addr:?} must be host:port"),
-            ));
+    if let Some((b, problem)) = backends_problem(&up.backends) {
+        let span = match problem {
+            BackendProblem::Name(_) | BackendProblem::NameTaken(_) => b.name.as_ref(),
+            _ => None,
         }
-        if b.weight == 0 {
-            return Err(ctx.err(Some(b.addr.span()), "backend weight must be at least 1"));
-        }
-        if !seen.insert(addr.as_str()) {
-            return Err(ctx.err(
-                Some(b.addr.span()),
-                format!("backend {addr:?} is listed twice"),
-            ));
-        }
-        if let Some(n) = &b.name {
-            validate_backend_name(ctx, n)?;
-        }
-    }
-    // A backend's label (name, else address) names it in status, metrics and logs:
-    // two backends of an upstream must not share one.
-    let mut labels = std::collections::HashMap::new();
-    for b in &up.backends {
-        if let Some(other) = labels.insert(b.label(), b) {
-            let (span, what) = match (&b.name, &other.name) {
-                (Some(n), Some(_)) => (n.span(), "is used by two backends"),
-                (Some(n), None) => (n.span(), "is the address of another backend"),
-                (None, _) => (b.addr.span(), "is the name of another backend"),
-            };
-            return Err(ctx.err(
-                Some(span),
+        .map_or(b.addr.span(), Spanned::span);
+        let msg = match problem {
+            BackendProblem::Name(why) => {
                 format!(
-                    "backend name {:?} {what} of upstream {name:?}; names must be unique",
-                    b.label()
-                ),
-            ));
-        }
+                    "backend name {:?} {why}",
+                    b.name.as_ref().map_or("", |n| n.get_ref())
+                )
+            }
+            BackendProblem::NameTaken(what) | BackendProblem::AddrTaken(what) => format!(
+                "backend name {:?} {what} of upstream {name:?}; names must be unique",
+                b.label()
+            ),
+            other => other.to_string(),
+        };
+        return Err(ctx.err(Some(span), msg));
     }
     if let Some(h) = &up.health {
         if !h.path.starts_with('/') {
@@ -204,14 +206,94 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
     Ok(())
 }
 
+/// What is wrong with one backend of a list (a file's, or a membership from etcd).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BackendProblem {
+    /// The address is not `host:port`.
+    Addr(String),
+    /// Weight 0.
+    Weight,
+    /// The address is listed twice.
+    Twice(String),
+    /// The name is unusable (why).
+    Name(&'static str),
+    /// The name is another backend's label (how).
+    NameTaken(&'static str),
+    /// The address is another backend's name.
+    AddrTaken(&'static str),
+}
+
+impl std::fmt::Display for BackendProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendProblem::Addr(a) => write!(f, "backend addr {a:?} must be host:port"),
+            BackendProblem::Weight => f.write_str("backend weight must be at least 1"),
+            BackendProblem::Twice(a) => write!(f, "backend {a:?} is listed twice"),
+            BackendProblem::Name(why) => write!(f, "backend name {why}"),
+            BackendProblem::NameTaken(what) | BackendProblem::AddrTaken(what) => {
+                write!(f, "backend name {what}; names must be unique")
+            }
+        }
+    }
+}
+
+/// The first backend of `backends` that is unusable, and why: its address is not
+/// `host:port`, its weight 0, its address listed twice, its name invalid, or its
+/// label (name, else address) another's.
+pub(crate) fn backends_problem(
+    backends: &[BackendConfig],
+) -> Option<(&BackendConfig, BackendProblem)> {
+    let mut seen = std::collections::HashSet::new();
+    for b in backends {
+        let addr = b.addr.get_ref();
+        if !is_host_port(addr) {
+            return Some((b, BackendProblem::Addr(addr.clone())));
+        }
+        if b.weight == 0 {
+            return Some((b, BackendProblem::Weight));
+        }
+        if !seen.insert(addr.as_str()) {
+            return Some((b, BackendProblem::Twice(addr.clone())));
+        }
+        if let Some(why) = b
+            .name
+            .as_ref()
+            .and_then(|n| backend_name_problem(n.get_ref()))
+        {
+            return Some((b, BackendProblem::Name(why)));
+        }
+    }
+    // A backend's label (name, else address) names it in status, metrics and logs:
+    // two backends of an upstream must not share one.
+    let mut labels = std::collections::HashMap::new();
+    for b in backends {
+        if let Some(other) = labels.insert(b.label(), b) {
+            let problem = match (&b.name, &other.name) {
+                (Some(_), Some(_)) => BackendProblem::NameTaken("is used by two backends"),
+                (Some(_), None) => BackendProblem::NameTaken("is the address of another backend"),
+                (None, _) => BackendProblem::AddrTaken("is the name of another backend"),
+            };
+            return Some((b, problem));
+        }
+    }
+    None
+}
+
+/// Whether `addr` is `host:port` (no user info).
+pub(crate) fn is_host_port(addr: &str) -> bool {
+    addr.parse::<http::uri::Authority>()
+        .ok()
+        .filter(|a| a.port_u16().is_some() && !a.as_str().contains('@'))
+        .is_some()
+}
+
 /// The longest backend name accepted.
 const MAX_BACKEND_NAME: usize = 64;
 
 /// A backend name goes into metric label values and log fields: non-empty, short,
-/// and only `[A-Za-z0-9._:-]`, so it needs no quoting anywhere.
-fn validate_backend_name(ctx: &Ctx<'_>, n: &Spanned<String>) -> Result<()> {
-    let name = n.get_ref();
-    let bad = if name.is_empty() {
+/// and only `[A-Za-z0-9._:-]`, so it needs no quoting anywhere. `None` when it is fine.
+pub(crate) fn backend_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
         Some("must not be empty")
     } else if name.len() > MAX_BACKEND_NAME {
         Some("is longer than 64 characters")
@@ -222,11 +304,76 @@ fn validate_backend_name(ctx: &Ctx<'_>, n: &Spanned<String>) -> Result<()> {
         Some("may hold only letters, digits and . _ : -")
     } else {
         None
-    };
-    match bad {
-        Some(why) => Err(ctx.err(Some(n.span()), format!("backend name {name:?} {why}"))),
-        None => Ok(()),
     }
+}
+
+/// The longest namespace accepted.
+const MAX_NAMESPACE: usize = 64;
+
+/// The lease TTLs accepted: etcd grants whole seconds; an hour keeps a dead proxy's
+/// worker id for at most that long.
+const LEASE_TTL: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
+
+/// `[cluster]`: endpoints `http://host:port` (at least one, none twice), a namespace
+/// that is one etcd key segment, a TTL in whole seconds within [`LEASE_TTL`].
+fn validate_cluster(ctx: &Ctx<'_>, c: &ClusterConfig) -> Result<()> {
+    if c.endpoints.is_empty() {
+        return Err(ctx.err(
+            ctx.cluster_span(),
+            "cluster.endpoints is empty: list at least one etcd URL, e.g. \"http://127.0.0.1:2379\"",
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for e in &c.endpoints {
+        let url = e.get_ref();
+        let ok = url
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| u.scheme_str() == Some("http"))
+            .filter(|u| matches!(u.path(), "" | "/") && u.query().is_none())
+            .and_then(|u| u.authority().cloned())
+            .is_some_and(|a| is_host_port(a.as_str()));
+        if !ok {
+            return Err(ctx.err(
+                Some(e.span()),
+                format!("cluster endpoint {url:?} must be an etcd client URL http://host:port"),
+            ));
+        }
+        if !seen.insert(url.trim_end_matches('/')) {
+            return Err(ctx.err(
+                Some(e.span()),
+                format!("cluster endpoint {url:?} is listed twice"),
+            ));
+        }
+    }
+    let ns = c.namespace.get_ref();
+    let ns_ok = !ns.is_empty()
+        && ns.len() <= MAX_NAMESPACE
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ns_ok {
+        let span = Some(c.namespace.span())
+            .filter(|s| s.end > 0)
+            .or_else(|| ctx.cluster_span());
+        return Err(ctx.err(
+            span,
+            format!(
+                "cluster namespace {ns:?} must be 1 to 64 characters of letters, digits and . _ -"
+            ),
+        ));
+    }
+    if !LEASE_TTL.contains(&c.lease_ttl) || c.lease_ttl.subsec_nanos() != 0 {
+        return Err(ctx.err(
+            ctx.cluster_span(),
+            format!(
+                "cluster.lease_ttl {} must be whole seconds from 1s to 1h (etcd grants leases in seconds)",
+                humantime::format_duration(c.lease_ttl)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -323,5 +470,135 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("longer than 64"), "{err}");
+    }
+
+    const CLUSTER: &str = "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\n";
+
+    #[test]
+    fn cluster_table_is_typed_with_defaults() {
+        let c = parse(&format!(
+            "{CLUSTER}[upstream.app]\nbackends_from = \"cluster\"\n"
+        ))
+        .unwrap();
+        let cl = c.cluster.as_ref().unwrap();
+        assert_eq!(cl.endpoints[0].get_ref(), "http://127.0.0.1:2379");
+        assert_eq!(cl.namespace.get_ref(), "default");
+        assert_eq!(cl.lease_ttl, std::time::Duration::from_secs(10));
+        let up = &c.upstreams["app"];
+        assert_eq!(
+            up.backends_from.as_ref().map(|f| *f.get_ref()),
+            Some(crate::config::BackendsFrom::Cluster)
+        );
+        assert!(up.backends.is_empty());
+        // A cluster may also serve only the request-ID lease, beside file backends.
+        let c = parse(&format!("{CLUSTER}{MIN}")).unwrap();
+        assert!(c.cluster.is_some() && c.upstreams["app"].backends_from.is_none());
+    }
+
+    #[test]
+    fn cluster_errors_are_located() {
+        for (text, at, msg) in [
+            (
+                "[cluster]\nendpoints = []\n".to_string(),
+                "t.toml:1:1: ",
+                "cluster.endpoints is empty",
+            ),
+            (
+                "[cluster]\nendpoints = [\"http://127.0.0.1:2379\", \"127.0.0.1:2379\"]\n"
+                    .to_string(),
+                "t.toml:2:39: ",
+                "\"127.0.0.1:2379\" must be an etcd client URL http://host:port",
+            ),
+            (
+                "[cluster]\nendpoints = [\"https://etcd:2379\"]\n".to_string(),
+                "t.toml:2:14: ",
+                "must be an etcd client URL",
+            ),
+            (
+                "[cluster]\nendpoints = [\"http://etcd\"]\n".to_string(),
+                "t.toml:2:14: ",
+                "must be an etcd client URL",
+            ),
+            (
+                "[cluster]\nendpoints = [\"http://etcd:2379/v3\"]\n".to_string(),
+                "t.toml:2:14: ",
+                "must be an etcd client URL",
+            ),
+            (
+                "[cluster]\nendpoints = [\"http://a:1\", \"http://a:1/\"]\n".to_string(),
+                "t.toml:2:28: ",
+                "is listed twice",
+            ),
+            (
+                format!("{CLUSTER}namespace = \"a/b\"\n"),
+                "t.toml:3:13: ",
+                "cluster namespace \"a/b\" must be 1 to 64 characters",
+            ),
+            (
+                format!("{CLUSTER}namespace = \"\"\n"),
+                "t.toml:3:13: ",
+                "must be 1 to 64 characters",
+            ),
+            (
+                format!("{CLUSTER}lease_ttl = \"500ms\"\n"),
+                "t.toml:1:1: ",
+                "cluster.lease_ttl 500ms must be whole seconds from 1s to 1h",
+            ),
+            (
+                format!("{CLUSTER}lease_ttl = \"1s 500ms\"\n"),
+                "t.toml:1:1: ",
+                "must be whole seconds",
+            ),
+            (
+                format!("{CLUSTER}lease_ttl = \"2h\"\n"),
+                "t.toml:1:1: ",
+                "from 1s to 1h",
+            ),
+            (
+                format!("{CLUSTER}bogus = 1\n"),
+                "t.toml:3:1: ",
+                "unknown field `bogus`",
+            ),
+        ] {
+            let err = parse(&format!("{text}{MIN}")).unwrap_err().to_string();
+            assert!(err.starts_with(at), "{text}: {err}");
+            assert!(err.contains(msg), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn backends_from_is_exclusive_and_needs_a_cluster() {
+        let err = parse("[upstream.app]\nbackends_from = \"cluster\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("t.toml:2:17: upstream \"app\" takes its backends from the cluster, but there is no [cluster] table"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{CLUSTER}[upstream.app]\nbackends_from = \"cluster\"\nbackends = [{{ addr = \"x:1\" }}]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("t.toml:4:17: upstream \"app\" has both backends and backends_from"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{CLUSTER}[upstream.app]\nbackends_from = \"file\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("t.toml:4:17: unknown backends_from \"file\"; expected \"cluster\""),
+            "{err}"
+        );
+        let err = parse("[upstream.app]\nstrategy = \"random\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("has no backends: list them (backends = [...]) or take them from etcd (backends_from = \"cluster\")"),
+            "{err}"
+        );
     }
 }
