@@ -56,7 +56,6 @@ impl Proxy {
         let mut ups = serde_json::Map::new();
         for (name, up) in &state.upstreams {
             let backends: Vec<serde_json::Value> = up
-                .lb
                 .backends()
                 .iter()
                 .map(|b| {
@@ -81,10 +80,10 @@ impl Proxy {
                 serde_json::json!({
                     "strategy": up.strategy.to_string(),
                     "active_checks": up.config.health.is_some(),
-                    "available": up.lb.available(),
+                    "available": up.lb.as_ref().map_or(0, |lb| lb.available()),
                     // No backend available: requests go to all of them (panic mode).
-                    "panic": up.lb.in_panic(),
-                    "panic_picks": up.lb.panic_picks(),
+                    "panic": up.lb.as_ref().is_some_and(|lb| lb.in_panic()),
+                    "panic_picks": up.lb.as_ref().map_or(0, |lb| lb.panic_picks()),
                     "backends": backends,
                 }),
             );
@@ -156,7 +155,7 @@ impl Proxy {
         for (i, (name, kind, help)) in families.iter().enumerate() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (uname, up) in &state.upstreams {
-                for b in up.lb.backends() {
+                for b in up.backends() {
                     // `backend` is what /status and the logs call it (its name, else
                     // its address), `addr` always its address.
                     let l = format!(
@@ -187,7 +186,7 @@ impl Proxy {
                 out,
                 "ringleader_upstream_panic_picks_total{{upstream=\"{}\"}} {}",
                 label(uname),
-                up.lb.panic_picks()
+                up.lb.as_ref().map_or(0, |lb| lb.panic_picks())
             );
         }
         let _ = writeln!(
@@ -200,7 +199,7 @@ impl Proxy {
                 out,
                 "ringleader_upstream_panic{{upstream=\"{}\"}} {}",
                 label(uname),
-                u8::from(up.lb.in_panic())
+                u8::from(up.lb.as_ref().is_some_and(|lb| lb.in_panic()))
             );
         }
         counter(

@@ -53,6 +53,21 @@ pub enum Error {
     /// The request ID generator could not be set up.
     #[error("request id generator: {0}")]
     Idgen(#[from] ringleader_idgen::Error),
+    /// A membership update names an upstream that does not take its backends from
+    /// the cluster (or does not exist).
+    #[error("upstream {upstream:?} does not take its backends from the cluster (backends_from = \"cluster\")")]
+    NotClusterFed {
+        /// The upstream named.
+        upstream: String,
+    },
+    /// A membership update holds an unusable backend.
+    #[error("membership of upstream {upstream:?}: {problem}")]
+    InvalidBackend {
+        /// The upstream.
+        upstream: String,
+        /// What is wrong (an address that is not host:port, weight 0, a duplicate).
+        problem: String,
+    },
     /// No route serves the request's host and path.
     #[error("no route for this host and path")]
     NoRoute,

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 /// Spawn one check task per backend of `up` (none when it has no `[health]` table).
 pub fn spawn_checks(up: &Upstream) -> Vec<JoinHandle<()>> {
-    let Some(h) = up.config.health.clone() else {
+    let (Some(h), Some(lb)) = (up.config.health.clone(), up.lb.as_ref()) else {
         return Vec::new();
     };
     let h = Arc::new(h);
@@ -26,7 +26,7 @@ pub fn spawn_checks(up: &Upstream) -> Vec<JoinHandle<()>> {
         .zip(&up.labels)
         .map(|((id, _), label)| {
             let target = Target {
-                lb: up.lb.clone(),
+                lb: lb.clone(),
                 id: id.clone(),
                 label: label.clone(),
                 upstream: up.name.clone(),

@@ -39,6 +39,11 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     /// Rejected config reloads.
     pub reload_failures: AtomicU64,
+    /// Memberships from the cluster applied to an upstream.
+    pub membership_updates: AtomicU64,
+    /// Requests whose X-Request-Id is a random UUID because no Snowflake ID could
+    /// be issued (the worker lease was not confirmed, or the generator failed).
+    pub request_id_fallbacks: AtomicU64,
     latency: Histogram,
 }
 
@@ -133,6 +138,18 @@ impl Metrics {
             "ringleader_reload_failures_total",
             "Rejected config reloads.",
             self.reload_failures.load(Relaxed),
+        );
+        counter(
+            out,
+            "ringleader_membership_updates_total",
+            "Memberships from the cluster applied to an upstream.",
+            self.membership_updates.load(Relaxed),
+        );
+        counter(
+            out,
+            "ringleader_request_id_fallbacks_total",
+            "X-Request-Ids issued as random UUIDs because no Snowflake ID could be (worker lease not confirmed).",
+            self.request_id_fallbacks.load(Relaxed),
         );
         let _ = writeln!(
             out,

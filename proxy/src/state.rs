@@ -1,5 +1,5 @@
 //! The proxy's shared state and [`Proxy`], its handle: an `ArcSwap` snapshot of routes and upstreams, swapped whole on reload.
-use crate::config::{Config, ServerConfig};
+use crate::config::{backends_problem, BackendConfig, Config, ServerConfig};
 use crate::error::{Error, Result};
 use crate::health;
 use crate::metrics::Metrics;
@@ -50,7 +50,12 @@ pub(crate) struct Shared {
     pub(crate) ids: Generator,
     /// `RINGLEADER_WORKER_ID` was unset and the request-ID worker defaulted to 0.
     pub(crate) worker_defaulted: bool,
-    health_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Health-check tasks per upstream.
+    health_tasks: Mutex<BTreeMap<String, Vec<JoinHandle<()>>>>,
+    /// Serialises the read-modify-write of `state` by reloads and membership updates.
+    apply: Mutex<()>,
+    /// The last membership applied per cluster-fed upstream: a reload re-applies it.
+    membership: Mutex<BTreeMap<String, Vec<BackendConfig>>>,
     pub(crate) started: Instant,
     /// The `[server]` settings the process started with: those a reload cannot
     /// change ([`restart_settings`]) keep these values until a restart.
@@ -185,22 +190,31 @@ impl Proxy {
             metrics: Metrics::default(),
             ids,
             worker_defaulted,
-            health_tasks: Mutex::new(Vec::new()),
+            health_tasks: Mutex::new(BTreeMap::new()),
+            apply: Mutex::new(()),
+            membership: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
         });
         let p = Proxy { shared };
-        p.restart_health();
+        p.restart_health(None);
         Ok(p)
     }
 
-    fn restart_health(&self) {
+    /// Restart the health checks of every upstream, or of `only` that one.
+    fn restart_health(&self, only: Option<&str>) {
         let state = self.shared.state.load_full();
         let mut tasks = self.shared.health_tasks.lock();
-        for t in tasks.drain(..) {
-            t.abort();
-        }
-        for up in state.upstreams.values() {
-            tasks.extend(health::spawn_checks(up));
+        tasks.retain(|name, ts| {
+            let keep = only.is_some_and(|o| o != name);
+            if !keep {
+                ts.drain(..).for_each(|t| t.abort());
+            }
+            keep
+        });
+        for (name, up) in &state.upstreams {
+            if only.is_none_or(|o| o == name) {
+                tasks.insert(name.clone(), health::spawn_checks(up));
+            }
         }
     }
 
@@ -210,9 +224,21 @@ impl Proxy {
     /// `shutdown_grace` need a restart: a reload that changes them applies the rest,
     /// logs a warning per setting and lists them in /status (`restart_required`);
     /// the other server settings apply to new connections.
-    pub fn reload(&self, config: Config) -> Result<()> {
+    ///
+    /// Upstreams with `backends_from = "cluster"` keep the last membership applied
+    /// to them by [`Proxy::set_backends`] (none yet: no backends).
+    pub fn reload(&self, mut config: Config) -> Result<()> {
+        let _apply = self.shared.apply.lock();
         let old = self.shared.state.load_full();
         let pending = restart_settings(&self.shared.running, &config.server);
+        {
+            let membership = self.shared.membership.lock();
+            for (name, up) in &mut config.upstreams {
+                if up.backends_from.is_some() {
+                    up.backends = membership.get(name).cloned().unwrap_or_default();
+                }
+            }
+        }
         let state = match build_state(config, Some(&old)) {
             Ok(s) => s,
             Err(e) => {
@@ -221,7 +247,7 @@ impl Proxy {
             }
         };
         self.shared.state.store(Arc::new(state));
-        self.restart_health();
+        self.restart_health(None);
         self.shared.metrics.reloads.fetch_add(1, Relaxed);
         tracing::info!("config reloaded");
         for p in &pending {
@@ -235,6 +261,56 @@ impl Proxy {
                 p.configured
             );
         }
+        Ok(())
+    }
+
+    /// Replace the backends of `upstream`, one with `backends_from = "cluster"`,
+    /// with `backends` (its membership, as the cluster watcher sees it): the next
+    /// snapshot is built and swapped in exactly as a reload does, so backends that
+    /// stay (same address) keep their statistics (in flight, EWMA, health,
+    /// ejections) and warm connections; requests in flight finish on the old
+    /// snapshot. An empty list leaves the upstream without backends (503). The
+    /// membership is kept, and a later reload re-applies it.
+    ///
+    /// ```no_run
+    /// # fn f(proxy: &ringleader_proxy::Proxy) -> Result<(), ringleader_proxy::Error> {
+    /// use ringleader_proxy::BackendConfig;
+    /// proxy.set_backends("app", vec![
+    ///     BackendConfig::new("127.0.0.1:9101", 1, Some("alpha")),
+    ///     BackendConfig::new("127.0.0.1:9102", 2, None),
+    /// ])?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_backends(&self, upstream: &str, backends: Vec<BackendConfig>) -> Result<()> {
+        if let Some((_, problem)) = backends_problem(&backends) {
+            return Err(Error::InvalidBackend {
+                upstream: upstream.to_string(),
+                problem: problem.to_string(),
+            });
+        }
+        let _apply = self.shared.apply.lock();
+        let old = self.shared.state.load_full();
+        let mut config = Config::clone(&old.config);
+        let Some(up) = config
+            .upstreams
+            .get_mut(upstream)
+            .filter(|u| u.backends_from.is_some())
+        else {
+            return Err(Error::NotClusterFed {
+                upstream: upstream.to_string(),
+            });
+        };
+        up.backends = backends.clone();
+        let n = backends.len();
+        let state = build_state(config, Some(&old))?;
+        self.shared
+            .membership
+            .lock()
+            .insert(upstream.to_string(), backends);
+        self.shared.state.store(Arc::new(state));
+        self.restart_health(Some(upstream));
+        self.shared.metrics.membership_updates.fetch_add(1, Relaxed);
+        tracing::info!(upstream, backends = n, "membership applied");
         Ok(())
     }
 
@@ -272,8 +348,8 @@ impl Proxy {
 
     /// Stop the health checks (done by [`crate::Server`] on shutdown).
     pub fn stop_health(&self) {
-        for t in self.shared.health_tasks.lock().drain(..) {
-            t.abort();
+        for (_, ts) in std::mem::take(&mut *self.shared.health_tasks.lock()) {
+            ts.into_iter().for_each(|t| t.abort());
         }
     }
 }

@@ -100,8 +100,11 @@ impl RetryBudget {
 pub(crate) struct Upstream {
     /// Its name in the config.
     pub name: String,
-    /// The balancer; the same `Arc` survives reloads so backend stats do too.
-    pub lb: Arc<Balancer>,
+    /// The balancer; the same `Arc` survives reloads and membership changes so
+    /// backend stats do too. `None` while the upstream has no backends (one fed
+    /// from the cluster before its first membership, or with no members): it
+    /// answers 503.
+    pub lb: Option<Arc<Balancer>>,
     /// Keep-alive connection pools, aligned with `authorities`.
     pub conns: Vec<Arc<BackendConns>>,
     /// Retry policy.
@@ -170,20 +173,19 @@ impl Upstream {
     /// here and is not undone if a later upstream fails.
     pub fn build(name: &str, cfg: &UpstreamConfig, prev: Option<&Upstream>) -> Result<Upstream> {
         let (specs, bconfig, strategy) = balancer_parts(cfg)?;
-        let (lb, budget) = match prev {
-            Some(p) => {
-                p.lb.update(specs, bconfig)?;
-                let budget = if p.config.retry.budget_percent == cfg.retry.budget_percent {
-                    p.budget.clone()
-                } else {
-                    Arc::new(RetryBudget::new(cfg.retry.budget_percent))
-                };
-                (p.lb.clone(), budget)
+        let budget = match prev {
+            Some(p) if p.config.retry.budget_percent == cfg.retry.budget_percent => {
+                p.budget.clone()
             }
-            None => (
-                Arc::new(Balancer::new(specs, bconfig)?),
-                Arc::new(RetryBudget::new(cfg.retry.budget_percent)),
-            ),
+            _ => Arc::new(RetryBudget::new(cfg.retry.budget_percent)),
+        };
+        let lb = match prev.and_then(|p| p.lb.as_ref()) {
+            _ if specs.is_empty() => None,
+            Some(lb) => {
+                lb.update(specs, bconfig)?;
+                Some(lb.clone())
+            }
+            None => Some(Arc::new(Balancer::new(specs, bconfig)?)),
         };
         let mut authorities = Vec::with_capacity(cfg.backends.len());
         let mut conns = Vec::with_capacity(cfg.backends.len());
@@ -241,8 +243,15 @@ impl Upstream {
     /// Dry run of [`Upstream::build`]: would the balancer accept this config?
     pub fn check(cfg: &UpstreamConfig) -> Result<()> {
         let (specs, bconfig, _) = balancer_parts(cfg)?;
-        Balancer::new(specs, bconfig)?;
+        if !specs.is_empty() {
+            Balancer::new(specs, bconfig)?;
+        }
         Ok(())
+    }
+
+    /// The backends in the balancer's order (none without a balancer).
+    pub fn backends(&self) -> Vec<Arc<ringleader_balancer::Backend>> {
+        self.lb.as_ref().map(|lb| lb.backends()).unwrap_or_default()
     }
 
     /// Index of a backend id in [`Upstream::authorities`].

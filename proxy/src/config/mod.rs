@@ -13,6 +13,8 @@ use toml::Spanned;
 mod describe;
 mod validate;
 
+pub(crate) use validate::backends_problem;
+
 /// A whole config file.
 ///
 /// ```

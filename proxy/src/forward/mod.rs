@@ -189,6 +189,10 @@ pub(crate) async fn forward(
     request_timeout: Duration,
     metrics: &Metrics,
 ) -> Result<Answer, Error> {
+    // No backends (a cluster-fed upstream without members): 503.
+    let Some(lb) = up.lb.as_deref() else {
+        return Err(Error::NoHealthyBackend);
+    };
     let policy = &up.retry;
     let idempotent = is_idempotent(&parts.method, &parts.headers);
     let retryable = policy.attempts > 0 && idempotent;
@@ -242,7 +246,7 @@ pub(crate) async fn forward(
     // An HTTP/1.0 client without Host: each attempt names its backend.
     let name_backend = !parts.headers.contains_key(HOST);
 
-    let mut candidates = up.lb.candidates(&ctx);
+    let mut candidates = lb.candidates(&ctx);
     let mut tries: u32 = 0;
     let mut last_err: Option<Error> = None;
     let mut fallback: Option<Answer> = None;

@@ -9,6 +9,7 @@ mod flap;
 mod headers;
 mod health;
 mod limits;
+mod membership;
 mod names;
 mod pool;
 mod reload;
