@@ -10,8 +10,9 @@
 #
 # Usage: scripts/first-hour.sh
 #   CARGO_TARGET_DIR=DIR   reuse build output between runs (CI: keeps the release build
-#                          warm; without it the install builds from scratch, 5-10 min
-#                          on 2 cores, since the binary is built with fat LTO)
+#                          warm; relative to the current directory). Without it the
+#                          install builds from scratch in a temp dir: 3-10 min on 2 cores,
+#                          since the binary is built with fat LTO.
 #   STEP_TIMEOUT=1800      seconds any one step may take
 #
 # Loopback only; every process it starts is stopped by its pid; the clone, the
@@ -19,6 +20,14 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
+# The steps run inside the clone: a relative target dir would land in (and go with) it.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  case "$CARGO_TARGET_DIR" in
+    /*) ;;
+    *) CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR" ;;
+  esac
+  export CARGO_TARGET_DIR
+fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/first-hour.XXXXXX")
 DEMO_PID=
 started=$(date +%s)
