@@ -15,3 +15,8 @@
 pub use ringleader_balancer as balancer;
 pub use ringleader_idgen as idgen;
 pub use ringleader_ring as ring;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,8 +1,8 @@
 //! The load table: per-balancer contiguous arrays of the least-* strategies' load words, so an exact scan reads one word per backend from consecutive memory.
 //!
 //! A least-loaded scan that follows each backend's `Arc` and reads its in-flight,
-//! weight, EWMA and health words touches a cache line per backend (the README's
-//! balancer section has the measured costs, and the command). Here each backend owns
+//! weight, EWMA and health words touches a cache line per backend (docs/benchmarks.md,
+//! section balancer, has the measured costs, and the command). Here each backend owns
 //! a *slot* for its whole life (so picks made on an old snapshot still settle in the
 //! right place after an update), and the slot holds the load already in comparable
 //! form:
