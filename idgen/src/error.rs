@@ -121,6 +121,12 @@ pub enum Error {
         /// be ruled out (files written before that was recorded cannot tell the two apart).
         clock_checked: bool,
     },
+    /// The generator's [`Fence`](crate::Fence) does not allow this timestamp: its
+    /// worker-id lease is not confirmed (etcd unreachable past the safety deadline, or the
+    /// lease lost), or the generator was [sealed](crate::Generator::seal). No ID is issued;
+    /// calls succeed again once the lease is renewed.
+    #[error("worker id fenced: its lease is not confirmed, so no ID is issued (try again once the lease is renewed)")]
+    Fenced,
     /// The high-water-mark file exists but is not valid for this generator.
     #[error("high-water mark {path} is unusable: {reason} (refusing to start rather than risk duplicate IDs)")]
     HighWaterMarkCorrupt {

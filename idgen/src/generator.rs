@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::fence::Fence;
 use crate::mark::Mark;
 use crate::persist::HighWaterMark;
 use crate::sync::{AtomicU64, Ordering};
@@ -81,7 +82,15 @@ pub struct Generator<C: Clock = SystemClock> {
     /// Tick of the last "clock moved backwards" warning (`u64::MAX`: none yet); the
     /// warning is logged at most once per second, not once per failed call.
     last_warned: AtomicU64,
+    /// Timestamps at or past its limit are never issued ([`Fence::open`] without a lease).
+    fence: Fence,
+    /// The state [`seal`](Generator::seal) replaced (`state` then holds [`SEALED`]).
+    sealed_from: AtomicU64,
 }
+
+/// The state of a sealed generator: no compare-exchange from a real state can succeed on
+/// it, and every path that reads it returns [`Error::Fenced`].
+const SEALED: u64 = u64::MAX;
 
 /// Options for a [`Generator`]: clock, borrowing, clock-step tolerance, high-water mark.
 ///
@@ -106,6 +115,8 @@ pub struct GeneratorBuilder<C: Clock = SystemClock> {
     tolerance: Duration,
     hwm: Option<PathBuf>,
     reserve_ahead: Duration,
+    fence: Option<Fence>,
+    start_after: Option<u64>,
 }
 
 impl Generator<SystemClock> {
@@ -125,6 +136,8 @@ impl Generator<SystemClock> {
             tolerance: DEFAULT_BACKWARDS_TOLERANCE,
             hwm: None,
             reserve_ahead: DEFAULT_RESERVE_AHEAD,
+            fence: None,
+            start_after: None,
         }
     }
 }
@@ -150,6 +163,8 @@ impl<C: Clock> GeneratorBuilder<C> {
             tolerance: self.tolerance,
             hwm: self.hwm,
             reserve_ahead: self.reserve_ahead,
+            fence: self.fence,
+            start_after: self.start_after,
         }
     }
 
@@ -197,6 +212,41 @@ impl<C: Clock> GeneratorBuilder<C> {
         self
     }
 
+    /// Issue only timestamps below `fence`'s limit (see [`Fence`]); past it, `next_id`
+    /// returns [`Error::Fenced`]. For a worker id held by a lease: the lease's keeper moves
+    /// the limit forward on each confirmed renewal and closes it when the lease is lost.
+    /// The check is one relaxed load on the hot path.
+    pub fn fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// Issue only timestamps strictly after `timestamp` (ticks since the layout's epoch):
+    /// a handover from a previous holder of this worker id, whose high-water timestamp this
+    /// is. When the clock is behind it, the generator treats that as a backwards clock step
+    /// (waits within [`backwards_tolerance`](Self::backwards_tolerance), beyond it
+    /// [`Error::ClockMovedBackwards`] until the clock catches up): never an ID at or below it.
+    ///
+    /// ```
+    /// use ringleader_idgen::{Clock, Generator, Layout, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let now = Layout::TWITTER.timestamp_at(clock.now())?;
+    /// // The previous holder issued up to 300 ms ahead of this (slower) clock.
+    /// let gen = Generator::builder(Layout::TWITTER)
+    ///     .clock(clock.clone())
+    ///     .start_after(now + 300)
+    ///     .build(5)?;
+    /// let first = Layout::TWITTER.decode(gen.next_id()?)?.timestamp;
+    /// assert_eq!(first, now + 301);
+    /// # Ok::<(), ringleader_idgen::Error>(())
+    /// ```
+    pub fn start_after(mut self, timestamp: u64) -> Self {
+        self.start_after = Some(self.start_after.map_or(timestamp, |t| t.max(timestamp)));
+        self
+    }
+
     /// Build the generator for `worker`. With a high-water mark this locks and reads the
     /// file, waits (through the clock) until the clock is past the stored mark, writes a new
     /// mark and starts the renewer thread (`ringleader-idgen-mark`).
@@ -231,12 +281,23 @@ impl<C: Clock> GeneratorBuilder<C> {
             // when dropped (it would overwrite the mark that made it fail).
             mark: None,
             last_warned: AtomicU64::new(u64::MAX),
+            fence: self.fence.unwrap_or_else(Fence::open),
+            sealed_from: AtomicU64::new(SEALED),
         };
         if let Some(mark) = mark {
             gen.resume(&mark)?;
             gen.mark = Some(mark);
         } else if gen.max_borrow > 0 {
             gen.skip_borrowable()?;
+        }
+        if let Some(after) = self.start_after {
+            if after >= max_timestamp {
+                return Err(gen.overflow());
+            }
+            let first = (after + 1) << seq_bits;
+            if gen.state.load(Ordering::Relaxed) < first {
+                gen.state.store(first, Ordering::Relaxed);
+            }
         }
         Ok(gen)
     }
@@ -304,6 +365,7 @@ impl<C: Clock> Generator<C> {
                 && tick <= now_tick + self.max_borrow
                 && tick <= self.max_timestamp
                 && tick <= self.renew_at.load(Ordering::Acquire)
+                && tick < self.fence.limit()
             {
                 match self.state.compare_exchange_weak(
                     cur,
@@ -423,6 +485,45 @@ impl<C: Clock> Generator<C> {
         &self.clock
     }
 
+    /// The fence this generator checks ([`Fence::open`] unless one was given).
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// Stop this generator for good and return the timestamp of the last ID it issued
+    /// (`None` if it issued none and had no [`start_after`](GeneratorBuilder::start_after)
+    /// floor; else an upper bound: the floor when nothing was issued). Closes its fence,
+    /// then swaps its state for a sealed one, so a call racing in another thread either
+    /// issued before the swap (and is counted) or fails with [`Error::Fenced`]. For a lease
+    /// released cleanly: the next holder of the worker id starts after the returned value.
+    ///
+    /// ```
+    /// use ringleader_idgen::{Error, Generator, Layout};
+    ///
+    /// let gen = Generator::new(Layout::TWITTER, 1)?;
+    /// let id = gen.next_id()?;
+    /// let last = gen.seal().expect("an ID was issued");
+    /// assert_eq!(last, Layout::TWITTER.decode(id)?.timestamp);
+    /// assert!(matches!(gen.next_id(), Err(Error::Fenced)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn seal(&self) -> Option<u64> {
+        self.fence.close();
+        // AcqRel: the swap is ordered with every winning exchange on this one location
+        // (as any RMW is), so the value it returns counts every ID issued before it.
+        let prev = self.state.swap(SEALED, Ordering::AcqRel);
+        let prev = if prev == SEALED {
+            self.sealed_from.load(Ordering::Acquire)
+        } else {
+            self.sealed_from.store(prev, Ordering::Release);
+            prev
+        };
+        if prev == SEALED {
+            return None;
+        }
+        prev.checked_sub(1).map(|issued| issued >> self.seq_bits)
+    }
+
     #[inline]
     fn id_at(&self, counter: u64) -> Id {
         Id::from_raw_unchecked(compose(
@@ -533,6 +634,9 @@ impl<C: Clock> Generator<C> {
             let floor = now_tick << self.seq_bits;
             let limit = now_tick + self.max_borrow;
             let blocked = loop {
+                if cur == SEALED {
+                    return Err(Error::Fenced);
+                }
                 let start = cur.max(floor);
                 let last = start.checked_add(n - 1).ok_or_else(|| self.overflow())?;
                 let last_tick = last >> self.seq_bits;
@@ -548,6 +652,9 @@ impl<C: Clock> Generator<C> {
                 }
                 if last_tick > self.max_timestamp {
                     return Err(self.overflow());
+                }
+                if last_tick >= self.fence.limit() {
+                    return Err(Error::Fenced);
                 }
                 // Acquire pairs with the Release in `mark_covers`: the threshold is below a
                 // durably written mark.
@@ -741,7 +848,11 @@ impl<C: Clock> Drop for Generator<C> {
     fn drop(&mut self) {
         let now = self.since_epoch(self.clock.now());
         // Every ID issued so far is below the state; nothing can be issued any more.
-        let issued = self.state.load(Ordering::Acquire).saturating_sub(1) >> self.seq_bits;
+        let mut state = self.state.load(Ordering::Acquire);
+        if state == SEALED {
+            state = self.sealed_from.load(Ordering::Acquire);
+        }
+        let issued = state.saturating_sub(1) >> self.seq_bits;
         let tick_nanos = self.tick_nanos;
         let Some(mark) = &mut self.mark else { return };
         mark.stop();

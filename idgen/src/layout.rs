@@ -201,6 +201,26 @@ impl Layout {
         Duration::from_nanos(self.epoch_nanos + (self.tick_nanos << self.timestamp_bits))
     }
 
+    /// The timestamp (ticks since the layout's epoch) a clock reading falls in; `since_unix`
+    /// is time since the Unix epoch, as [`Clock::now`](crate::Clock::now) returns it.
+    ///
+    /// ```
+    /// use ringleader_idgen::Layout;
+    /// use std::time::{Duration, UNIX_EPOCH};
+    ///
+    /// let epoch = Layout::TWITTER.epoch().duration_since(UNIX_EPOCH).unwrap();
+    /// assert_eq!(Layout::TWITTER.timestamp_at(epoch + Duration::from_millis(5))?, 5);
+    /// assert!(Layout::TWITTER.timestamp_at(Duration::ZERO).is_err());
+    /// # Ok::<(), ringleader_idgen::Error>(())
+    /// ```
+    pub fn timestamp_at(&self, since_unix: Duration) -> Result<u64, Error> {
+        let nanos = u64::try_from(since_unix.as_nanos()).unwrap_or(u64::MAX);
+        let since = nanos
+            .checked_sub(self.epoch_nanos)
+            .ok_or(Error::ClockBeforeEpoch)?;
+        Ok(since / self.tick_nanos)
+    }
+
     pub(crate) const fn tick_nanos(&self) -> u64 {
         self.tick_nanos
     }

@@ -30,6 +30,7 @@
 
 mod clock;
 mod error;
+mod fence;
 mod generator;
 mod id;
 mod layout;
@@ -40,6 +41,7 @@ mod worker;
 
 pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use error::Error;
+pub use fence::Fence;
 pub use generator::{
     Generator, GeneratorBuilder, IdBatch, NextId, DEFAULT_BACKWARDS_TOLERANCE,
     DEFAULT_RESERVE_AHEAD,

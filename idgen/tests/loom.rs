@@ -104,3 +104,36 @@ fn try_next_id_races_next_id() {
         check(all, &per_thread);
     });
 }
+
+#[test]
+fn seal_counts_every_id_issued_before_it() {
+    model(|| {
+        let clock = ManualClock::starting_at(Duration::from_secs(1));
+        let gen = Arc::new(Generator::with_clock(tiny_layout(), 1, clock).unwrap());
+        let g = Arc::clone(&gen);
+        let issuing = thread::spawn(move || {
+            let mut ids = Vec::new();
+            for _ in 0..2 {
+                match g.next_id() {
+                    Ok(id) => ids.push(id),
+                    Err(ringleader_idgen::Error::Fenced) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            ids
+        });
+        let sealed = gen.seal();
+        let ids = issuing.join().unwrap();
+        for id in &ids {
+            let ts = tiny_layout().decode(*id).unwrap().timestamp;
+            assert!(
+                sealed.is_some_and(|s| ts <= s),
+                "{id:?} issued at {ts}, after seal returned {sealed:?}"
+            );
+        }
+        assert!(matches!(
+            gen.next_id(),
+            Err(ringleader_idgen::Error::Fenced)
+        ));
+    });
+}
