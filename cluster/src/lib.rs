@@ -1,0 +1,52 @@
+//! Makes ringleader a fleet, on etcd: worker ids for [`ringleader_idgen`] leased with
+//! self-fencing, and backend membership shared by proxies.
+//!
+//! - [`Cluster::lease_generator`] claims a worker id for a layout (a transaction that only
+//!   succeeds if the key `/ringleader/<ns>/idgen/<layout>/workers/<id>` does not exist,
+//!   attached to a lease), keeps the lease alive every TTL/3 and fences the generator:
+//!   it returns [`ringleader_idgen::Error::Fenced`] instead of an ID past `time the last
+//!   confirmed keep-alive was sent + TTL - margin` ([`ClusterConfig::safety_margin`]), at
+//!   once on a keep-alive answer with TTL 0, and at once when its key is deleted or taken.
+//!   Each holder writes its fence limit to the id's high-water key before issuing under
+//!   it; the next holder of the id starts strictly after it, whatever its clock says.
+//! - [`Cluster::watch_members`] publishes an upstream's members
+//!   (`/ringleader/<ns>/upstreams/<name>/backends/<id>` = `{"addr": .., "weight": ..}`) as
+//!   whole [`Snapshot`]s; [`Cluster::register_backend`] keeps a backend's key alive for as
+//!   long as a sidecar runs; [`Cluster::list`] is what `ringleader cluster ls` shows.
+//!
+//! The client is `etcdv3client`, which ships its generated gRPC code: building needs no
+//! `protoc`. etcd 3.5 or later is the production minimum (3.4 is end-of-life; the tests
+//! also run against Debian's 3.4).
+//!
+//! ```no_run
+//! use ringleader_cluster::{Cluster, ClusterConfig};
+//! use ringleader_idgen::Layout;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ClusterConfig::new(["http://127.0.0.1:2379"]).with_namespace("prod");
+//! let cluster = Cluster::connect(&config).await?;
+//! let ids = cluster.lease_generator(Layout::TWITTER, None).await?;
+//! let id = ids.next_id()?;
+//! let members = cluster.watch_members("app").await?;
+//! let snapshot = members.snapshot();
+//! # let _ = (id, snapshot);
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+mod error;
+mod keys;
+mod members;
+mod worker;
+
+pub use client::Cluster;
+pub use config::ClusterConfig;
+pub use error::Error;
+pub use keys::layout_name;
+pub use members::{
+    BackendSpec, Listing, Member, MembershipWatch, Registration, Snapshot, WorkerLeaseInfo,
+};
+pub use worker::{LeaseState, LeaseStatus, LeasedGenerator, WorkerValue};
