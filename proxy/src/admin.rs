@@ -53,7 +53,14 @@ impl Proxy {
     pub fn status_json(&self) -> serde_json::Value {
         let state = self.shared.state.load();
         let m = &self.shared.metrics;
+        let ids = self.shared.ids.status();
         let mut ups = serde_json::Map::new();
+        let feeds = self
+            .shared
+            .fleet
+            .as_ref()
+            .map(|f| f.upstreams.lock().clone())
+            .unwrap_or_default();
         for (name, up) in &state.upstreams {
             let backends: Vec<serde_json::Value> = up
                 .backends()
@@ -75,9 +82,23 @@ impl Proxy {
                     })
                 })
                 .collect();
+            // Where the backends come from; for the cluster, the membership applied.
+            let from = match (&up.config.backends_from, feeds.get(name)) {
+                (Some(_), Some(f)) => serde_json::json!({
+                    "cluster": {
+                        "connected": f.connected,
+                        "revision": f.revision,
+                        "members": f.members,
+                        "ignored": f.ignored,
+                    }
+                }),
+                (Some(_), None) => serde_json::json!({ "cluster": null }),
+                (None, _) => serde_json::json!("file"),
+            };
             ups.insert(
                 name.clone(),
                 serde_json::json!({
+                    "backends_from": from,
                     "strategy": up.strategy.to_string(),
                     "active_checks": up.config.health.is_some(),
                     "available": up.lb.as_ref().map_or(0, |lb| lb.available()),
@@ -90,10 +111,24 @@ impl Proxy {
         }
         serde_json::json!({
             "uptime_secs": self.shared.started.elapsed().as_secs(),
-            // X-Request-Id's Snowflake worker; `worker_id_defaulted` is true when
-            // RINGLEADER_WORKER_ID was unset (then replicas may share request IDs).
-            "worker_id": self.shared.ids.worker(),
-            "worker_id_defaulted": self.shared.worker_defaulted,
+            // X-Request-Id's Snowflake worker (null: none held, see request_ids);
+            // `worker_id_defaulted` is true when RINGLEADER_WORKER_ID was unset (then
+            // replicas may share request IDs).
+            "worker_id": ids.worker,
+            "worker_id_defaulted": ids.source == "default",
+            // Where the worker id comes from (env | default | cluster), the lease's
+            // state, and whether request IDs are random UUIDs now (no Snowflake ID
+            // could be issued: lease not taken or not confirmed).
+            "request_ids": {
+                "worker_source": ids.source,
+                "lease": ids.lease,
+                "fallback_uuid": ids.fallback,
+            },
+            // With [cluster]: whether etcd is reachable and every membership current
+            // (false: upstreams serve their last known members).
+            "cluster": self.shared.fleet.as_ref().map(|f| serde_json::json!({
+                "connected": f.connected(),
+            })),
             // `[server]` settings a reload changed that wait for a restart.
             "restart_required": self
                 .pending_restart()
@@ -201,6 +236,27 @@ impl Proxy {
                 label(uname),
                 u8::from(up.lb.as_ref().is_some_and(|lb| lb.in_panic()))
             );
+        }
+        if let Some(f) = &self.shared.fleet {
+            gauge(
+                &mut out,
+                "ringleader_cluster_connected",
+                "1 while etcd is reachable and every cluster-fed upstream's membership is current (0: serving the last known members).",
+                f64::from(u8::from(f.connected())),
+            );
+            let _ = writeln!(
+                out,
+                "# HELP ringleader_cluster_members Members of a cluster-fed upstream, as last applied.
+                 # TYPE ringleader_cluster_members gauge"
+            );
+            for (uname, feed) in f.upstreams.lock().iter() {
+                let _ = writeln!(
+                    out,
+                    "ringleader_cluster_members{{upstream=\"{}\"}} {}",
+                    label(uname),
+                    feed.members
+                );
+            }
         }
         counter(
             &mut out,

@@ -8,23 +8,10 @@ use crate::upstream::Upstream;
 use http::header::{HOST, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
-use ringleader_idgen::{Generator, Id, NextId};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The next request ID without blocking the runtime's thread: when the
-/// generator must wait (sequence exhausted, clock stepped back within its
-/// tolerance), the task sleeps instead.
-async fn next_request_id(ids: &Generator) -> std::result::Result<Id, ringleader_idgen::Error> {
-    loop {
-        match ids.try_next_id()? {
-            NextId::Ready(id) => return Ok(id),
-            NextId::Wait(d) => tokio::time::sleep(d).await,
-        }
-    }
-}
 
 /// Handle one client request.
 pub(crate) async fn handle(
@@ -44,10 +31,7 @@ pub(crate) async fn handle(
     let req_id = match parts.headers.get(&X_REQUEST_ID) {
         Some(v) => v.clone(),
         None => {
-            let v = match next_request_id(&proxy.shared.ids).await {
-                Ok(id) => HeaderValue::from(u64::from(id)),
-                Err(_) => HeaderValue::from_static("0"),
-            };
+            let v = proxy.shared.ids.next(m).await;
             parts.headers.insert(X_REQUEST_ID.clone(), v.clone());
             v
         }

@@ -5,6 +5,9 @@
 //! the proxy and admin listeners; [`Proxy`] is the handle to reload it and
 //! read its state; every failure is an [`Error`]. Balancing and backend
 //! health come from `ringleader-balancer`, request IDs from `ringleader-idgen`.
+//! With a `[cluster]` table, `ringleader-cluster` leases the request-ID worker id
+//! from etcd and feeds upstreams with `backends_from = "cluster"` their members
+//! ([`Proxy::set_backends`], applied like a reload).
 //!
 //! Inside, a request flows one way: `server` (hyper serves the client) ->
 //! `handle` (check, route) -> `forward` (attempts, retries) -> `pool`
@@ -32,6 +35,7 @@ mod admin;
 mod config;
 mod demo;
 mod error;
+mod fleet;
 mod forward;
 mod handle;
 mod headers;
@@ -41,6 +45,7 @@ mod http1;
 mod layering;
 mod metrics;
 mod pool;
+mod request_id;
 mod response;
 mod server;
 mod state;

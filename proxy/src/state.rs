@@ -1,8 +1,10 @@
 //! The proxy's shared state and [`Proxy`], its handle: an `ArcSwap` snapshot of routes and upstreams, swapped whole on reload.
-use crate::config::{backends_problem, BackendConfig, Config, ServerConfig};
+use crate::config::{backends_problem, BackendConfig, ClusterConfig, Config, ServerConfig};
 use crate::error::{Error, Result};
+use crate::fleet::status::FleetStatus;
 use crate::health;
 use crate::metrics::Metrics;
+use crate::request_id::RequestIds;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -12,6 +14,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// One route of the snapshot.
@@ -47,9 +50,14 @@ impl State {
 pub(crate) struct Shared {
     pub(crate) state: ArcSwap<State>,
     pub(crate) metrics: Metrics,
-    pub(crate) ids: Generator,
-    /// `RINGLEADER_WORKER_ID` was unset and the request-ID worker defaulted to 0.
-    pub(crate) worker_defaulted: bool,
+    /// X-Request-Id values.
+    pub(crate) ids: RequestIds,
+    /// The cluster link's state (with a `[cluster]` table at start).
+    pub(crate) fleet: Option<Arc<FleetStatus>>,
+    /// Bumped by each applied reload (the cluster link starts and stops watchers).
+    pub(crate) reloaded: watch::Sender<u64>,
+    /// The `[cluster]` table the process started with (changes need a restart).
+    pub(crate) running_cluster: Option<ClusterConfig>,
     /// Health-check tasks per upstream.
     health_tasks: Mutex<BTreeMap<String, Vec<JoinHandle<()>>>>,
     /// Serialises the read-modify-write of `state` by reloads and membership updates.
@@ -179,9 +187,32 @@ fn worker_id() -> Result<(WorkerId, bool)> {
 impl Proxy {
     /// Build the proxy state from a validated config and start its health
     /// checks. Must be called inside a tokio runtime.
+    ///
+    /// With a `[cluster]` table, X-Request-Id takes its worker id from a lease in the
+    /// cluster (`RINGLEADER_WORKER_ID` is ignored), once [`crate::Server::bind`] has
+    /// connected; until then, and whenever the lease is not confirmed, request IDs are
+    /// random UUIDs.
     pub fn new(config: Config) -> Result<Proxy> {
-        let (worker, worker_defaulted) = worker_id()?;
-        let ids = Generator::new(ringleader_idgen::Layout::TWITTER, worker)?;
+        let ids = if config.cluster.is_some() {
+            if std::env::var_os(ringleader_idgen::WORKER_ID_ENV).is_some() {
+                tracing::info!(
+                    "{} is ignored: with [cluster], the X-Request-Id worker id is leased from etcd",
+                    ringleader_idgen::WORKER_ID_ENV
+                );
+            }
+            RequestIds::leased()
+        } else {
+            let (worker, defaulted) = worker_id()?;
+            RequestIds::local(
+                Generator::new(ringleader_idgen::Layout::TWITTER, worker)?,
+                defaulted,
+            )
+        };
+        let fleet = config
+            .cluster
+            .is_some()
+            .then(|| Arc::new(FleetStatus::default()));
+        let running_cluster = config.cluster.clone();
         let running = config.server.clone();
         let state = build_state(config, None)?;
         let shared = Arc::new(Shared {
@@ -189,7 +220,9 @@ impl Proxy {
             state: ArcSwap::from_pointee(state),
             metrics: Metrics::default(),
             ids,
-            worker_defaulted,
+            fleet,
+            reloaded: watch::Sender::new(0),
+            running_cluster,
             health_tasks: Mutex::new(BTreeMap::new()),
             apply: Mutex::new(()),
             membership: Mutex::new(BTreeMap::new()),
@@ -230,7 +263,7 @@ impl Proxy {
     pub fn reload(&self, mut config: Config) -> Result<()> {
         let _apply = self.shared.apply.lock();
         let old = self.shared.state.load_full();
-        let pending = restart_settings(&self.shared.running, &config.server);
+        let pending = self.pending_for(&config);
         {
             let membership = self.shared.membership.lock();
             for (name, up) in &mut config.upstreams {
@@ -248,6 +281,7 @@ impl Proxy {
         };
         self.shared.state.store(Arc::new(state));
         self.restart_health(None);
+        self.shared.reloaded.send_modify(|n| *n += 1);
         self.shared.metrics.reloads.fetch_add(1, Relaxed);
         tracing::info!("config reloaded");
         for p in &pending {
@@ -317,10 +351,39 @@ impl Proxy {
     /// `[server]` settings of the loaded config that differ from the running ones
     /// and wait for a restart.
     pub(crate) fn pending_restart(&self) -> Vec<PendingRestart> {
-        restart_settings(
-            &self.shared.running,
-            &self.shared.state.load().config.server,
-        )
+        self.pending_for(&self.shared.state.load().config)
+    }
+
+    /// The settings of `config` that differ from the running ones and need a restart:
+    /// [`restart_settings`], and the `[cluster]` table.
+    fn pending_for(&self, config: &Config) -> Vec<PendingRestart> {
+        let mut pending = restart_settings(&self.shared.running, &config.server);
+        if config.cluster != self.shared.running_cluster {
+            let show = |c: &Option<ClusterConfig>| match c {
+                None => "none".to_string(),
+                Some(c) => format!(
+                    "{} namespace {} lease_ttl {}",
+                    c.endpoints
+                        .iter()
+                        .map(|e| e.get_ref().as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    c.namespace.get_ref(),
+                    humantime::format_duration(c.lease_ttl)
+                ),
+            };
+            pending.push(PendingRestart {
+                setting: "cluster",
+                running: show(&self.shared.running_cluster),
+                configured: show(&config.cluster),
+            });
+        }
+        pending
+    }
+
+    /// Drop the membership kept for `upstream` (no longer fed from the cluster).
+    pub(crate) fn forget_membership(&self, upstream: &str) {
+        self.shared.membership.lock().remove(upstream);
     }
 
     /// Load, validate and apply a config file; on any error the old config

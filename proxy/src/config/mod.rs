@@ -13,7 +13,7 @@ use toml::Spanned;
 mod describe;
 mod validate;
 
-pub(crate) use validate::backends_problem;
+pub(crate) use validate::{backend_name_problem, backends_problem, is_host_port};
 
 /// A whole config file.
 ///
@@ -58,7 +58,7 @@ pub struct Config {
 /// assert_eq!(cluster.lease_ttl, std::time::Duration::from_secs(10));
 /// assert!(cfg.upstreams["app"].backends.is_empty()); // they come from etcd
 /// ```
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// etcd client URLs, `http://host:port` (at least one); requests are balanced

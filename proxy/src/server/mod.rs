@@ -4,6 +4,7 @@ mod client_io;
 use crate::admin;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::fleet;
 use crate::handle::handle;
 use crate::response::ProxyBody;
 use crate::state::Proxy;
@@ -41,6 +42,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     proxy_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    /// The cluster link (with a `[cluster]` table).
+    fleet_task: Option<JoinHandle<()>>,
 }
 
 fn bind_listener(addr: SocketAddr) -> Result<TcpListener> {
@@ -81,6 +84,13 @@ fn http1_builder(cfg: &Config) -> http1::Builder {
 impl Server {
     /// Bind the proxy and admin listeners from `config.server` (port 0 picks
     /// a free port), build the proxy and start serving. Call inside a tokio runtime.
+    ///
+    /// With a `[cluster]` table it also connects to etcd: it leases the X-Request-Id
+    /// worker id and starts one membership watcher per upstream with
+    /// `backends_from = "cluster"`, and waits up to 3 s for their first memberships
+    /// before serving (not at all once etcd has refused a first attempt). While etcd
+    /// is unreachable those upstreams serve their last known members (none before
+    /// the first: 503), and the link retries every second.
     pub async fn bind(config: Config) -> Result<Server> {
         let listener = bind_listener(config.server.listen)?;
         let admin_listener = bind_listener(config.server.admin)?;
@@ -88,7 +98,26 @@ impl Server {
         let admin_addr = admin_listener.local_addr()?;
         let max_conns = config.server.max_connections.min(Semaphore::MAX_PERMITS);
         let grace = config.server.shutdown_grace;
+        let cluster = config.cluster.clone();
         let proxy = Proxy::new(config)?;
+        let fleet_task = match cluster {
+            Some(c) => {
+                let (tx, mut rx) = watch::channel(fleet::Startup::Pending);
+                let task = fleet::spawn(proxy.clone(), c, tx);
+                let started = rx.wait_for(|s| *s != fleet::Startup::Pending);
+                if tokio::time::timeout(fleet::START_WAIT, started)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "no membership from etcd within {}s: serving; cluster-fed upstreams get their members when it answers",
+                        fleet::START_WAIT.as_secs()
+                    );
+                }
+                Some(task)
+            }
+            None => None,
+        };
         let (stop, stop_rx) = watch::channel(false);
         let proxy_task = tokio::spawn(accept_loop(
             listener,
@@ -106,6 +135,7 @@ impl Server {
             stop,
             proxy_task,
             admin_task,
+            fleet_task,
         })
     }
 
@@ -131,6 +161,12 @@ impl Server {
         let _ = self.proxy_task.await;
         self.admin_task.abort();
         self.proxy.stop_health();
+        if let Some(t) = self.fleet_task {
+            // Stops the membership watchers; then the worker id goes back.
+            t.abort();
+            let _ = t.await;
+            self.proxy.shared.ids.release().await;
+        }
     }
 }
 

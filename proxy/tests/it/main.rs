@@ -3,6 +3,7 @@
 mod admin;
 mod backend_http;
 mod balancing;
+mod cluster;
 mod common;
 mod failover;
 mod flap;
