@@ -119,7 +119,7 @@ impl Cluster {
         let prefix = self.keys().backends_prefix(upstream);
         let (kvs, revision) = self.read_prefix("range (members)", &prefix).await?;
         let snapshot = snapshot_of(&prefix, &kvs, revision);
-        Ok(self.spawn_watcher(prefix, snapshot, false))
+        Ok(self.spawn_watcher(prefix, snapshot))
     }
 
     /// Watch `upstream` from an earlier snapshot (e.g. the last one a previous watcher
@@ -131,10 +131,10 @@ impl Cluster {
         since: Snapshot,
     ) -> Result<MembershipWatch, Error> {
         let prefix = self.keys().backends_prefix(upstream);
-        Ok(self.spawn_watcher(prefix, since, true))
+        Ok(self.spawn_watcher(prefix, since))
     }
 
-    fn spawn_watcher(&self, prefix: String, snapshot: Snapshot, resuming: bool) -> MembershipWatch {
+    fn spawn_watcher(&self, prefix: String, snapshot: Snapshot) -> MembershipWatch {
         let (tx, rx) = watch::channel(Arc::new(snapshot.clone()));
         let state = Arc::new(WatchState::default());
         let watcher = Watcher {
@@ -149,7 +149,7 @@ impl Cluster {
             tx,
             state: Arc::clone(&state),
         };
-        let task = tokio::spawn(watcher.run(resuming));
+        let task = tokio::spawn(watcher.run());
         MembershipWatch {
             snapshots: rx,
             state,
@@ -454,14 +454,13 @@ enum Ended {
 }
 
 impl Watcher {
-    async fn run(mut self, resuming: bool) {
+    async fn run(mut self) {
         let retry = self
             .cluster
             .config()
             .keepalive_interval()
             .min(Duration::from_secs(1));
         let mut needs_read = false;
-        let _ = resuming;
         loop {
             if needs_read {
                 match self

@@ -1,6 +1,7 @@
 //! A real etcd for the tests: started from `/usr/bin/etcd` (or `etcd` on PATH) on free
 //! loopback ports with a temporary data dir, stopped by pid on drop. Without etcd the
 //! tests print a loud notice and pass, except under `CI=true`, where they fail.
+//! `ETCD_BIN=/path/to/etcd` picks another binary.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::net::TcpListener;
@@ -17,7 +18,13 @@ pub struct Etcd {
     _dir: tempfile::TempDir,
 }
 
+/// `ETCD_BIN` if set (a missing file there counts as "not installed"), else
+/// `/usr/bin/etcd`, else `etcd` on PATH.
 fn etcd_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("ETCD_BIN") {
+        let bin = PathBuf::from(bin);
+        return bin.is_file().then_some(bin);
+    }
     let default = PathBuf::from("/usr/bin/etcd");
     if default.is_file() {
         return Some(default);
@@ -42,7 +49,11 @@ pub fn etcd() -> Option<Etcd> {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("etcd is not installed, and CI=true: install it (Debian: apt-get install etcd-server)");
         }
-        eprintln!("\n!!!!!!!! etcd tests SKIPPED: install etcd (Debian: apt-get install etcd-server) !!!!!!!!\n");
+        // Straight to the process's stderr: libtest captures eprintln! of passing tests.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(
+            b"\n!!!!!!!! etcd tests SKIPPED: install etcd (Debian: apt-get install etcd-server) !!!!!!!!\n\n",
+        );
         return None;
     };
     // Free ports can be taken between the probe and etcd's bind: retry with new ones.
