@@ -14,6 +14,18 @@
 //!   whole [`Snapshot`]s; [`Cluster::register_backend`] keeps a backend's key alive for as
 //!   long as a sidecar runs; [`Cluster::list`] is what `ringleader cluster ls` shows.
 //!
+//! What each failure does:
+//!
+//! | failure | generators | membership watchers |
+//! |---|---|---|
+//! | etcd unreachable or frozen | issue until the deadline, then `Fenced`; resume on the first confirmed keep-alive (or reclaim if the lease expired meanwhile) | keep publishing the last snapshot, [`MembershipWatch::is_connected`] is false; resume from the last revision when etcd returns |
+//! | lease expired (keep-alive answers TTL 0) | fenced at once, then the id is reclaimed (the same one if free, else the lowest free; IDs keep increasing) | - |
+//! | own worker key deleted or put under another lease | fenced at once, then reclaimed as above | - |
+//! | every worker id taken | [`Error::AllWorkerIdsTaken`] from `lease_generator` | - |
+//! | missed revisions compacted | - | the whole prefix is re-read ([`MembershipWatch::resyncs`]) |
+//! | a backend value is not valid JSON | - | that backend is left out, with a warning |
+//! | process killed | its worker id is free once its lease expires (TTL); the next holder starts after its high-water | a registered backend disappears after the TTL |
+//!
 //! The client is `etcdv3client`, which ships its generated gRPC code: building needs no
 //! `protoc`. etcd 3.5 or later is the production minimum (3.4 is end-of-life; the tests
 //! also run against Debian's 3.4).
