@@ -32,8 +32,6 @@ pub(crate) enum Startup {
     Pending,
     /// The first memberships are applied.
     Ready,
-    /// etcd did not answer the first attempt: serving without, retrying.
-    Unreachable,
 }
 
 /// The cluster crate's config for a `[cluster]` table.
@@ -79,7 +77,7 @@ async fn run(proxy: Proxy, cfg: ClusterConfig, startup: watch::Sender<Startup>) 
         return;
     };
     let ccfg = cluster_config(&cfg);
-    let cluster = connect(&ccfg, &startup).await;
+    let cluster = connect(&ccfg).await;
     status.reached.store(true, Relaxed);
     let _lease = AbortOnDrop(tokio::spawn(lease_worker(proxy.clone(), cluster.clone())));
     let mut reloads = proxy.shared.reloaded.subscribe();
@@ -128,10 +126,7 @@ async fn run(proxy: Proxy, cfg: ClusterConfig, startup: watch::Sender<Startup>) 
 }
 
 /// Connect to etcd, retrying every [`RETRY`] while it does not answer (one WARN).
-async fn connect(
-    ccfg: &ringleader_cluster::ClusterConfig,
-    startup: &watch::Sender<Startup>,
-) -> Cluster {
+async fn connect(ccfg: &ringleader_cluster::ClusterConfig) -> Cluster {
     let mut warned = false;
     loop {
         match Cluster::connect(ccfg).await {
@@ -151,7 +146,6 @@ async fn connect(
                         RETRY.as_secs()
                     );
                     warned = true;
-                    startup.send_replace(Startup::Unreachable);
                 }
                 tokio::time::sleep(RETRY).await;
             }

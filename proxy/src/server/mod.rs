@@ -88,7 +88,7 @@ impl Server {
     /// With a `[cluster]` table it also connects to etcd: it leases the X-Request-Id
     /// worker id and starts one membership watcher per upstream with
     /// `backends_from = "cluster"`, and waits up to 3 s for their first memberships
-    /// before serving (not at all once etcd has refused a first attempt). While etcd
+    /// before serving (then serves, with no backends for those upstreams). While etcd
     /// is unreachable those upstreams serve their last known members (none before
     /// the first: 503), and the link retries every second.
     pub async fn bind(config: Config) -> Result<Server> {
@@ -104,7 +104,7 @@ impl Server {
             Some(c) => {
                 let (tx, mut rx) = watch::channel(fleet::Startup::Pending);
                 let task = fleet::spawn(proxy.clone(), c, tx);
-                let started = rx.wait_for(|s| *s != fleet::Startup::Pending);
+                let started = rx.wait_for(|s| *s == fleet::Startup::Ready);
                 if tokio::time::timeout(fleet::START_WAIT, started)
                     .await
                     .is_err()

@@ -126,7 +126,9 @@ async fn three_proxies_agree_on_keys_and_follow_etcd() {
     assert_eq!(used.len(), 3, "every backend gets keys");
 
     // 50 changes (25 puts, 25 deletes): each reaches every proxy; time write -> /status.
-    let mut took = Vec::new();
+    // From the start of the write: its own round trips (lease grant + put, or revoke,
+    // each committed by etcd) are part of the time, and `wrote` shows their share.
+    let (mut took, mut wrote) = (Vec::new(), Vec::new());
     for i in 0..25 {
         let extra = crate::membership::closed_addr().to_string();
         let t0 = Instant::now();
@@ -141,20 +143,26 @@ async fn three_proxies_agree_on_keys_and_follow_etcd() {
             )
             .await
             .unwrap();
+        wrote.push(t0.elapsed());
         took.extend(visible(&servers, &extra, true, t0).await);
         let t0 = Instant::now();
         reg.deregister().await.unwrap();
+        wrote.push(t0.elapsed());
         took.extend(visible(&servers, &extra, false, t0).await);
     }
-    took.sort();
-    let p = |q: f64| took[((took.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    let pct = |v: &mut Vec<Duration>, q: f64| {
+        v.sort();
+        v[((v.len() as f64 * q).ceil() as usize).saturating_sub(1)]
+    };
     println!(
         "membership change, etcd write -> visible in /status, {} samples (50 changes x 3 proxies): \
-         p50 {:?}, p99 {:?}, max {:?} (goal p99 < 200 ms)",
+         p50 {:?}, p99 {:?}, max {:?} (goal p99 < 200 ms); the write call alone: p50 {:?}, p99 {:?}",
         took.len(),
-        p(0.5),
-        p(0.99),
-        took[took.len() - 1]
+        pct(&mut took, 0.5),
+        pct(&mut took, 0.99),
+        pct(&mut took, 1.0),
+        pct(&mut wrote, 0.5),
+        pct(&mut wrote, 0.99),
     );
     for s in &servers {
         let st = status(s.admin_addr()).await;

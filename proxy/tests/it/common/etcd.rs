@@ -51,6 +51,9 @@ impl Etcd {
                 .tempdir()
                 .expect("temp dir");
             let (client, peer) = (free_port(), free_port());
+            if client == peer {
+                continue;
+            }
             let url = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
             let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log file");
