@@ -1,5 +1,5 @@
 //! A real etcd for the cluster tests (the approach of cluster/tests/common, kept small):
-//! `/usr/bin/etcd` (or `etcd` on PATH) on free loopback ports with a temporary data dir,
+//! `ETCD_BIN`, `/usr/bin/etcd` or `etcd` on PATH, on free loopback ports with a temporary data dir,
 //! killed by pid on drop. Without etcd a test prints a loud notice and passes, except
 //! under `CI=true`, where it fails.
 use ringleader_cluster::{Cluster, ClusterConfig};
@@ -14,7 +14,13 @@ pub struct Etcd {
     _dir: tempfile::TempDir,
 }
 
+/// `ETCD_BIN` if set (a missing file there counts as not installed), else
+/// `/usr/bin/etcd`, else `etcd` on PATH (as the cluster crate's tests pick it).
 fn etcd_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("ETCD_BIN") {
+        let bin = PathBuf::from(bin);
+        return bin.is_file().then_some(bin);
+    }
     let default = PathBuf::from("/usr/bin/etcd");
     if default.is_file() {
         return Some(default);
@@ -41,7 +47,12 @@ impl Etcd {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "etcd is not installed, and CI=true: install it (Debian: apt-get install etcd-server)"
             );
-            eprintln!("\n!!!!!!!! etcd tests SKIPPED: install etcd (Debian: apt-get install etcd-server) !!!!!!!!\n");
+            // Straight to stderr: libtest captures eprintln! of a passing test.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!!!!!!! etcd tests SKIPPED: install etcd (Debian: apt-get install etcd-server) !!!!!!!!\n"
+            );
             return None;
         };
         // A free port can be taken between the probe and etcd's bind: retry with others.
