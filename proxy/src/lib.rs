@@ -53,7 +53,7 @@ mod upstream;
 
 pub use config::{
     BackendConfig, BackendsFrom, ClusterConfig, Config, HashKey, HealthConfig, PassiveConfig,
-    RetryConfig, RetryOn, RouteConfig, ServerConfig, UpstreamConfig,
+    RetryConfig, RetryOn, RouteConfig, ServerConfig, UpstreamConfig, UpstreamProtocol,
 };
 pub use demo::DemoBackend;
 pub use error::{Error, Result};

@@ -1,6 +1,6 @@
 //! The summary `ringleader check` prints: what a config means, then the resolved
 //! config with every default filled in.
-use super::Config;
+use super::{Config, UpstreamProtocol};
 use ringleader_balancer::StrategyKind;
 use std::fmt::Write as _;
 
@@ -63,6 +63,29 @@ impl Config {
                 humantime::format_duration(u.connect_timeout),
                 humantime::format_duration(u.idle_timeout)
             );
+            match u.protocol {
+                UpstreamProtocol::H2c => {
+                    let _ = writeln!(
+                        out,
+                        "  protocol: HTTP/2 in cleartext (h2c, prior knowledge)"
+                    );
+                }
+                UpstreamProtocol::H2 => {
+                    let ca = u
+                        .tls_ca
+                        .as_ref()
+                        .map_or_else(String::new, |c| c.get_ref().display().to_string());
+                    let sni = u.tls_server_name.as_ref().map_or_else(
+                        || "each backend's host".to_string(),
+                        |n| n.get_ref().clone(),
+                    );
+                    let _ = writeln!(
+                        out,
+                        "  protocol: HTTP/2 over TLS (h2), certificates checked against {ca} for {sni}"
+                    );
+                }
+                _ => {}
+            }
             if u.strategy == StrategyKind::ConsistentHash {
                 match &u.hash_key {
                     Some(k) => {
@@ -86,6 +109,16 @@ impl Config {
                 };
             }
             match &u.health {
+                Some(h) if h.grpc => {
+                    let _ = writeln!(
+                        out,
+                        "  health: gRPC health service (grpc.health.v1.Health/Check) every {} (timeout {}), up after {} passes, down after {} failures",
+                        humantime::format_duration(h.interval),
+                        humantime::format_duration(h.timeout),
+                        h.rise,
+                        h.fall
+                    );
+                }
                 Some(h) => {
                     let _ = writeln!(
                         out,

@@ -196,6 +196,20 @@ pub struct UpstreamConfig {
     /// `consistent_hash` only: what it hashes on (absent = the client's IP).
     #[serde(default)]
     pub hash_key: Option<Spanned<HashKey>>,
+    /// How the proxy talks to the backends: `"http1"` (default), `"h2c"` (HTTP/2
+    /// in cleartext, prior knowledge) or `"h2"` (HTTP/2 over TLS, ALPN `h2`).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// `protocol = "h2"` only, and required there: PEM file of the CA
+    /// certificate(s) the backends' certificates must chain to (backends behind a
+    /// proxy usually have a private CA, and the proxy carries no built-in root
+    /// store). A relative path is relative to the config file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<Spanned<std::path::PathBuf>>,
+    /// `protocol = "h2"` only: the name the backends' certificates are checked
+    /// against (and sent as SNI); absent = the host part of each backend's `addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<Spanned<String>>,
     /// TCP connect timeout to a backend.
     #[serde(default = "default_connect_timeout", with = "dur")]
     pub connect_timeout: Duration,
@@ -281,6 +295,49 @@ fn by_name<'de, D: Deserializer<'de>, T>(
     d.deserialize_str(ByName { expecting, parse })
 }
 
+/// `protocol` of an upstream: how the proxy talks to its backends.
+///
+/// ```
+/// use ringleader_proxy::UpstreamProtocol;
+/// assert_eq!(UpstreamProtocol::default(), UpstreamProtocol::Http1);
+/// assert_eq!(UpstreamProtocol::H2c.to_string(), "h2c");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over TCP, pooled keep-alive connections (the default).
+    #[default]
+    Http1,
+    /// HTTP/2 over TCP with prior knowledge (RFC 9113 §3.3), one multiplexed
+    /// connection per backend.
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2`), checked against `tls_ca`.
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// The name used in configs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2c => "h2c",
+            UpstreamProtocol::H2 => "h2",
+        }
+    }
+
+    /// Whether this is HTTP/2 (either form).
+    pub const fn is_h2(self) -> bool {
+        matches!(self, UpstreamProtocol::H2c | UpstreamProtocol::H2)
+    }
+}
+
+impl fmt::Display for UpstreamProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -359,6 +416,11 @@ pub struct HealthConfig {
     pub rise: u32,
     /// Consecutive failures to mark a backend down.
     pub fall: u32,
+    /// Check with the standard gRPC health service (`grpc.health.v1.Health/Check`,
+    /// overall server status) instead of `GET path`; passes on `SERVING`. Needs
+    /// `protocol = "h2c"` or `"h2"`. Default `false`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub grpc: bool,
 }
 
 impl Default for HealthConfig {
@@ -374,6 +436,7 @@ impl Default for HealthConfig {
             timeout: Duration::from_secs(1),
             rise: 2,
             fall: 3,
+            grpc: false,
         }
     }
 }
@@ -515,7 +578,26 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_toml_str(&src, &path.display().to_string())
+        let mut cfg = Config::from_toml_str(&src, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_paths(dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Make the relative file paths in the config (certificates, keys, CAs)
+    /// relative to `dir`, the config file's directory, as the docs promise.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut std::path::PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        for up in self.upstreams.values_mut() {
+            if let Some(ca) = &mut up.tls_ca {
+                fix(ca.get_mut());
+            }
+        }
     }
 
     /// Parse and validate config text; `file` names it in errors.

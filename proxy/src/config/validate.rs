@@ -1,6 +1,8 @@
 //! Validation of a parsed config: the checks serde cannot make (ranges, references
 //! between tables, cross-field rules), each error located in the file.
-use super::{BackendConfig, ClusterConfig, Config, Ctx, RouteConfig, UpstreamConfig};
+use super::{
+    BackendConfig, ClusterConfig, Config, Ctx, RouteConfig, UpstreamConfig, UpstreamProtocol,
+};
 use crate::error::Result;
 use crate::headers::host_without_port;
 use ringleader_balancer::StrategyKind;
@@ -160,7 +162,18 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
         };
         return Err(ctx.err(Some(span), msg));
     }
+    validate_protocol(ctx, name, up)?;
     if let Some(h) = &up.health {
+        if h.grpc && !up.protocol.is_h2() {
+            return Err(ctx.err(
+                ctx.upstream_span(name),
+                format!(
+                    "upstream {name:?}: health.grpc needs protocol = \"h2c\" or \"h2\" \
+                     (gRPC runs over HTTP/2), not \"{}\"",
+                    up.protocol
+                ),
+            ));
+        }
         if !h.path.starts_with('/') {
             return Err(ctx.err(
                 ctx.upstream_span(name),
@@ -202,6 +215,54 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
     }
     if r.attempts > 16 {
         return Err(ctx.err(ctx.upstream_span(name), "retry.attempts must be at most 16"));
+    }
+    Ok(())
+}
+
+/// `protocol`: `tls_ca` and `tls_server_name` belong to `"h2"`, which needs a CA;
+/// a server name must be a DNS name or an IP address.
+fn validate_protocol(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<()> {
+    let h2 = up.protocol == UpstreamProtocol::H2;
+    if !h2 {
+        let stray = up
+            .tls_ca
+            .as_ref()
+            .map(|c| ("tls_ca", c.span()))
+            .or_else(|| {
+                up.tls_server_name
+                    .as_ref()
+                    .map(|n| ("tls_server_name", n.span()))
+            });
+        if let Some((what, span)) = stray {
+            return Err(ctx.err(
+                Some(span),
+                format!(
+                    "upstream {name:?}: {what} only applies to protocol = \"h2\" (TLS to the backends), not \"{}\"",
+                    up.protocol
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if up.tls_ca.is_none() {
+        return Err(ctx.err(
+            ctx.upstream_span(name),
+            format!(
+                "upstream {name:?} has protocol = \"h2\" but no tls_ca: name the PEM file of \
+                 the CA that signs the backends' certificates"
+            ),
+        ));
+    }
+    if let Some(n) = &up.tls_server_name {
+        if rustls_pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() {
+            return Err(ctx.err(
+                Some(n.span()),
+                format!(
+                    "upstream {name:?}: tls_server_name {:?} is not a DNS name or IP address",
+                    n.get_ref()
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -599,6 +660,115 @@ mod tests {
         assert!(
             err.contains("has no backends: list them (backends = [...]) or take them from etcd (backends_from = \"cluster\")"),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod protocol_tests {
+    use crate::config::{Config, UpstreamProtocol};
+
+    fn parse(s: &str) -> crate::error::Result<Config> {
+        Config::from_toml_str(s, "t.toml")
+    }
+
+    const UP: &str = "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9101\" }]\n";
+
+    #[test]
+    fn protocol_defaults_to_http1_and_parses_lowercase() {
+        let c = parse(UP).unwrap();
+        assert_eq!(c.upstreams["app"].protocol, UpstreamProtocol::Http1);
+        assert!(!c.describe().contains("protocol:"), "{}", c.describe());
+        let c = parse(&format!("{UP}protocol = \"h2c\"\n")).unwrap();
+        assert_eq!(c.upstreams["app"].protocol, UpstreamProtocol::H2c);
+        assert!(c
+            .describe()
+            .contains("  protocol: HTTP/2 in cleartext (h2c"));
+        let c = parse(&format!(
+            "{UP}protocol = \"h2\"\ntls_ca = \"/etc/ca.pem\"\ntls_server_name = \"api.internal\"\n"
+        ))
+        .unwrap();
+        let up = &c.upstreams["app"];
+        assert_eq!(up.protocol, UpstreamProtocol::H2);
+        assert_eq!(
+            up.tls_ca.as_ref().unwrap().get_ref(),
+            std::path::Path::new("/etc/ca.pem")
+        );
+        let d = c.describe();
+        assert!(
+            d.contains("  protocol: HTTP/2 over TLS (h2), certificates checked against /etc/ca.pem for api.internal"),
+            "{d}"
+        );
+        // The resolved config round-trips.
+        let again = parse(&d[d.find("# resolved config").unwrap()..]).unwrap();
+        assert_eq!(again.upstreams["app"].protocol, UpstreamProtocol::H2);
+        let err = parse(&format!("{UP}protocol = \"HTTP2\"\n")).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "t.toml:3:12: unknown variant `HTTP2`, expected one of `http1`, `h2c`, `h2`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn protocol_errors_are_located() {
+        for (extra, at, msg) in [
+            ("protocol = \"h2\"\n", "t.toml:1:1: ", "has protocol = \"h2\" but no tls_ca"),
+            ("tls_ca = \"ca.pem\"\n", "t.toml:3:10: ", "tls_ca only applies to protocol = \"h2\""),
+            (
+                "protocol = \"h2c\"\ntls_server_name = \"x\"\n",
+                "t.toml:4:19: ",
+                "tls_server_name only applies to protocol = \"h2\" (TLS to the backends), not \"h2c\"",
+            ),
+            (
+                "protocol = \"h2\"\ntls_ca = \"ca.pem\"\ntls_server_name = \"not a name\"\n",
+                "t.toml:5:19: ",
+                "tls_server_name \"not a name\" is not a DNS name or IP address",
+            ),
+            (
+                "[upstream.app.health]\ngrpc = true\n",
+                "t.toml:1:1: ",
+                "health.grpc needs protocol = \"h2c\" or \"h2\" (gRPC runs over HTTP/2), not \"http1\"",
+            ),
+        ] {
+            let err = parse(&format!("{UP}{extra}")).unwrap_err().to_string();
+            assert!(err.starts_with(at), "{extra}: {err}");
+            assert!(err.contains(msg), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn grpc_health_is_parsed_and_described() {
+        let c = parse(&format!(
+            "{UP}protocol = \"h2c\"\n[upstream.app.health]\ngrpc = true\n"
+        ))
+        .unwrap();
+        assert!(c.upstreams["app"].health.as_ref().unwrap().grpc);
+        let d = c.describe();
+        assert!(
+            d.contains("  health: gRPC health service (grpc.health.v1.Health/Check) every 2s"),
+            "{d}"
+        );
+        assert!(d.contains("grpc = true"), "{d}");
+        let c = parse(&format!("{UP}[upstream.app.health]\n")).unwrap();
+        assert!(!c.upstreams["app"].health.as_ref().unwrap().grpc);
+        assert!(!c.describe().contains("grpc ="));
+    }
+
+    #[test]
+    fn relative_ca_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            format!("{UP}protocol = \"h2\"\ntls_ca = \"certs/ca.pem\"\n"),
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            c.upstreams["app"].tls_ca.as_ref().unwrap().get_ref(),
+            &dir.path().join("certs/ca.pem")
         );
     }
 }
