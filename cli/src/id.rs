@@ -3,14 +3,18 @@
 //! Generating needs a worker id (`--worker` or `RINGLEADER_WORKER_ID`; never a silent 0)
 //! and keeps a high-water mark per layout and worker in the user's state directory, locked
 //! while the command runs, so runs with one worker id never repeat an ID, even across a
-//! backwards clock step, and two at once are refused instead of duplicating.
+//! backwards clock step, and two at once are refused instead of duplicating. With `--etcd`
+//! the worker id is leased from etcd for the run instead (see [`leased`]).
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use ringleader_idgen::{Clock, Generator, Id, Layout, SystemClock, WorkerId, WORKER_ID_ENV};
 
+use crate::cluster::EtcdArgs;
 use crate::CliError;
+
+pub mod leased;
 
 /// How far ahead each mark write reserves. A run that ends normally lowers the mark to its
 /// last ID; one that is killed leaves this much for the next run to wait out.
@@ -24,14 +28,23 @@ pub struct IdArgs {
     /// How many IDs to print, one per line.
     #[arg(long, default_value_t = 1)]
     pub count: u64,
-    /// Worker id stamped into the IDs [default: $RINGLEADER_WORKER_ID]. Required: processes
-    /// issuing IDs at the same time need distinct worker ids, or their IDs collide.
-    #[arg(long)]
+    /// Worker id stamped into the IDs [default: $RINGLEADER_WORKER_ID]. Required unless
+    /// --etcd leases one: processes issuing IDs at the same time need distinct worker ids,
+    /// or their IDs collide.
+    #[arg(long, conflicts_with_all = ["etcd", "namespace"])]
     pub worker: Option<u32>,
+    /// With --etcd: lease a free worker id from etcd for the run (released at the end, so
+    /// parallel runs never print the same ID); no --worker and no high-water file.
+    #[command(flatten)]
+    pub cluster: EtcdArgs,
+    /// With --etcd: how long to wait for IDs while the lease is not confirmed (etcd
+    /// unreachable) before giving up with an error.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
     /// Decode this ID instead of generating: prints its time (RFC 3339), worker and sequence.
     /// Warns on stderr when the time is implausible for --layout (in the future, or within 90
     /// days of the layout's epoch), naming the layouts that decode it to a plausible time.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["count", "worker", "state", "no_state"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["count", "worker", "state", "no_state", "etcd", "namespace"])]
     pub decode: Option<Id>,
     /// Bit layout of the IDs.
     #[arg(long, value_enum, default_value_t = LayoutName::Twitter)]
@@ -39,12 +52,12 @@ pub struct IdArgs {
     /// High-water-mark file, locked while the command runs
     /// [default: <state dir>/ringleader/id-<layout>-worker-<W>.mark, the state dir being
     /// $XDG_STATE_HOME or ~/.local/state on Linux, the local data dir elsewhere].
-    #[arg(long, value_name = "FILE", conflicts_with = "no_state")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["no_state", "etcd"])]
     pub state: Option<PathBuf>,
     /// Keep no high-water mark (read-only or throw-away environments): a run after a
     /// backwards clock step can then repeat IDs of an earlier run with the same worker id,
     /// and nothing stops two runs with one worker id at once.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "etcd")]
     pub no_state: bool,
 }
 
@@ -94,7 +107,20 @@ pub fn run_to(args: &IdArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         return Ok(());
     }
+    if leases_from_etcd(args) {
+        return leased::generate(args, out);
+    }
     generate(args, SystemClock, out)
+}
+
+/// Whether the worker id comes from etcd: `--etcd` given, or neither `--worker` nor
+/// `RINGLEADER_WORKER_ID` but `RINGLEADER_ETCD` set.
+fn leases_from_etcd(args: &IdArgs) -> bool {
+    if !args.cluster.etcd.is_empty() {
+        return true;
+    }
+    let worker_env = std::env::var_os(WORKER_ID_ENV).is_some_and(|v| !v.is_empty());
+    args.worker.is_none() && !worker_env && args.cluster.given()
 }
 
 /// The worker id from `--worker`, else `RINGLEADER_WORKER_ID`; an error when neither is given.
@@ -103,8 +129,9 @@ fn worker(args: &IdArgs) -> Result<WorkerId, CliError> {
         Some(w) => Ok(WorkerId::new(w)),
         None => WorkerId::from_env_if_set()?.ok_or_else(|| {
             format!(
-                "no worker id: pass --worker W or set {WORKER_ID_ENV}; processes issuing IDs \
-                 at the same time need distinct worker ids, or their IDs collide"
+                "no worker id: pass --worker W or set {WORKER_ID_ENV}, or lease one from etcd \
+                 with --etcd URL; processes issuing IDs at the same time need distinct worker \
+                 ids, or their IDs collide"
             )
             .into()
         }),

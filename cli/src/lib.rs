@@ -17,6 +17,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod cluster;
+pub mod demo_cluster;
 pub mod id;
 pub mod out;
 pub mod serve;
@@ -52,6 +54,9 @@ pub enum Command {
     Demo(serve::DemoArgs),
     /// Generate or decode Snowflake IDs.
     Id(id::IdArgs),
+    /// A fleet on etcd: register a backend, list members and worker-id leases.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Simulators: key migration on reshard, latency of balancing strategies.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -109,6 +114,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check(args) => serve::check(args),
         Command::Demo(args) => serve::demo(args),
         Command::Id(args) => id::run(args),
+        Command::Cluster(command) => cluster::run(command),
         Command::Sim(command) => sim::run(command),
     };
     match result {

@@ -73,6 +73,10 @@ pub struct DemoArgs {
     /// Admin listener (a free port is used if this one is taken).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin: SocketAddr,
+    /// A fleet instead: start etcd (it must be on PATH), register the demo backends in
+    /// it and run two proxies fed from it (the second on the next ports).
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// A tokio runtime with `workers` threads: 0 = one per core, 1 = single-threaded.
@@ -229,7 +233,8 @@ on = ["connect_error", "timeout", "5xx"]
     Config::from_toml_str(&text, "<demo>")
 }
 
-async fn bind_demo(mut config: Config) -> Result<Server, ringleader_proxy::Error> {
+/// Bind a demo proxy; a taken listen or admin address is replaced by a free port.
+pub(crate) async fn bind_demo(mut config: Config) -> Result<Server, ringleader_proxy::Error> {
     match Server::bind(config.clone()).await {
         Err(ringleader_proxy::Error::Bind { addr, .. }) => {
             tracing::warn!(%addr, "address taken; using a free port instead");
@@ -249,6 +254,9 @@ async fn bind_demo(mut config: Config) -> Result<Server, ringleader_proxy::Error
 /// The banner is best-effort: with standard output closed the demo is not lost, it logs
 /// that the banner was not shown and keeps serving until Ctrl-C or SIGTERM.
 pub fn demo(args: DemoArgs) -> Result<(), CliError> {
+    if args.cluster {
+        return crate::demo_cluster::run(args);
+    }
     let rt = runtime(0)?;
     rt.block_on(async move {
         let signals = Signals::new()?;
