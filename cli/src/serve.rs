@@ -319,9 +319,11 @@ mod tests {
     #[test]
     fn demo_config_is_valid() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // The admin listener differs from the proxy's (a config with both on one address
+        // is refused).
         let c = demo_config(
-            a,
-            a,
+            "127.0.0.1:8".parse().unwrap(),
+            "127.0.0.1:9".parse().unwrap(),
             &[
                 ("alpha", a),
                 ("bravo", "127.0.0.1:2".parse().unwrap()),

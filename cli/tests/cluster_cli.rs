@@ -418,3 +418,172 @@ fn id_with_both_worker_and_etcd_is_refused() {
         stderr(&out)
     );
 }
+
+/// Read `reader`'s lines on a thread of their own, sending each one on.
+fn lines_of(reader: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Wait (bounded) for a line containing `needle`; every line read is kept in `seen`.
+fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    within: Duration,
+    seen: &mut String,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(needle) {
+                    return;
+                }
+            }
+            Err(_) => panic!("no line with {needle:?} within {within:?}; got:\n{seen}"),
+        }
+    }
+}
+
+#[test]
+fn register_rides_out_an_unreachable_etcd_with_a_warning() {
+    let Some(etcd) = etcd() else { return };
+    let ns = "outage";
+    let mut sidecar = Reaped(Some(
+        ringleader(&[
+            "cluster",
+            "register",
+            "--etcd",
+            &etcd.url,
+            "--namespace",
+            ns,
+            "--upstream",
+            "app",
+            "--addr",
+            "127.0.0.1:9102",
+            "--id",
+            "web2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let logs = lines_of(sidecar.child().stderr.take().unwrap());
+    let mut seen = String::new();
+    wait_line(
+        &logs,
+        "backend registered",
+        Duration::from_secs(20),
+        &mut seen,
+    );
+    // etcd frozen: connections stay open, nothing answers; the sidecar warns and waits.
+    signal(etcd.pid(), "-STOP");
+    let thawed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_line(
+            &logs,
+            "lost the connection to etcd",
+            Duration::from_secs(30),
+            &mut seen,
+        );
+        assert!(
+            sidecar.child().try_wait().unwrap().is_none(),
+            "exited during the outage:\n{seen}"
+        );
+    }));
+    signal(etcd.pid(), "-CONT");
+    if let Err(panic) = thawed {
+        std::panic::resume_unwind(panic);
+    }
+    wait_line(
+        &logs,
+        "etcd answers again",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    let listed = |listing: serde_json::Value| {
+        listing["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["id"] == "web2"))
+    };
+    eventually(
+        "web2 to be listed after the outage",
+        Duration::from_secs(20),
+        || listed(ls_json(&etcd.url, ns)),
+    );
+    signal(sidecar.pid(), "-TERM");
+    let status = sidecar.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}\n{seen}");
+    assert!(!listed(ls_json(&etcd.url, ns)));
+}
+
+#[test]
+fn id_stops_with_a_clear_error_when_its_lease_cannot_be_confirmed() {
+    let Some(etcd) = etcd() else { return };
+    let mut run = Reaped(Some(
+        ringleader(&[
+            "id",
+            "--etcd",
+            &etcd.url,
+            "--namespace",
+            "fenced",
+            "--count",
+            "100000000000",
+            "--wait",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let ids = lines_of(run.child().stdout.take().unwrap());
+    let first = ids
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a first ID");
+    signal(etcd.pid(), "-STOP");
+    // IDs stop before the lease could expire (TTL 10 s); the run then waits 1 s for a
+    // renewal and gives up, non-zero. The frozen etcd is thawed whatever happens.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut last: u64 = first.parse().unwrap();
+        let mut count = 1u64;
+        loop {
+            match ids.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let id: u64 = line.parse().unwrap();
+                    assert!(id > last, "{id} after {last}");
+                    last = id;
+                    count += 1;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("still printing after 60 s of frozen etcd: {e}"),
+            }
+        }
+        let status = run.wait_exit(Duration::from_secs(60));
+        (status, count)
+    }));
+    signal(etcd.pid(), "-CONT");
+    let (status, count) = outcome.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let mut err = String::new();
+    let _ = run.child().stderr.take().unwrap().read_to_string(&mut err);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no IDs for 1s: the worker-id lease is"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("printed {count} of 100000000000 IDs")),
+        "{err}"
+    );
+}
