@@ -252,6 +252,21 @@ fn a_registered_backend_is_listed_until_sigterm_removes_it() {
         "{text}"
     );
 
+    // RINGLEADER_ETCD stands in for --etcd.
+    let out = ringleader(&["cluster", "ls", "--namespace", ns, "--format", "json"])
+        .env("RINGLEADER_ETCD", &etcd.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let via_env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(via_env["members"], serde_json::json!([member]));
+    let out = ringleader(&["id", "--namespace", ns, "--count", "3"])
+        .env("RINGLEADER_ETCD", &etcd.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+
     signal(sidecar.pid(), "-TERM");
     let status = sidecar.wait_exit(Duration::from_secs(20));
     let mut err = String::new();
@@ -586,4 +601,44 @@ fn id_stops_with_a_clear_error_when_its_lease_cannot_be_confirmed() {
         err.contains(&format!("printed {count} of 100000000000 IDs")),
         "{err}"
     );
+}
+
+#[test]
+fn register_waits_for_an_etcd_that_does_not_answer_yet_and_stops_on_sigterm() {
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("127.0.0.1:{port}");
+    let mut sidecar = Reaped(Some(
+        ringleader(&[
+            "cluster",
+            "register",
+            "--etcd",
+            &url,
+            "--upstream",
+            "app",
+            "--addr",
+            "127.0.0.1:9103",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let logs = lines_of(sidecar.child().stderr.take().unwrap());
+    let mut seen = String::new();
+    wait_line(
+        &logs,
+        "cannot register the backend in etcd; retrying",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    assert!(seen.contains(&format!("http://{url}")), "{seen}");
+    assert!(sidecar.child().try_wait().unwrap().is_none(), "{seen}");
+    signal(sidecar.pid(), "-TERM");
+    let status = sidecar.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}\n{seen}");
 }
