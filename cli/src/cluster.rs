@@ -478,6 +478,47 @@ mod tests {
     }
 
     #[test]
+    fn the_table_aligns_members_and_says_when_there_are_no_leases() {
+        let mut listing = Listing::default();
+        let member = |id: &str, addr: &str, weight| ringleader_cluster::Member {
+            id: id.into(),
+            spec: BackendSpec {
+                addr: addr.into(),
+                weight,
+            },
+        };
+        listing.upstreams.insert(
+            "app".into(),
+            vec![
+                member("alpha", "127.0.0.1:9101", 1),
+                member("bravo-long-id", "10.0.0.2:80", 12),
+            ],
+        );
+        let mut out = Vec::new();
+        write_table("prod", &listing, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "namespace prod\n\n\
+             UPSTREAM  ID             ADDR            WEIGHT\n\
+             app       alpha          127.0.0.1:9101  1\n\
+             app       bravo-long-id  10.0.0.2:80     12\n\n\
+             no worker leases\n"
+        );
+        let json = listing_json("prod", &listing);
+        assert_eq!(
+            json["members"][1],
+            serde_json::json!({"upstream": "app", "id": "bravo-long-id", "addr": "10.0.0.2:80", "weight": 12})
+        );
+        assert_eq!(json["workers"], serde_json::json!([]));
+        let mut out = Vec::new();
+        write_table("prod", &Listing::default(), &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "namespace prod\n\nno upstream members\n\nno worker leases\n"
+        );
+    }
+
+    #[test]
     fn host_port() {
         assert!(is_host_port("127.0.0.1:9101"));
         assert!(is_host_port("backend.local:80"));

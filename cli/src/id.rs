@@ -487,6 +487,37 @@ mod tests {
     }
 
     #[test]
+    fn etcd_excludes_a_fixed_worker_and_the_mark_file() {
+        for argv in [
+            &["--worker", "3", "--etcd", "http://127.0.0.1:2379"][..],
+            &["--worker", "3", "--namespace", "prod"],
+            &["--etcd", "127.0.0.1:2379", "--state", "x.mark"],
+            &["--etcd", "127.0.0.1:2379", "--no-state"],
+            &["--etcd", "127.0.0.1:2379", "--decode", "1"],
+        ] {
+            assert!(parse(argv).is_err(), "{argv:?} was accepted");
+        }
+        let args = parse(&[
+            "--etcd",
+            "10.0.0.1:2379,http://10.0.0.2:2379",
+            "--etcd",
+            "10.0.0.3:2379",
+        ])
+        .unwrap();
+        assert!(leases_from_etcd(&args));
+        assert_eq!(
+            args.cluster.endpoints().unwrap(),
+            [
+                "http://10.0.0.1:2379",
+                "http://10.0.0.2:2379",
+                "http://10.0.0.3:2379"
+            ]
+        );
+        assert_eq!(args.wait, Duration::from_secs(30));
+        assert!(!leases_from_etcd(&parse(&["--worker", "3"]).unwrap()));
+    }
+
+    #[test]
     fn bad_input_is_a_clear_error() {
         let err = parse(&["--decode", "12abc"]).unwrap_err().to_string();
         assert!(err.contains("invalid ID"), "{err}");
