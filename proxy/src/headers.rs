@@ -117,7 +117,15 @@ fn only_close_or_keep_alive(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Set `X-Forwarded-For` (appending the client), `X-Forwarded-Proto` and
+tokio::task_local! {
+    /// The scheme the client used (`"http"` or `"https"`), for `X-Forwarded-Proto`:
+    /// the server runs each request's handler in its listener's scope. Outside any
+    /// scope (unit tests), `"http"`.
+    pub(crate) static PROTO: &'static str;
+}
+
+/// Set `X-Forwarded-For` (appending the client), `X-Forwarded-Proto` (the
+/// listener's scheme, [`PROTO`]) and
 /// `X-Forwarded-Host` (the original host; removed when there is none, as for an
 /// HTTP/1.0 request without `Host`). Proto and Host are always the proxy's own
 /// values, never a client's; `X-Forwarded-For` keeps what the client sent in
@@ -139,7 +147,8 @@ pub(crate) fn set_forwarded(
         _ => client_ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = PROTO.try_with(|p| *p).unwrap_or("http");
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     match host {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host);

@@ -49,11 +49,13 @@ mod request_id;
 mod response;
 mod server;
 mod state;
+mod tls;
 mod upstream;
 
 pub use config::{
-    BackendConfig, BackendsFrom, ClusterConfig, Config, HashKey, HealthConfig, PassiveConfig,
-    RetryConfig, RetryOn, RouteConfig, ServerConfig, UpstreamConfig, UpstreamProtocol,
+    BackendConfig, BackendsFrom, ClusterConfig, Config, HashKey, HealthConfig, Http2Config,
+    PassiveConfig, RetryConfig, RetryOn, RouteConfig, ServerConfig, TlsCertConfig, UpstreamConfig,
+    UpstreamProtocol,
 };
 pub use demo::DemoBackend;
 pub use error::{Error, Result};

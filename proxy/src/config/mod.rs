@@ -122,11 +122,52 @@ impl Serialize for BackendsFrom {
 }
 
 /// `[server]`: listeners, limits, timeouts.
+///
+/// Listeners work as in nginx (`listen 80; listen 443 ssl;`) or HAProxy (one
+/// `bind` per port, `ssl crt ...` on the TLS one): `listen` is plain HTTP
+/// (HTTP/1.1, and HTTP/2 with prior knowledge unless `http2.cleartext = false`),
+/// `tls_listen` is HTTPS with the `[[server.tls]]` certificates (ALPN `h2` and
+/// `http/1.1`), and `redirect_listen` answers every request with a redirect to
+/// the HTTPS listener. Both extra listeners are optional; all share the limits.
+///
+/// ```
+/// let cfg = ringleader_proxy::Config::from_toml_str(r#"
+///     [server]
+///     listen = "127.0.0.1:8080"
+///     tls_listen = "127.0.0.1:8443"
+///     [[server.tls]]                     # the default certificate (no hosts)
+///     cert = "/etc/ringleader/default.pem"
+///     key = "/etc/ringleader/default.key"
+///     [[server.tls]]
+///     cert = "/etc/ringleader/api.pem"
+///     key = "/etc/ringleader/api.key"
+///     hosts = ["api.example.com", "*.api.example.com"]
+///     [upstream.app]
+///     backends = [{ addr = "127.0.0.1:9101" }]
+/// "#, "inline.toml").unwrap();
+/// assert_eq!(cfg.server.tls.len(), 2);
+/// assert_eq!(cfg.server.http2.max_concurrent_streams, 100);
+/// ```
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Proxy listener.
+    /// Proxy listener: plain HTTP/1.1, and h2c (HTTP/2 with prior knowledge).
     pub listen: SocketAddr,
+    /// HTTPS listener (TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`), serving the
+    /// `[[server.tls]]` certificates; absent = no TLS. Requests from it carry
+    /// `X-Forwarded-Proto: https`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    /// A plain-HTTP listener that redirects every request to the same host and
+    /// target on `tls_listen` (301 for GET and HEAD, 308 for other methods, so
+    /// they keep their method and body); needs `tls_listen`. Absent = none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_listen: Option<SocketAddr>,
+    /// The port the redirects name (`https://host:PORT/...`, omitted when 443):
+    /// absent = `tls_listen`'s port. Set it when clients reach the TLS listener
+    /// through another port (a NAT, a load balancer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_port: Option<u16>,
     /// Admin listener (`/metrics`, `/status`); loopback by default.
     pub admin: SocketAddr,
     /// Tokio worker threads; 0 = one per core, 1 = a single-threaded runtime.
@@ -149,6 +190,92 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Log one line per request (target `ringleader::access`, level info).
     pub access_log: bool,
+    /// HTTP/2 to clients (over TLS by ALPN, and h2c on `listen`).
+    pub http2: Http2Config,
+    /// `[[server.tls]]`: the certificates of `tls_listen`, chosen by SNI (see
+    /// [`TlsCertConfig`]). Read again on reload (SIGHUP): new handshakes get the
+    /// new certificates, open connections keep theirs; files that fail to load
+    /// keep the old ones serving.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<TlsCertConfig>,
+}
+
+/// `[[server.tls]]`: one certificate chain and its key, for the host names it
+/// serves.
+///
+/// SNI picks the certificate: an exact host first, then a wildcard
+/// `*.example.com` (one label, as RFC 6125 §6.4.3 matches it), then the default
+/// entry, the one without `hosts` (at most one). A client whose name matches no
+/// entry, with no default, gets the TLS alert `unrecognized_name` (RFC 6066 §3).
+/// `ringleader check` reads the files: a PEM that does not parse, a key that does
+/// not match its certificate, or a certificate outside its validity dates is an
+/// error naming the file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertConfig {
+    /// PEM file: the certificate first, then its intermediates. A relative path is
+    /// relative to the config file's directory.
+    pub cert: Spanned<std::path::PathBuf>,
+    /// PEM file of the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: Spanned<std::path::PathBuf>,
+    /// Host names this certificate serves (`api.example.com`, `*.example.com`);
+    /// absent or empty = the default certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<Spanned<String>>,
+}
+
+impl TlsCertConfig {
+    /// The files and names, as the TLS module loads them.
+    pub(crate) fn files(&self) -> crate::tls::CertFiles<'_> {
+        crate::tls::CertFiles {
+            cert: self.cert.get_ref(),
+            key: self.key.get_ref(),
+            hosts: self.hosts.iter().map(|h| h.get_ref().as_str()).collect(),
+        }
+    }
+}
+
+/// `[server.http2]`: HTTP/2 with clients.
+///
+/// The header list a client may send is `server.max_header_bytes`
+/// (SETTINGS_MAX_HEADER_LIST_SIZE, RFC 9113 §6.5.2). Streams a client resets
+/// before the proxy took them up are bounded per connection (more than 20 and
+/// the connection is closed with GOAWAY `ENHANCE_YOUR_CALM`, the rapid-reset
+/// defence of CVE-2023-44487); on shutdown, clients get GOAWAY and open streams
+/// finish within `shutdown_grace`.
+///
+/// ```
+/// let h = ringleader_proxy::Http2Config::default();
+/// assert_eq!((h.cleartext, h.max_concurrent_streams), (true, 100));
+/// assert_eq!(h.keepalive_interval, std::time::Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Config {
+    /// Accept HTTP/2 with prior knowledge (h2c) on `listen`. Default `true`.
+    pub cleartext: bool,
+    /// Streams a client may have open at once on one connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS). Default 100, as nginx's
+    /// `http2_max_concurrent_streams`.
+    pub max_concurrent_streams: u32,
+    /// Send a PING after this long without a frame from the client; "0s" = never.
+    /// Default `30s`.
+    #[serde(with = "dur")]
+    pub keepalive_interval: Duration,
+    /// Close the connection when a PING is not answered within this. Default `10s`.
+    #[serde(with = "dur")]
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            cleartext: true,
+            max_concurrent_streams: 100,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -163,6 +290,11 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
             access_log: false,
+            tls_listen: None,
+            redirect_listen: None,
+            redirect_port: None,
+            http2: Http2Config::default(),
+            tls: Vec::new(),
         }
     }
 }
@@ -558,6 +690,12 @@ impl Ctx<'_> {
         }
     }
 
+    /// Position of a table header such as `[server]` (best effort, for errors on
+    /// defaulted fields).
+    fn table_span(&self, header: &str) -> Option<std::ops::Range<usize>> {
+        self.src.find(header).map(|i| i..i + header.len())
+    }
+
     /// Position of `[cluster]` (best effort, for errors on defaulted fields).
     fn cluster_span(&self) -> Option<std::ops::Range<usize>> {
         let needle = "[cluster]";
@@ -578,11 +716,7 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut cfg = Config::from_toml_str(&src, &path.display().to_string())?;
-        if let Some(dir) = path.parent() {
-            cfg.resolve_paths(dir);
-        }
-        Ok(cfg)
+        Config::parse(&src, &path.display().to_string(), path.parent())
     }
 
     /// Make the relative file paths in the config (certificates, keys, CAs)
@@ -593,6 +727,10 @@ impl Config {
                 *p = dir.join(&*p);
             }
         };
+        for t in &mut self.server.tls {
+            fix(t.cert.get_mut());
+            fix(t.key.get_mut());
+        }
         for up in self.upstreams.values_mut() {
             if let Some(ca) = &mut up.tls_ca {
                 fix(ca.get_mut());
@@ -601,12 +739,22 @@ impl Config {
     }
 
     /// Parse and validate config text; `file` names it in errors.
+    /// Relative file paths in it (certificates, keys) are relative to the current
+    /// directory; [`Config::load`] makes them relative to the file's directory.
     pub fn from_toml_str(src: &str, file: &str) -> Result<Config> {
+        Config::parse(src, file, None)
+    }
+
+    /// Parse, make relative paths relative to `dir`, validate.
+    fn parse(src: &str, file: &str, dir: Option<&Path>) -> Result<Config> {
         let ctx = Ctx { src, file };
         let mut cfg: Config = toml::from_str(src).map_err(|e| {
             let msg = e.message().trim_end().to_string();
             ctx.err(e.span(), msg)
         })?;
+        if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            cfg.resolve_paths(dir);
+        }
         cfg.validate(&ctx)?;
         Ok(cfg)
     }

@@ -1,10 +1,12 @@
 //! Validation of a parsed config: the checks serde cannot make (ranges, references
 //! between tables, cross-field rules), each error located in the file.
 use super::{
-    BackendConfig, ClusterConfig, Config, Ctx, RouteConfig, UpstreamConfig, UpstreamProtocol,
+    BackendConfig, ClusterConfig, Config, Ctx, RouteConfig, ServerConfig, UpstreamConfig,
+    UpstreamProtocol,
 };
 use crate::error::Result;
 use crate::headers::host_without_port;
+use crate::tls;
 use ringleader_balancer::StrategyKind;
 use std::time::Duration;
 use toml::Spanned;
@@ -35,6 +37,7 @@ impl Config {
                 return Err(ctx.err(None, format!("server.{what} must be greater than zero")));
             }
         }
+        validate_listeners(ctx, s)?;
         if let Some(c) = &self.cluster {
             validate_cluster(ctx, c)?;
         }
@@ -215,6 +218,117 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
     }
     if r.attempts > 16 {
         return Err(ctx.err(ctx.upstream_span(name), "retry.attempts must be at most 16"));
+    }
+    Ok(())
+}
+
+/// The listeners of `[server]`: TLS needs both a listener and certificates, a
+/// redirect needs the TLS listener, no two listeners share an address; HTTP/2
+/// limits in range; every `[[server.tls]]` entry loads (the files are read now:
+/// a bad PEM, a key that is not the certificate's, or a certificate outside its
+/// dates is an error naming the file).
+fn validate_listeners(ctx: &Ctx<'_>, s: &ServerConfig) -> Result<()> {
+    let server = ctx.table_span("[server]");
+    let tls_table = ctx.table_span("[[server.tls]]").or(server.clone());
+    match (s.tls_listen, s.tls.is_empty()) {
+        (Some(_), true) => {
+            return Err(ctx.err(
+                server,
+                "server.tls_listen needs certificates: add a [[server.tls]] entry with cert and key",
+            ))
+        }
+        (None, false) => {
+            return Err(ctx.err(
+                tls_table,
+                "[[server.tls]] certificates need a TLS listener: set server.tls_listen (e.g. \"0.0.0.0:443\")",
+            ))
+        }
+        _ => {}
+    }
+    if s.redirect_listen.is_some() && s.tls_listen.is_none() {
+        return Err(ctx.err(
+            server,
+            "server.redirect_listen redirects to HTTPS: it needs server.tls_listen",
+        ));
+    }
+    if s.redirect_port.is_some() && s.redirect_listen.is_none() {
+        return Err(ctx.err(
+            server,
+            "server.redirect_port only applies with server.redirect_listen",
+        ));
+    }
+    let listeners = [
+        ("listen", Some(s.listen)),
+        ("admin", Some(s.admin)),
+        ("tls_listen", s.tls_listen),
+        ("redirect_listen", s.redirect_listen),
+    ];
+    for (i, (a, x)) in listeners.iter().enumerate() {
+        for (b, y) in &listeners[i + 1..] {
+            if let (Some(x), Some(y)) = (x, y) {
+                if x == y && x.port() != 0 {
+                    return Err(ctx.err(
+                        server,
+                        format!("server.{a} and server.{b} are the same address {x}"),
+                    ));
+                }
+            }
+        }
+    }
+    let h2 = &s.http2;
+    if h2.max_concurrent_streams == 0 {
+        return Err(ctx.err(
+            server,
+            "server.http2.max_concurrent_streams must be at least 1",
+        ));
+    }
+    if h2.keepalive_timeout.is_zero() {
+        return Err(ctx.err(
+            server,
+            "server.http2.keepalive_timeout must be greater than zero",
+        ));
+    }
+    let mut hosts = std::collections::HashSet::new();
+    let mut default_seen = false;
+    for t in &s.tls {
+        if t.hosts.is_empty() {
+            if default_seen {
+                return Err(ctx.err(
+                    Some(t.cert.span()),
+                    "two [[server.tls]] entries without hosts: only one can be the default certificate",
+                ));
+            }
+            default_seen = true;
+        }
+        for h in &t.hosts {
+            let Some(p) = tls::host_pattern(h.get_ref()) else {
+                return Err(ctx.err(
+                    Some(h.span()),
+                    format!(
+                        "TLS host {:?} is not a host name or a wildcard *.example.com",
+                        h.get_ref()
+                    ),
+                ));
+            };
+            if !hosts.insert(p) {
+                return Err(ctx.err(
+                    Some(h.span()),
+                    format!("TLS host {:?} is listed for two certificates", h.get_ref()),
+                ));
+            }
+        }
+    }
+    let provider = tls::provider();
+    let now = std::time::SystemTime::now();
+    for t in &s.tls {
+        if let Err(problem) = tls::load_entry(&t.files(), &provider, now) {
+            let span = if problem.path() == t.key.get_ref().as_path() {
+                t.key.span()
+            } else {
+                t.cert.span()
+            };
+            return Err(ctx.err(Some(span), problem.to_string()));
+        }
     }
     Ok(())
 }

@@ -1,9 +1,8 @@
-//! The client's socket as hyper sees it: a request line too long for hyper's buffer is answered 414, not 431.
+//! The client's connection (TCP or TLS) as hyper sees it: a request line too long for hyper's buffer is answered 414, not 431.
 use crate::error::Error;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// A client connection as hyper sees it, telling a request line too long from a
 /// head too large when the head does not fit hyper's read buffer.
@@ -15,8 +14,8 @@ use tokio::net::TcpStream;
 /// the whole buffer is taken for a request line too: either way, the head was far
 /// over the limit.) Everything else passes through untouched.
 #[derive(Debug)]
-pub(super) struct ClientIo {
-    pub(super) io: TcpStream,
+pub(super) struct ClientIo<S> {
+    pub(super) io: S,
     /// Bytes read since the last `\n` (saturating).
     since_lf: usize,
     /// hyper's read buffer size.
@@ -26,8 +25,8 @@ pub(super) struct ClientIo {
     replacing: Option<(Vec<u8>, usize, usize)>,
 }
 
-impl ClientIo {
-    pub(super) fn new(io: TcpStream, buf_size: usize) -> ClientIo {
+impl<S: AsyncWrite + Unpin> ClientIo<S> {
+    pub(super) fn new(io: S, buf_size: usize) -> ClientIo<S> {
         ClientIo {
             io,
             since_lf: 0,
@@ -85,7 +84,7 @@ fn last_lf(b: &[u8]) -> Option<usize> {
     None
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -103,7 +102,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,25 +1,32 @@
-//! Listeners: the proxy's HTTP/1.1 server (limits, keep-alive, graceful drain) and the admin listener.
+//! Listeners: the proxy's HTTP server (HTTP/1.1 and HTTP/2, plain and TLS, with
+//! limits, keep-alive and graceful drain), the HTTPS redirect, and the admin listener.
 mod client_io;
+mod redirect;
 
 use crate::admin;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet;
 use crate::handle::handle;
+use crate::headers;
 use crate::response::ProxyBody;
 use crate::state::Proxy;
+use crate::tls::{self, Certs};
 use client_io::ClientIo;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -39,6 +46,8 @@ pub struct Server {
     proxy: Proxy,
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    redirect_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     proxy_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
@@ -67,18 +76,70 @@ fn read_buf_size(cfg: &Config) -> usize {
     cfg.server.max_header_bytes.max(64 * 1024)
 }
 
-/// The hyper HTTP/1.1 server settings for a config. hyper gets no head-size limit
-/// of its own: a complete head reaches the handler, which answers 414 or 431 by
-/// what is too long (`handle::check_head`); a head that outgrows the read buffer
-/// fails in hyper, and [`ClientIo`] tells which it was.
-fn http1_builder(cfg: &Config) -> http1::Builder {
+/// How many streams a client may reset before the proxy took them up, per
+/// connection, before it gets GOAWAY `ENHANCE_YOUR_CALM`: h2's default, stated
+/// here so the bound on rapid-reset abuse (CVE-2023-44487) is ours, not an accident.
+const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+
+/// How many streams the proxy itself may reset for a client's protocol errors,
+/// per connection, before it closes the connection with GOAWAY (h2's default).
+const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+
+/// The connection settings for a config: HTTP/1.1 and HTTP/2, told apart by the
+/// client's first bytes (the HTTP/2 preface, RFC 9113 §3.4), or HTTP/1.1 alone on
+/// a plain listener with `http2.cleartext = false`.
+///
+/// HTTP/1.1 gets no head-size limit of hyper's own: a complete head reaches the
+/// handler, which answers 414 or 431 by what is too long (`handle::check_head`);
+/// a head that outgrows the read buffer fails in hyper, and [`ClientIo`] tells
+/// which it was. HTTP/2 advertises `max_header_bytes` as its header list size.
+fn conn_builder(cfg: &Config, tls: bool) -> auto::Builder<TokioExecutor> {
     let s = &cfg.server;
-    let mut b = http1::Builder::new();
-    b.timer(TokioTimer::new())
+    let h2 = &s.http2;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(s.header_read_timeout)
         .max_buf_size(read_buf_size(cfg));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval((!h2.keepalive_interval.is_zero()).then_some(h2.keepalive_interval))
+        .keep_alive_timeout(h2.keepalive_timeout)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);
+    if !tls && !h2.cleartext {
+        b = b.http1_only();
+    }
     b
+}
+
+/// The `[[server.tls]]` entries of a config, as the TLS module loads them.
+fn tls_files(cfg: &Config) -> Vec<tls::CertFiles<'_>> {
+    cfg.server.tls.iter().map(|t| t.files()).collect()
+}
+
+/// What a listener does with its connections.
+#[derive(Clone)]
+enum Kind {
+    /// Plain HTTP: HTTP/1.1 and h2c.
+    Plain,
+    /// HTTPS with the certificates of `[[server.tls]]`.
+    Tls,
+    /// Plain HTTP answering every request with a redirect to HTTPS on this port.
+    Redirect(u16),
+}
+
+impl Kind {
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Plain => "listen",
+            Kind::Tls => "tls_listen",
+            Kind::Redirect(_) => "redirect_listen",
+        }
+    }
 }
 
 impl Server {
@@ -94,10 +155,32 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server> {
         let listener = bind_listener(config.server.listen)?;
         let admin_listener = bind_listener(config.server.admin)?;
+        let tls_listener = config.server.tls_listen.map(bind_listener).transpose()?;
+        let redirect_listener = config
+            .server
+            .redirect_listen
+            .map(bind_listener)
+            .transpose()?;
         let proxy_addr = listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
+        let tls_addr = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let redirect_addr = redirect_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
+        let certs = match &tls_listener {
+            Some(_) => Some(Arc::new(Certs::load(&tls_files(&config)).map_err(|e| {
+                Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })?)),
+            None => None,
+        };
         let max_conns = config.server.max_connections.min(Semaphore::MAX_PERMITS);
         let grace = config.server.shutdown_grace;
+        let https_port = config
+            .server
+            .redirect_port
+            .or(tls_addr.map(|a| a.port()))
+            .unwrap_or(443);
         let cluster = config.cluster.clone();
         let proxy = Proxy::new(config)?;
         let fleet_task = match cluster {
@@ -119,19 +202,42 @@ impl Server {
             None => None,
         };
         let (stop, stop_rx) = watch::channel(false);
-        let proxy_task = tokio::spawn(accept_loop(
-            listener,
-            proxy.clone(),
-            stop_rx.clone(),
-            max_conns,
-            grace,
-        ));
+        let permits = Arc::new(Semaphore::new(max_conns));
+        let mut loops = vec![(listener, Kind::Plain, None)];
+        if let Some(l) = tls_listener {
+            loops.push((l, Kind::Tls, certs));
+        }
+        if let Some(l) = redirect_listener {
+            loops.push((l, Kind::Redirect(https_port), None));
+        }
+        let loops: Vec<_> = loops
+            .into_iter()
+            .map(|(l, kind, certs)| {
+                tokio::spawn(accept_loop(
+                    l,
+                    kind,
+                    certs,
+                    proxy.clone(),
+                    stop_rx.clone(),
+                    permits.clone(),
+                ))
+            })
+            .collect();
+        let proxy_task = tokio::spawn(drain(loops, permits, max_conns, grace));
         let admin_task = tokio::spawn(admin_loop(admin_listener, proxy.clone(), stop_rx));
-        tracing::info!(listen = %proxy_addr, admin = %admin_addr, "ringleader is serving");
+        tracing::info!(
+            listen = %proxy_addr,
+            admin = %admin_addr,
+            tls_listen = tls_addr.map(|a| a.to_string()).unwrap_or_default(),
+            redirect_listen = redirect_addr.map(|a| a.to_string()).unwrap_or_default(),
+            "ringleader is serving"
+        );
         Ok(Server {
             proxy,
             proxy_addr,
             admin_addr,
+            tls_addr,
+            redirect_addr,
             stop,
             proxy_task,
             admin_task,
@@ -144,6 +250,16 @@ impl Server {
         self.proxy_addr
     }
 
+    /// Where the HTTPS listener listens (with `tls_listen`).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Where the redirect-to-HTTPS listener listens (with `redirect_listen`).
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_addr
+    }
+
     /// Where the admin endpoints listen.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
@@ -154,8 +270,9 @@ impl Server {
         &self.proxy
     }
 
-    /// Stop accepting, let open requests finish for up to `shutdown_grace`,
-    /// then return (connections still open after the grace are dropped).
+    /// Stop accepting, let open requests finish for up to `shutdown_grace`
+    /// (HTTP/2 clients get GOAWAY, HTTP/1.1 ones `Connection: close`), then
+    /// return (connections still open after the grace are dropped).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.proxy_task.await;
@@ -181,6 +298,10 @@ struct ProxyService {
     proxy: Proxy,
     peer: SocketAddr,
     peer_ip: HeaderValue,
+    /// The connection is TLS (`X-Forwarded-Proto: https`).
+    tls: bool,
+    /// Set by the first request (the connection is past its first-request deadline).
+    requested: Arc<AtomicBool>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
@@ -189,22 +310,54 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Future =
         Pin<Box<dyn Future<Output = std::result::Result<Response<ProxyBody>, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        self.requested.store(true, Relaxed);
+        if req.version() == Version::HTTP_2 {
+            h2_to_origin_form(&mut req);
+        }
         let this = self.clone();
-        Box::pin(async move { Ok(handle(&this.proxy, req, this.peer, &this.peer_ip).await) })
+        let proto = if self.tls { "https" } else { "http" };
+        Box::pin(headers::PROTO.scope(proto, async move {
+            Ok(handle(&this.proxy, req, this.peer, &this.peer_ip).await)
+        }))
     }
 }
 
+/// An HTTP/2 request in the shape of an HTTP/1.1 one in origin form: its
+/// `:authority` becomes `Host`, as RFC 9113 §8.3.1 asks of an intermediary
+/// forwarding to HTTP/1.1 ("MUST construct a Host header field ... by copying the
+/// value of :authority"), and replaces a `Host` that differs (the authority is the
+/// request's target, as for an absolute-form HTTP/1.1 request, RFC 9112 §3.2.2);
+/// the target is the path and query.
+fn h2_to_origin_form(req: &mut Request<Incoming>) {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return;
+    };
+    if *req.method() == http::Method::CONNECT {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = req.uri().path_and_query().cloned();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// Accept on `listener` until shutdown, each connection holding a permit of
+/// `permits` (at the limit, new clients wait in the backlog).
 async fn accept_loop(
     listener: TcpListener,
+    kind: Kind,
+    mut certs: Option<Arc<Certs>>,
     proxy: Proxy,
     mut stop: watch::Receiver<bool>,
-    max_conns: usize,
-    grace: Duration,
+    permits: Arc<Semaphore>,
 ) {
-    let permits = Arc::new(Semaphore::new(max_conns));
+    let mut reloads = proxy.shared.reloaded.subscribe();
     loop {
-        // At the connection limit, stop accepting: new clients wait in the backlog.
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = stopped(&mut stop) => break,
@@ -214,27 +367,200 @@ async fn accept_loop(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %e, listener = kind.name(), "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             },
             _ = stopped(&mut stop) => break,
         };
-        let (builder, buf_size) = {
+        let _ = stream.set_nodelay(true);
+        let (builder, buf_size, first_request) = {
             let state = proxy.shared.state.load();
-            (http1_builder(&state.config), read_buf_size(&state.config))
+            let cfg = &state.config;
+            (
+                Arc::new(conn_builder(cfg, matches!(kind, Kind::Tls))),
+                read_buf_size(cfg),
+                cfg.server.header_read_timeout,
+            )
         };
+        // A reload re-reads the certificates for the handshakes after it; one that
+        // fails keeps the ones serving (the reload itself checked them, so only a
+        // file changed in between fails here).
+        if certs.is_some() && reloads.has_changed().unwrap_or(false) {
+            reloads.borrow_and_update();
+            let state = proxy.shared.state.load();
+            match Certs::load(&tls_files(&state.config)) {
+                Ok(c) => {
+                    certs = Some(Arc::new(c));
+                    tracing::info!("TLS certificates reloaded");
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "TLS certificates not reloaded; the previous ones keep serving"
+                ),
+            }
+        }
         let proxy = proxy.clone();
         let stop = stop.clone();
+        let kind = kind.clone();
+        let certs = certs.clone();
         tokio::spawn(async move {
-            let stream = ClientIo::new(stream, buf_size);
-            serve_conn(builder, stream, peer, proxy, stop).await;
+            let m = &proxy.shared.metrics;
+            m.connections_accepted.fetch_add(1, Relaxed);
+            m.connections_open.fetch_add(1, Relaxed);
+            match (kind, certs) {
+                (Kind::Tls, Some(certs)) => {
+                    let handshake = tls_handshake(stream, &certs);
+                    match tokio::time::timeout(first_request, handshake).await {
+                        Ok(Some(tls)) => {
+                            let io = ClientIo::new(tls, buf_size);
+                            let svc = ProxyService::new(&proxy, peer, true);
+                            serve(&builder, io, svc, first_request, stop, peer).await;
+                        }
+                        Ok(None) => {}
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                (Kind::Redirect(port), _) => {
+                    let io = ClientIo::new(stream, buf_size);
+                    let svc = redirect::Redirect::new(port);
+                    serve(&builder, io, svc, first_request, stop, peer).await;
+                }
+                _ => {
+                    let io = ClientIo::new(stream, buf_size);
+                    let svc = ProxyService::new(&proxy, peer, false);
+                    serve(&builder, io, svc, first_request, stop, peer).await;
+                }
+            }
+            proxy.shared.metrics.connections_open.fetch_sub(1, Relaxed);
             drop(permit);
         });
     }
-    drop(listener);
-    // Drain: every connection holds a permit until it is done.
+}
+
+/// The server side of a TLS handshake with the certificate for the client's SNI;
+/// `None` when it failed (logged at debug). A name that no certificate serves,
+/// with no default certificate, gets the alert `unrecognized_name`.
+async fn tls_handshake(
+    stream: tokio::net::TcpStream,
+    certs: &Certs,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let acceptor =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let start = match acceptor.await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "TLS: no valid ClientHello");
+            return None;
+        }
+    };
+    let name = start.client_hello().server_name().map(str::to_string);
+    if certs.store.pick(name.as_deref()).is_none() {
+        tracing::debug!(
+            sni = name.as_deref().unwrap_or(""),
+            "TLS: no certificate for this name"
+        );
+        let mut io = start.io;
+        let _ = io.write_all(&tls::UNRECOGNIZED_NAME_ALERT).await;
+        let _ = io.shutdown().await;
+        return None;
+    }
+    match start.into_stream(certs.config.clone()).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+impl ProxyService {
+    fn new(proxy: &Proxy, peer: SocketAddr, tls: bool) -> ProxyService {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        ProxyService {
+            proxy: proxy.clone(),
+            peer,
+            peer_ip,
+            tls,
+            requested: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// A service that can say whether a request came yet.
+trait FirstRequest {
+    fn requested(&self) -> bool;
+}
+
+impl FirstRequest for ProxyService {
+    fn requested(&self) -> bool {
+        self.requested.load(Relaxed)
+    }
+}
+
+/// Serve one connection until it ends, or until shutdown (then gracefully: GOAWAY
+/// for HTTP/2, `Connection: close` after the current request for HTTP/1.1). A
+/// connection that sends no request within `first_request` (the header read
+/// timeout) is closed: hyper's own timeout starts only once it knows the protocol.
+async fn serve<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: ClientIo<I>,
+    svc: S,
+    first_request: Duration,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ProxyBody>,
+            Error = Infallible,
+        > + FirstRequest
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let watch = svc.clone();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let deadline = tokio::time::sleep(first_request);
+    tokio::pin!(deadline);
+    let mut waiting = true;
+    let res = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = &mut deadline, if waiting => {
+                if !watch.requested() {
+                    tracing::debug!(%peer, "no request within the header read timeout: closed");
+                    return;
+                }
+                waiting = false;
+            }
+            _ = stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                break conn.as_mut().await;
+            }
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// After shutdown: wait for the accept loops to stop, then for every connection
+/// (each holds a permit) up to `grace`.
+async fn drain(
+    loops: Vec<JoinHandle<()>>,
+    permits: Arc<Semaphore>,
+    max_conns: usize,
+    grace: Duration,
+) {
+    for l in loops {
+        let _ = l.await;
+    }
     let all = u32::try_from(max_conns).unwrap_or(u32::MAX);
     if tokio::time::timeout(grace, permits.acquire_many(all))
         .await
@@ -244,39 +570,6 @@ async fn accept_loop(
     } else {
         tracing::info!("all connections drained");
     }
-}
-
-async fn serve_conn(
-    builder: http1::Builder,
-    stream: ClientIo,
-    peer: SocketAddr,
-    proxy: Proxy,
-    mut stop: watch::Receiver<bool>,
-) {
-    let _ = stream.io.set_nodelay(true);
-    let m = &proxy.shared.metrics;
-    m.connections_accepted.fetch_add(1, Relaxed);
-    m.connections_open.fetch_add(1, Relaxed);
-    let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-        .unwrap_or(HeaderValue::from_static("unknown"));
-    let svc = ProxyService {
-        proxy: proxy.clone(),
-        peer,
-        peer_ip,
-    };
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    let res = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = res {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
-    }
-    proxy.shared.metrics.connections_open.fetch_sub(1, Relaxed);
 }
 
 async fn admin_loop(listener: TcpListener, proxy: Proxy, mut stop: watch::Receiver<bool>) {

@@ -16,3 +16,5 @@ mod pool;
 mod reload;
 mod retries;
 mod streaming;
+mod tls;
+mod upgrade;
