@@ -17,4 +17,3 @@ mod reload;
 mod retries;
 mod streaming;
 mod tls;
-mod upgrade;
