@@ -260,7 +260,7 @@ pub fn banner(
     let (spare, spare_addr) = backends[3];
     format!(
         r#"ringleader demo --cluster
-  etcd     {url} (pid {pid}, data in {dir}; stopped with the demo)
+  etcd     {url} (pid {pid}, log and data in {dir}; stopped with the demo)
   proxy 1  http://{p1}/   admin http://{a1}/status
   proxy 2  http://{p2}/   admin http://{a2}/status
   upstream {UPSTREAM}: consistent_hash on the x-user-id header, members from etcd (namespace default)

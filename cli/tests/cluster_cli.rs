@@ -398,6 +398,37 @@ fn demo_cluster_runs_two_proxies_that_agree_and_stops_cleanly_on_sigterm() {
     }
     assert!(used.len() >= 2, "60 keys all on {used:?}");
 
+    // The banner's `cluster register` line adds the spare backend to both proxies.
+    let register: Vec<&str> = banner
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("ringleader cluster register"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    let mut sidecar = Reaped(Some(
+        ringleader(&register)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let keys: Vec<String> = (0..60).map(|i| format!("user-{i}")).collect();
+    eventually(
+        "delta to get keys through both proxies",
+        Duration::from_secs(20),
+        || {
+            keys.iter()
+                .any(|k| backend_for(&p1, k) == "delta" && backend_for(&p2, k) == "delta")
+        },
+    );
+    for key in &keys {
+        assert_eq!(backend_for(&p1, key), backend_for(&p2, key), "key {key}");
+    }
+    signal(sidecar.pid(), "-TERM");
+    assert!(sidecar.wait_exit(Duration::from_secs(20)).success());
+
     signal(demo.pid(), "-TERM");
     let status = demo.wait_exit(Duration::from_secs(30));
     let logs = logs.join().unwrap();
