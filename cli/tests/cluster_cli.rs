@@ -673,3 +673,47 @@ fn register_waits_for_an_etcd_that_does_not_answer_yet_and_stops_on_sigterm() {
     let status = sidecar.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status:?}\n{seen}");
 }
+
+#[test]
+fn an_interrupted_id_run_releases_its_worker_id_before_it_exits() {
+    let Some(etcd) = etcd() else { return };
+    let ns = "interrupted";
+    let mut run = Reaped(Some(
+        ringleader(&[
+            "id",
+            "--etcd",
+            &etcd.url,
+            "--namespace",
+            ns,
+            "--count",
+            "100000000000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let ids = lines_of(run.child().stdout.take().unwrap());
+    ids.recv_timeout(Duration::from_secs(20))
+        .expect("a first ID");
+    assert_eq!(
+        ls_json(&etcd.url, ns)["workers"].as_array().unwrap().len(),
+        1,
+        "the run holds a worker id"
+    );
+    signal(run.pid(), "-INT");
+    // Keep reading, so the run is never stuck on a full pipe.
+    let drain = std::thread::spawn(move || ids.iter().count());
+    let status = run.wait_exit(Duration::from_secs(20));
+    drain.join().unwrap();
+    let mut err = String::new();
+    let _ = run.child().stderr.take().unwrap().read_to_string(&mut err);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted: printed "), "{err}");
+    // Released before it exited, not when its lease expires.
+    assert_eq!(
+        ls_json(&etcd.url, ns)["workers"],
+        serde_json::json!([]),
+        "{err}"
+    );
+}
