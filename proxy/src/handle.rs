@@ -1,13 +1,16 @@
 //! The request handler: check and route a client's request, forward it, and shape the answer.
 use crate::error::{Error, Result};
 use crate::forward::forward;
+use crate::forward::tunnel::{self, Tunnel};
 use crate::headers::{self, X_REQUEST_ID};
 use crate::response::{error_response, ProxyBody};
 use crate::state::Proxy;
 use crate::upstream::Upstream;
-use http::header::{HOST, TRANSFER_ENCODING};
-use http::{HeaderValue, Method, Request, Response, Version};
+use http::header::{CONNECTION, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -37,6 +40,10 @@ pub(crate) async fn handle(
         }
     };
 
+    // An upgrade (WebSocket, ...) is forwarded with its Upgrade field; any other
+    // request's `Upgrade` is stripped with the hop-by-hop fields.
+    let upgrade = upgrade_requested(&parts.headers, version, body.is_end_stream())
+        .and_then(|protocols| Some((protocols, parts.extensions.remove::<OnUpgrade>()?)));
     let access_log = state.config.server.access_log;
     let request_timeout = state.config.server.request_timeout;
     let routed: Result<Arc<Upstream>> = (|| {
@@ -82,6 +89,8 @@ pub(crate) async fn handle(
     })();
     drop(state);
 
+    // Where a relayed 101 leads: the client's side of the upgrade and the upstream.
+    let mut switching = None;
     let result = match routed {
         Ok(up) => {
             if let Some(a) = parts.uri.authority() {
@@ -91,6 +100,15 @@ pub(crate) async fn handle(
                 }
             }
             headers::strip_request_hop_by_hop(&mut parts.headers);
+            if let Some((protocols, on_upgrade)) = upgrade {
+                // RFC 9110 §7.8: Upgrade is hop-by-hop, so the proxy sends its own,
+                // naming the protocols the client asked for, with `Connection: upgrade`.
+                parts.headers.insert(UPGRADE, protocols);
+                parts
+                    .headers
+                    .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                switching = Some((on_upgrade, up.clone()));
+            }
             let host = parts.headers.get(HOST).cloned();
             headers::set_forwarded(&mut parts.headers, peer_ip, host);
             let method = access_log.then(|| parts.method.clone());
@@ -138,6 +156,44 @@ pub(crate) async fn handle(
     };
 
     let resp = match result {
+        Ok((resp, checkin)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            // Only an upgrade request can get here (an unasked 101 is a 502 in `http1`).
+            let (mut rparts, mut rbody) = resp.into_parts();
+            match (switching, rbody.take_upgraded()) {
+                (Some((on_upgrade, up)), Some(backend)) => {
+                    let protocol = rparts.headers.get(UPGRADE).cloned();
+                    headers::strip_hop_by_hop(&mut rparts.headers);
+                    if let Some(p) = protocol {
+                        rparts.headers.insert(UPGRADE, p);
+                    }
+                    rparts
+                        .headers
+                        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                    if !rparts.headers.contains_key(&X_REQUEST_ID) {
+                        rparts.headers.insert(X_REQUEST_ID.clone(), req_id);
+                    }
+                    rparts.version = version;
+                    let backend_label = up.index_of(checkin.pool().addr()).map_or_else(
+                        || checkin.pool().addr().to_string(),
+                        |i| up.labels[i].to_string(),
+                    );
+                    let t = Tunnel {
+                        client: on_upgrade,
+                        backend,
+                        checkin,
+                        idle_timeout: up.config.idle_timeout,
+                        upstream: up.name.clone(),
+                        backend_label,
+                    };
+                    tunnel::spawn(t, &m.tunnels);
+                    Response::from_parts(rparts, ProxyBody::full(bytes::Bytes::new()))
+                }
+                _ => error_response(
+                    &Error::UpstreamProtocol("unexpected 101 Switching Protocols".into()),
+                    req_id,
+                ),
+            }
+        }
         Ok((resp, checkin)) => {
             let (mut rparts, rbody) = resp.into_parts();
             headers::strip_hop_by_hop(&mut rparts.headers);
@@ -156,6 +212,33 @@ pub(crate) async fn handle(
     };
     m.observe(resp.status().as_u16(), start.elapsed());
     resp
+}
+
+/// The protocols of an upgrade the client asks for (RFC 9110 §7.8): an HTTP/1.1
+/// request with `Upgrade` and `Connection: upgrade`, and no body (the proxy relays a
+/// `101` only where no request body could still be in the way of the new protocol).
+fn upgrade_requested(h: &HeaderMap, version: Version, no_body: bool) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 || !no_body {
+        return None;
+    }
+    let asked = h
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    if !asked {
+        return None;
+    }
+    let mut values = h.get_all(UPGRADE).iter();
+    let first = values.next()?.clone();
+    match values.next() {
+        None => Some(first),
+        Some(_) => {
+            // Several field lines are one list (RFC 9110 §5.3).
+            let joined: Vec<&[u8]> = h.get_all(UPGRADE).iter().map(|v| v.as_bytes()).collect();
+            HeaderValue::from_bytes(&joined.join(&b", "[..])).ok()
+        }
+    }
 }
 
 /// Limits and framing of a request head that hyper parsed but does not enforce.
@@ -214,4 +297,48 @@ fn check_head(parts: &http::request::Parts, max_head: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrades_are_http11_requests_with_upgrade_and_connection_upgrade_and_no_body() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        let ws = h(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(
+            upgrade_requested(&ws, Version::HTTP_11, true).unwrap(),
+            "websocket"
+        );
+        assert_eq!(upgrade_requested(&ws, Version::HTTP_10, true), None);
+        assert_eq!(upgrade_requested(&ws, Version::HTTP_2, true), None);
+        assert_eq!(
+            upgrade_requested(&ws, Version::HTTP_11, false),
+            None,
+            "a body"
+        );
+        let no_token = h(&[("connection", "keep-alive"), ("upgrade", "websocket")]);
+        assert_eq!(upgrade_requested(&no_token, Version::HTTP_11, true), None);
+        let no_upgrade = h(&[("connection", "upgrade")]);
+        assert_eq!(upgrade_requested(&no_upgrade, Version::HTTP_11, true), None);
+        let two = h(&[
+            ("connection", "upgrade"),
+            ("upgrade", "foo/1"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(
+            upgrade_requested(&two, Version::HTTP_11, true).unwrap(),
+            "foo/1, websocket"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! Proxy-wide counters and the latency histogram (Relaxed atomics), rendered as Prometheus text.
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Upper bounds of the latency histogram buckets, in seconds (Prometheus `le`).
 pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
@@ -44,7 +46,83 @@ pub struct Metrics {
     /// Requests whose X-Request-Id is a random UUID because no Snowflake ID could
     /// be issued (the worker lease was not confirmed, or the generator failed).
     pub request_id_fallbacks: AtomicU64,
+    /// Upgraded connections (WebSocket and other tunnels): opened and open now.
+    pub(crate) tunnels: Tunnels,
     latency: Histogram,
+}
+
+/// The upgraded connections (tunnels) of the proxy: how many were opened, how many
+/// are open, and the signal that closes them at the end of a shutdown's grace.
+/// Cheap to clone (each tunnel's task holds one).
+#[derive(Debug, Clone)]
+pub(crate) struct Tunnels(Arc<TunnelsInner>);
+
+#[derive(Debug)]
+struct TunnelsInner {
+    opened: AtomicU64,
+    open: watch::Sender<u64>,
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Tunnels(Arc::new(TunnelsInner {
+            opened: AtomicU64::new(0),
+            open: watch::Sender::new(0),
+            closing: watch::Sender::new(false),
+        }))
+    }
+}
+
+impl Tunnels {
+    /// Tunnels opened since start.
+    pub(crate) fn opened(&self) -> u64 {
+        self.0.opened.load(Relaxed)
+    }
+
+    /// Tunnels open now.
+    pub(crate) fn open(&self) -> u64 {
+        *self.0.open.borrow()
+    }
+
+    /// Count a tunnel open until the guard is dropped.
+    pub(crate) fn enter(&self) -> TunnelGuard {
+        self.0.opened.fetch_add(1, Relaxed);
+        self.0.open.send_modify(|n| *n += 1);
+        TunnelGuard(self.clone())
+    }
+
+    /// Resolves when the tunnels must close (the shutdown grace is over).
+    pub(crate) async fn closing(&self) {
+        let mut rx = self.0.closing.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Let the open tunnels finish for up to `grace`, then close the rest (they stop
+    /// within moments: each one's task drops its sockets). Returns how many were closed.
+    pub(crate) async fn drain(&self, grace: Duration) -> u64 {
+        let mut rx = self.0.open.subscribe();
+        if tokio::time::timeout(grace, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let left = *rx.borrow();
+        self.0.closing.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|n| *n == 0)).await;
+        left
+    }
+}
+
+/// One open tunnel, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct TunnelGuard(Tunnels);
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        self.0 .0.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +207,18 @@ impl Metrics {
         );
         counter(
             out,
+            "ringleader_upgrades_total",
+            "Connections upgraded (101 Switching Protocols relayed: WebSocket and others).",
+            self.tunnels.opened(),
+        );
+        gauge(
+            out,
+            "ringleader_upgraded_connections",
+            "Upgraded connections open (bytes copied both ways).",
+            self.tunnels.open() as f64,
+        );
+        counter(
+            out,
             "ringleader_reloads_total",
             "Successful config reloads.",
             self.reloads.load(Relaxed),
@@ -191,6 +281,33 @@ pub(crate) fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tunnels_get_the_grace_then_are_told_to_close() {
+        let t = Tunnels::default();
+        let (a, b) = (t.enter(), t.enter());
+        assert_eq!((t.opened(), t.open()), (2, 2));
+        // One ends within the grace, the other is still open at its end.
+        let ends = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(a);
+        });
+        let closer = t.clone();
+        let closed = tokio::spawn(async move {
+            closer.closing().await;
+            drop(b);
+        });
+        let start = tokio::time::Instant::now();
+        assert_eq!(t.drain(Duration::from_secs(5)).await, 1);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        ends.await.unwrap();
+        closed.await.unwrap();
+        assert_eq!((t.opened(), t.open()), (2, 0));
+        // Nothing open: no wait.
+        let start = tokio::time::Instant::now();
+        assert_eq!(Tunnels::default().drain(Duration::from_secs(5)).await, 0);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
 
     #[test]
     fn histogram_is_cumulative_and_classes_counted() {

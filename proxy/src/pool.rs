@@ -11,6 +11,7 @@ use http_body::Body;
 use parking_lot::Mutex;
 use ringleader_balancer::Pick;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -39,6 +40,11 @@ impl SendError {
         matches!(self, SendError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
     }
 
+    /// The connection was never opened (refused, failed, timed out): nothing was sent.
+    pub(crate) fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_) | SendError::ConnectTimeout)
+    }
+
     /// The backend's answer was not valid HTTP.
     pub(crate) fn is_protocol(&self) -> bool {
         matches!(self, SendError::Exchange(ClientError::Protocol(_)))
@@ -59,6 +65,9 @@ pub(crate) struct BackendConns {
     idle_timeout: Duration,
     /// Idle connections with the time they went idle; most recent last.
     idle: Mutex<Vec<(Conn, Instant)>>,
+    /// Upgraded connections (tunnels) open to this backend: shared with the pool
+    /// that replaces this one on a reload, so tunnels opened before it still count.
+    upgraded: Arc<AtomicU64>,
 }
 
 impl BackendConns {
@@ -75,7 +84,38 @@ impl BackendConns {
             connect_timeout,
             idle_timeout,
             idle: Mutex::new(Vec::new()),
+            upgraded: Arc::default(),
         }
+    }
+
+    /// A new pool for the same backend as `prev` (new timeouts), keeping its count of
+    /// open tunnels.
+    pub(crate) fn succeeding(
+        prev: &BackendConns,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> BackendConns {
+        let mut p = BackendConns::new(&prev.addr, connect_timeout, idle_timeout);
+        p.upgraded = prev.upgraded.clone();
+        p
+    }
+
+    /// Upgraded connections (WebSocket and other tunnels) open to this backend now
+    /// (for /status: `upgraded` of each backend).
+    #[allow(dead_code)] // until admin.rs shows it
+    pub(crate) fn upgraded(&self) -> u64 {
+        self.upgraded.load(Relaxed)
+    }
+
+    /// Count one open tunnel to this backend until the guard is dropped.
+    pub(crate) fn count_upgraded(&self) -> UpgradedGuard {
+        self.upgraded.fetch_add(1, Relaxed);
+        UpgradedGuard(self.upgraded.clone())
+    }
+
+    /// The backend's address (`host:port`), as configured.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// Idle timeout of pooled connections.
@@ -155,6 +195,10 @@ impl BackendConns {
     /// connection and automatically retransmit an aborted sequence of requests if all
     /// of those requests have idempotent methods"). It is not a retry: only the
     /// second exchange's outcome is the backend's.
+    ///
+    /// An `upgrade` request (WebSocket and others) always goes out on a new
+    /// connection, which a `101` takes out of the pool for good, and is never sent
+    /// twice: a backend may have started the new protocol on it.
     pub(crate) async fn send<S>(
         &self,
         method: &Method,
@@ -162,11 +206,18 @@ impl BackendConns {
         headers: &HeaderMap,
         body: ReqBody<S>,
         idempotent: bool,
+        upgrade: bool,
     ) -> Result<Response<BackendBody>, SendError>
     where
         S: Body<Data = Bytes> + Send + Unpin + 'static,
         S::Error: Into<BoxError> + Send,
     {
+        if upgrade {
+            let conn = self.connect().await?;
+            return http1::exchange(conn, method, uri, headers, body)
+                .await
+                .map_err(SendError::Exchange);
+        }
         let (conn, reused) = self.checkout().await?;
         let again = if reused && idempotent {
             body.try_clone()
@@ -186,6 +237,16 @@ impl BackendConns {
             }
             r => r.map_err(SendError::Exchange),
         }
+    }
+}
+
+/// Counts one open tunnel of a backend (see [`BackendConns::upgraded`]) while it lives.
+#[derive(Debug)]
+pub(crate) struct UpgradedGuard(Arc<AtomicU64>);
+
+impl Drop for UpgradedGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -211,6 +272,11 @@ impl Checkin {
     pub(crate) fn with_pick(mut self, pick: Pick, latency: Duration) -> Checkin {
         self.pick = Some((pick, latency));
         self
+    }
+
+    /// The pool the response came from.
+    pub(crate) fn pool(&self) -> &Arc<BackendConns> {
+        &self.pool
     }
 
     /// The exchange is complete: return the connection (when the backend keeps it
@@ -241,7 +307,7 @@ mod tests {
         let body = ReqBody::<http_body_util::Empty<Bytes>>::Empty;
         let uri = Uri::from_static("/");
         let e = pool
-            .send(&Method::GET, &uri, &HeaderMap::new(), body, true)
+            .send(&Method::GET, &uri, &HeaderMap::new(), body, true, false)
             .await
             .unwrap_err();
         assert!(e.is_refused(), "{e}");

@@ -409,6 +409,26 @@ impl Proxy {
         &self.shared.metrics
     }
 
+    /// Shutdown of the upgraded connections (WebSocket and other tunnels), which
+    /// outlive the client connections hyper serves: let them finish for up to the
+    /// running `shutdown_grace`, then close the rest. Returns how many were closed.
+    /// [`crate::Server`] runs it beside the drain of its connections.
+    #[allow(dead_code)] // until `Server::shutdown` calls it
+    pub(crate) async fn drain_tunnels(&self) -> u64 {
+        let n = self
+            .shared
+            .metrics
+            .tunnels
+            .drain(self.shared.running.shutdown_grace)
+            .await;
+        if n > 0 {
+            tracing::warn!(
+                "shutdown grace elapsed with {n} upgraded connections open: closed them"
+            );
+        }
+        n
+    }
+
     /// Stop the health checks (done by [`crate::Server`] on shutdown).
     pub fn stop_health(&self) {
         for (_, ts) in std::mem::take(&mut *self.shared.health_tasks.lock()) {

@@ -195,20 +195,27 @@ impl Upstream {
             let Ok(a) = addr.parse::<Authority>() else {
                 continue;
             };
-            // Warm connections of backends that stay are kept.
-            let pool = prev
-                .and_then(|p| p.index_of(addr).map(|i| p.conns[i].clone()))
-                .filter(|c| {
-                    c.connect_timeout() == cfg.connect_timeout
-                        && c.idle_timeout() == cfg.idle_timeout
-                })
-                .unwrap_or_else(|| {
-                    Arc::new(BackendConns::new(
-                        addr,
-                        cfg.connect_timeout,
-                        cfg.idle_timeout,
-                    ))
-                });
+            // Warm connections of backends that stay are kept; with new timeouts, a
+            // new pool still counts the tunnels open to the backend.
+            let old = prev.and_then(|p| p.index_of(addr).map(|i| &p.conns[i]));
+            let pool = match old {
+                Some(c)
+                    if c.connect_timeout() == cfg.connect_timeout
+                        && c.idle_timeout() == cfg.idle_timeout =>
+                {
+                    c.clone()
+                }
+                Some(c) => Arc::new(BackendConns::succeeding(
+                    c,
+                    cfg.connect_timeout,
+                    cfg.idle_timeout,
+                )),
+                None => Arc::new(BackendConns::new(
+                    addr,
+                    cfg.connect_timeout,
+                    cfg.idle_timeout,
+                )),
+            };
             authorities.push((addr.clone(), a));
             labels.push(b.label().into());
             conns.push(pool);

@@ -1,5 +1,6 @@
 //! Forwarding one request to an upstream: body handling, the attempt loop, retries and outcomes.
 mod body;
+pub(crate) mod tunnel;
 
 use crate::config::HashKey;
 use crate::error::Error;
@@ -10,7 +11,7 @@ use crate::pool::{BackendConns, Checkin, SendError};
 use crate::upstream::Upstream;
 use body::{Progress, StreamBody, UpstreamBody};
 use bytes::Bytes;
-use http::header::HOST;
+use http::header::{HOST, UPGRADE};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Response, Uri};
@@ -79,17 +80,20 @@ enum Stalled {
 /// backend waits for it (a slow upload is not an upstream timeout).
 async fn send_watched(
     pool: &BackendConns,
-    (method, uri, headers, idempotent): (&Method, &Uri, &HeaderMap, bool),
+    (method, uri, headers, idempotent, upgrade): (&Method, &Uri, &HeaderMap, bool, bool),
     body: UpstreamBody,
     t: Duration,
     progress: Option<&Progress>,
 ) -> Result<Result<Response<BackendBody>, SendError>, Stalled> {
     let Some(p) = progress else {
-        return tokio::time::timeout(t, pool.send(method, uri, headers, body, idempotent))
-            .await
-            .map_err(|_| Stalled::Upstream);
+        return tokio::time::timeout(
+            t,
+            pool.send(method, uri, headers, body, idempotent, upgrade),
+        )
+        .await
+        .map_err(|_| Stalled::Upstream);
     };
-    let send = pool.send(method, uri, headers, body, idempotent);
+    let send = pool.send(method, uri, headers, body, idempotent, upgrade);
     tokio::pin!(send);
     let mut wake = Instant::now() + t;
     loop {
@@ -181,6 +185,10 @@ impl EjectionWatch {
 
 /// Send `parts` + `body` to `up`, retrying per its policy. On success the
 /// response head is back; its body still streams from the backend.
+///
+/// A request carrying `Upgrade` (forwarded as an upgrade by the handler) is
+/// retried on another backend only when its connection could not be opened: once
+/// sent, a backend may have switched protocols, so it is never sent again.
 pub(crate) async fn forward(
     up: &Upstream,
     mut parts: Parts,
@@ -195,6 +203,7 @@ pub(crate) async fn forward(
     };
     let policy = &up.retry;
     let idempotent = is_idempotent(&parts.method, &parts.headers);
+    let upgrade = parts.headers.contains_key(UPGRADE);
     let retryable = policy.attempts > 0 && idempotent;
     up.budget.deposit();
 
@@ -269,7 +278,7 @@ pub(crate) async fn forward(
 
         let started = Instant::now();
         let pool = &up.conns[idx];
-        let head = (&parts.method, &target, &parts.headers, idempotent);
+        let head = (&parts.method, &target, &parts.headers, idempotent, upgrade);
         let outcome =
             send_watched(pool, head, this_body, request_timeout, progress.as_deref()).await;
         let retry_wanted = match outcome {
@@ -280,7 +289,7 @@ pub(crate) async fn forward(
                     let watch = EjectionWatch::new(&pick);
                     pick.failure_after(started.elapsed());
                     watch.log(up, idx, &format_args!("answered {}", resp.status()));
-                    if more && policy.on_5xx {
+                    if more && policy.on_5xx && !upgrade {
                         fallback = Some((resp, idx, checkin));
                         true
                     } else {
@@ -306,35 +315,37 @@ pub(crate) async fn forward(
                     pick.failure_after(started.elapsed());
                 }
                 watch.log(up, idx, &e);
+                let retry = more && policy.on_connect_error && (!upgrade || e.is_connect());
                 tracing::debug!(
                     upstream = %up.name,
                     backend = %up.labels[idx],
                     addr = %up.authorities[idx].0,
                     "attempt {tries} on {} failed: {e}{}",
                     up.named(idx),
-                    if more && policy.on_connect_error { "; retrying on another backend" } else { "" }
+                    if retry { "; retrying on another backend" } else { "" }
                 );
                 last_err = Some(match e {
                     SendError::ConnectTimeout => Error::UpstreamTimeout,
                     e if e.is_protocol() => Error::UpstreamProtocol(Box::new(e)),
                     e => Error::UpstreamConnect(Box::new(e)),
                 });
-                more && policy.on_connect_error
+                retry
             }
             Err(Stalled::Upstream) => {
                 let watch = EjectionWatch::new(&pick);
                 pick.failure_after(started.elapsed());
                 watch.log(up, idx, &"no response head within request_timeout");
+                let retry = more && policy.on_timeout && !upgrade;
                 tracing::debug!(
                     upstream = %up.name,
                     backend = %up.labels[idx],
                     addr = %up.authorities[idx].0,
                     "attempt {tries} on {} timed out{}",
                     up.named(idx),
-                    if more && policy.on_timeout { "; retrying on another backend" } else { "" }
+                    if retry { "; retrying on another backend" } else { "" }
                 );
                 last_err = Some(Error::UpstreamTimeout);
-                more && policy.on_timeout
+                retry
             }
             Err(Stalled::Client) => {
                 // Not the backend's fault: no outcome recorded, no retry.

@@ -41,6 +41,9 @@ enum State {
     },
     /// Read to its end.
     Done,
+    /// A `101 Switching Protocols` (no body): the connection, until it is taken
+    /// for the tunnel.
+    Switched(Conn),
     /// Failed; the connection is dropped.
     Failed,
 }
@@ -79,6 +82,23 @@ impl BackendBody {
             },
             None,
         )
+    }
+
+    /// The (empty) body of a `101 Switching Protocols`; `conn` now carries the new protocol.
+    pub(super) fn switched(conn: Conn) -> BackendBody {
+        BackendBody::new(State::Switched(conn), None)
+    }
+
+    /// After a `101 Switching Protocols`: the connection, now carrying the new
+    /// protocol, with any bytes of it that came behind the head. It never goes back to a pool.
+    pub(crate) fn take_upgraded(&mut self) -> Option<Conn> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Switched(c) => Some(c),
+            other => {
+                self.state = other;
+                None
+            }
+        }
     }
 
     fn new(state: State, conn: Option<Conn>) -> BackendBody {
@@ -127,7 +147,7 @@ impl BackendBody {
     /// The body was read to the end (or there is none).
     pub(crate) fn is_complete(&self) -> bool {
         match &self.state {
-            State::Done => true,
+            State::Done | State::Switched(_) => true,
             State::Full(b) => b.is_end_stream(),
             _ => false,
         }
@@ -175,7 +195,7 @@ impl Body for BackendBody {
                     }
                     return Poll::Ready(frame.map(|f| f.map_err(|never| match never {})));
                 }
-                State::Done | State::Failed => return Poll::Ready(None),
+                State::Done | State::Failed | State::Switched(_) => return Poll::Ready(None),
                 State::Reading { io, read, .. } => (io, read),
             };
             let buf = io.buf();
@@ -247,7 +267,7 @@ impl Body for BackendBody {
                 ..
             } => SizeHint::with_exact(*n),
             State::Reading { .. } => SizeHint::default(),
-            State::Done | State::Failed => SizeHint::with_exact(0),
+            State::Done | State::Failed | State::Switched(_) => SizeHint::with_exact(0),
         }
     }
 }

@@ -30,6 +30,12 @@ impl Conn {
         }
     }
 
+    /// The socket, and the bytes read from it that nothing consumed yet (after a
+    /// `101 Switching Protocols`: the first bytes of the new protocol).
+    pub(crate) fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.io, self.buf)
+    }
+
     /// An idle connection is usable unless the backend closed it or sent something
     /// unasked. Costs no system call unless the runtime saw the socket readable.
     pub(crate) fn is_usable(&self) -> bool {

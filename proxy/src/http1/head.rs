@@ -245,11 +245,14 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Cl
     }))
 }
 
-/// Read until a final (non-1xx) response head is complete.
+/// Read until a final (non-1xx) response head is complete, or a `101 Switching
+/// Protocols` when the request asked for an upgrade (`upgrade`): after a 101 the
+/// connection carries the new protocol, and what follows the head in `buf` is its.
 pub(super) async fn read_head<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
     head_request: bool,
+    upgrade: bool,
 ) -> Result<Head, ClientError> {
     let mut any = !buf.is_empty();
     // An interim response that announced a body (or said close) spoils the connection too.
@@ -258,8 +261,17 @@ pub(super) async fn read_head<R: AsyncRead + Unpin>(
         if !buf.is_empty() {
             if let Some(mut head) = parse_head(buf, head_request)? {
                 if head.parts.status == StatusCode::SWITCHING_PROTOCOLS {
-                    // The proxy strips `Upgrade`, so a 101 was never asked for.
-                    return Err(ClientError::Protocol("unexpected 101 Switching Protocols"));
+                    // RFC 9110 §15.2.2: a server switches only to a protocol the
+                    // request's Upgrade field listed. Without one (the proxy strips
+                    // `Upgrade` from every request that is not forwarded as an
+                    // upgrade), a 101 was never asked for: the bytes after it are
+                    // not HTTP the proxy could pass on.
+                    if !upgrade {
+                        return Err(ClientError::Protocol("unexpected 101 Switching Protocols"));
+                    }
+                    head.keep_alive = false;
+                    head.framing = RespFraming::Length(0);
+                    return Ok(head);
                 }
                 if head.parts.status.is_informational() {
                     interim_keep_alive &= head.keep_alive;
@@ -422,10 +434,34 @@ mod tests {
     async fn an_interim_answer_that_says_close_spoils_the_connection() {
         let mut rd: &[u8] = b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n\
                               HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        let h = read_head(&mut rd, &mut BytesMut::new(), false)
+        let h = read_head(&mut rd, &mut BytesMut::new(), false, false)
             .await
             .unwrap();
         assert_eq!((h.parts.status.as_u16(), h.keep_alive), (200, false));
+    }
+
+    #[tokio::test]
+    async fn a_101_ends_the_head_only_when_an_upgrade_was_asked_for() {
+        let answer: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                              Connection: Upgrade\r\n\r\n\x81\x02hi";
+        let mut buf = BytesMut::new();
+        let h = read_head(&mut &answer[..], &mut buf, false, true)
+            .await
+            .unwrap();
+        assert_eq!(h.parts.status, 101);
+        assert_eq!(h.parts.headers["upgrade"], "websocket");
+        assert!(!h.keep_alive);
+        assert_eq!(
+            &buf[..],
+            b"\x81\x02hi",
+            "the new protocol's first bytes stay"
+        );
+        let unasked = read_head(&mut &answer[..], &mut BytesMut::new(), false, false).await;
+        assert!(
+            matches!(unasked, Err(ClientError::Protocol(_))),
+            "{:?}",
+            unasked.map(|h| h.parts.status)
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub(crate) use error::{BoxError, ClientError};
 use bytes::{Buf, Bytes, BytesMut};
 use conn::{Io, Split, Writer};
 use head::{encode_head, read_head, Head, ReqFraming, RespFraming};
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, Method, Response, Uri};
+use http::header::{CONTENT_LENGTH, UPGRADE};
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_body::Body;
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -106,6 +106,11 @@ where
 
 /// One request/response exchange on `conn`. On success the response head is back
 /// and its body streams from the connection (or is complete already).
+///
+/// A request with an `Upgrade` field (the proxy forwards it only on an upgrade
+/// request without a body, RFC 9110 §7.8) may be answered `101 Switching Protocols`:
+/// then the body is empty and [`BackendBody::take_upgraded`] hands over the
+/// connection, which now carries the new protocol. Any other 101 is a protocol error.
 pub(crate) async fn exchange<S>(
     mut conn: Conn,
     method: &Method,
@@ -118,6 +123,7 @@ where
     S::Error: Into<BoxError> + Send,
 {
     let head_request = method == Method::HEAD;
+    let upgrade = headers.contains_key(UPGRADE);
     // Let the other ready tasks run first, so that the requests of one round of
     // events reach the backends in a burst, as they did when each backend connection
     // was a task woken at the back of the queue: a backend woken by the first write
@@ -198,7 +204,7 @@ where
                         Ok(Err(ClientError::Io(e))) => {
                             // The backend may have answered (413, 401) and closed
                             // before taking the whole body: its answer, if any, wins.
-                            return match read_head(&mut rd, &mut buf, head_request).await {
+                            return match read_head(&mut rd, &mut buf, head_request, false).await {
                                 Ok(head) => Ok(respond_split(head, Split { rd, _writer: task }, buf)),
                                 Err(_) => Err(ClientError::Io(e)),
                             };
@@ -206,12 +212,13 @@ where
                         Ok(Err(e)) => return Err(e),
                         Err(_) => return Err(ClientError::Io(std::io::Error::other("request body writer failed"))),
                     };
-                    let head = read_head(&mut rd, &mut buf, head_request).await?;
+                    let head = read_head(&mut rd, &mut buf, head_request, false).await?;
                     let io = rd.reunite(wr).map_err(|_| ClientError::Io(std::io::Error::other("socket halves do not match")))?;
                     let conn = Conn { io, buf, wbuf: out };
                     return Ok(respond(head, conn));
                 }
-                h = read_head(&mut rd, &mut buf, head_request) => h?,
+                // A streamed body is never sent with `Upgrade`: a 101 here is unasked.
+                h = read_head(&mut rd, &mut buf, head_request, false) => h?,
             };
             // Answered before the whole request body was sent: keep sending it while
             // the response streams; the connection is not reused afterwards.
@@ -219,7 +226,7 @@ where
             return Ok(respond_split(head, io, buf));
         }
     }
-    let head = read_head(&mut conn.io, &mut conn.buf, head_request).await?;
+    let head = read_head(&mut conn.io, &mut conn.buf, head_request, upgrade).await?;
     Ok(respond(head, conn))
 }
 
@@ -243,6 +250,10 @@ impl std::future::Future for Requeue {
 }
 
 fn respond(head: Head, mut conn: Conn) -> Response<BackendBody> {
+    if head.parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        // Only returned by `read_head` when the request asked for an upgrade.
+        return Response::from_parts(head.parts, BackendBody::switched(conn));
+    }
     let body = match head.framing {
         RespFraming::Length(n) if conn.buf.len() as u64 >= n => {
             // The whole body came with the head: done, the connection is free now.

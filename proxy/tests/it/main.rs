@@ -17,3 +17,4 @@ mod reload;
 mod retries;
 mod streaming;
 mod tls;
+mod upgrade;
