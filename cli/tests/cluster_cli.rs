@@ -282,6 +282,21 @@ fn a_registered_backend_is_listed_until_sigterm_removes_it() {
     assert_eq!(ls_json(&etcd.url, ns)["members"], serde_json::json!([]));
 }
 
+/// Kills a process by pid when dropped during a panic.
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(self.0.to_string())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// One GET through a proxy with an `x-user-id` key; the answering backend's name.
 fn backend_for(proxy: &str, key: &str) -> String {
     let mut s = TcpStream::connect(proxy).unwrap();
@@ -364,6 +379,8 @@ fn demo_cluster_runs_two_proxies_that_agree_and_stops_cleanly_on_sigterm() {
         .and_then(|s| s.split(',').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no etcd pid in {banner}"));
+    // If the test fails, the demo is killed (SIGKILL) and cannot stop its etcd: this does.
+    let _etcd_guard = KillOnPanic(etcd_pid);
     assert!(
         banner.contains(&format!("ringleader cluster ls --etcd {etcd_url}")),
         "{banner}"
