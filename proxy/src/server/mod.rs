@@ -87,15 +87,26 @@ const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 
 /// The connection settings for a config: HTTP/1.1 and HTTP/2, told apart by the
 /// client's first bytes (the HTTP/2 preface, RFC 9113 §3.4), or HTTP/1.1 alone on
-/// a plain listener with `http2.cleartext = false`.
+/// a plain listener with `http2.cleartext = false`. Both with upgrades (the
+/// handler relays `101 Switching Protocols`).
 ///
 /// HTTP/1.1 gets no head-size limit of hyper's own: a complete head reaches the
 /// handler, which answers 414 or 431 by what is too long (`handle::check_head`);
 /// a head that outgrows the read buffer fails in hyper, and [`ClientIo`] tells
 /// which it was. HTTP/2 advertises `max_header_bytes` as its header list size.
-fn conn_builder(cfg: &Config, tls: bool) -> auto::Builder<TokioExecutor> {
+fn conn_builder(cfg: &Config, tls: bool) -> Builder {
     let s = &cfg.server;
     let h2 = &s.http2;
+    if !tls && !h2.cleartext {
+        // hyper-util's auto builder reads the version even when told HTTP/1.1 only
+        // (with upgrades), so HTTP/1.1 alone is hyper's own HTTP/1.1 server.
+        let mut b = http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(s.header_read_timeout)
+            .max_buf_size(read_buf_size(cfg));
+        return Builder::Http1(b);
+    }
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -110,10 +121,15 @@ fn conn_builder(cfg: &Config, tls: bool) -> auto::Builder<TokioExecutor> {
         .keep_alive_timeout(h2.keepalive_timeout)
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
         .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);
-    if !tls && !h2.cleartext {
-        b = b.http1_only();
-    }
-    b
+    Builder::Auto(b)
+}
+
+/// How a listener's connections are served.
+enum Builder {
+    /// HTTP/1.1 and HTTP/2.
+    Auto(auto::Builder<TokioExecutor>),
+    /// HTTP/1.1 only.
+    Http1(http1::Builder),
 }
 
 /// The `[[server.tls]]` entries of a config, as the TLS module loads them.
@@ -505,7 +521,7 @@ impl FirstRequest for ProxyService {
 /// connection that sends no request within `first_request` (the header read
 /// timeout) is closed: hyper's own timeout starts only once it knows the protocol.
 async fn serve<I, S>(
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &Builder,
     io: ClientIo<I>,
     svc: S,
     first_request: Duration,
@@ -524,29 +540,40 @@ async fn serve<I, S>(
     S::Future: Send + 'static,
 {
     let watch = svc.clone();
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let deadline = tokio::time::sleep(first_request);
-    tokio::pin!(deadline);
-    let mut waiting = true;
-    let res = loop {
-        tokio::select! {
-            r = conn.as_mut() => break r,
-            _ = &mut deadline, if waiting => {
-                if !watch.requested() {
-                    tracing::debug!(%peer, "no request within the header read timeout: closed");
-                    return;
+    let io = TokioIo::new(io);
+    // The two connection types share no trait for graceful shutdown (hyper-util's
+    // `GracefulConnection` leaves out the upgradeable ones): one body for both.
+    macro_rules! drive {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            let deadline = tokio::time::sleep(first_request);
+            tokio::pin!(deadline);
+            let mut waiting = true;
+            let res = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r.map_err(|e| e.to_string()),
+                    _ = &mut deadline, if waiting => {
+                        if !watch.requested() {
+                            tracing::debug!(%peer, "no request within the header read timeout: closed");
+                            return;
+                        }
+                        waiting = false;
+                    }
+                    _ = stopped(&mut stop) => {
+                        conn.as_mut().graceful_shutdown();
+                        break conn.as_mut().await.map_err(|e| e.to_string());
+                    }
                 }
-                waiting = false;
+            };
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
-            _ = stopped(&mut stop) => {
-                conn.as_mut().graceful_shutdown();
-                break conn.as_mut().await;
-            }
-        }
-    };
-    if let Err(e) = res {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }};
+    }
+    match builder {
+        Builder::Auto(b) => drive!(b.serve_connection_with_upgrades(io, svc)),
+        Builder::Http1(b) => drive!(b.serve_connection(io, svc).with_upgrades()),
     }
 }
 

@@ -1,0 +1,402 @@
+//! HTTP/2 from clients: over TLS by ALPN and h2c with prior knowledge, to HTTP/1.1
+//! backends; failover and retries as for HTTP/1.1; the limits the proxy advertises;
+//! rapid reset bounded; GOAWAY on shutdown. Raw frames where a client library
+//! would not misbehave on purpose.
+use crate::common::*;
+use crate::tls::{answer, h1_over, request, tls_config_text, tls_connect, tls_entry, Pki};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ringleader_proxy::{Config, Server};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An HTTP/2 client connection over `io`.
+pub async fn h2_over<I>(io: I) -> hyper::client::conn::http2::SendRequest<Full<Bytes>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn bind_text(text: &str) -> Server {
+    let cfg = Config::from_toml_str(text, "h2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    Server::bind(cfg).await.unwrap()
+}
+
+#[tokio::test]
+async fn h2_over_tls_by_alpn_reaches_an_http1_backend() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("site", &["a.test"]);
+    let b = backends(1).await;
+    let s = bind_text(&tls_config_text("", &[b[0].addr()], &tls_entry(&leaf, &[]))).await;
+    let tls = tls_connect(
+        s.tls_addr().unwrap(),
+        "a.test",
+        pki.client(&[b"h2", b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN picks h2"
+    );
+    let mut c = h2_over(tls).await;
+    let (status, body) = answer(
+        c.send_request(request("GET", "https://a.test/echo-headers", "", ""))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // :authority became Host; the proxy's own forwarding headers are there.
+    assert_eq!(seen["host"], "a.test", "{seen}");
+    assert_eq!(seen["x-forwarded-proto"], "https", "{seen}");
+    assert_eq!(seen["x-forwarded-host"], "a.test", "{seen}");
+    // A body without Content-Length (HTTP/2 frames it) reaches the backend whole.
+    let (status, body) = answer(
+        c.send_request(request("POST", "https://a.test/echo", "", "h2 body"))
+            .await,
+    )
+    .await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "h2 body"));
+    assert_eq!(b[0].posts(), 1);
+    // Several streams at once on the one connection.
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let mut c = c.clone();
+        calls.push(tokio::spawn(async move {
+            answer(
+                c.send_request(request("GET", "https://a.test/", "", ""))
+                    .await,
+            )
+            .await
+        }));
+    }
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!((status.as_u16(), body.as_str()), (200, "hello from b0\n"));
+    }
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_and_http1_share_the_plain_listener() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let tcp = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    let mut c = h2_over(tcp).await;
+    let uri = format!("http://{}/echo-headers", s.proxy_addr());
+    let (status, body) = answer(c.send_request(request("GET", &uri, "", "")).await).await;
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["host"], s.proxy_addr().to_string(), "{seen}");
+    assert_eq!(seen["x-forwarded-proto"], "http", "{seen}");
+    // HTTP/1.1 on the same listener.
+    assert_eq!(get(&client(), s.proxy_addr(), "/").await.status, 200);
+
+    // With http2.cleartext = false the listener speaks HTTP/1.1 only.
+    let s = start(config(
+        "[server.http2]\ncleartext = false",
+        &[(&b[0], 1)],
+        "",
+        "",
+    ))
+    .await;
+    let tcp = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    let (mut c, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let uri = format!("http://{}/", s.proxy_addr());
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.send_request(request("GET", &uri, "", "")),
+    )
+    .await
+    .expect("answered or refused");
+    assert!(r.is_err(), "h2c is off: {r:?}");
+    assert_eq!(get(&client(), s.proxy_addr(), "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn h2_clients_get_failover_and_retries_as_http1_clients_do() {
+    let b = backends(2).await;
+    // No ejection and no health checks: the dead backend stays in rotation, so every
+    // other request picks it and must be retried elsewhere.
+    let s = start(config(
+        "",
+        &[(&b[0], 1), (&b[1], 1)],
+        "strategy = \"round_robin\"",
+        "[upstream.app.passive]\nmax_ejection_percent = 0\n",
+    ))
+    .await;
+    b[1].kill();
+    until_refused(b[1].addr()).await;
+    let tcp = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    let mut c = h2_over(tcp).await;
+    let uri = format!("http://{}/", s.proxy_addr());
+    for _ in 0..6 {
+        let (status, body) = answer(c.send_request(request("GET", &uri, "", "")).await).await;
+        assert_eq!((status.as_u16(), body.as_str()), (200, "hello from b0\n"));
+    }
+    // A POST is not idempotent: the one that meets the dead backend is a 502.
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(
+            answer(c.send_request(request("POST", &uri, "", "payload")).await)
+                .await
+                .0
+                .as_u16(),
+        );
+    }
+    codes.sort_unstable();
+    assert_eq!(codes, vec![200, 200, 502, 502]);
+    assert_eq!(b[0].posts(), 2);
+}
+
+/// Raw HTTP/2 frames on a TCP connection (RFC 9113 §4.1: 9-byte header, payload).
+struct RawH2 {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A frame read: type, flags, stream, payload.
+type Frame = (u8, u8, u32, Vec<u8>);
+
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HEADERS for `GET /` at `authority`, END_STREAM | END_HEADERS. HPACK (RFC 7541):
+/// static-table indices 2 (:method GET), 6 (:scheme http), 4 (:path /), then
+/// :authority (index 1) as a literal without indexing.
+fn get_headers(stream: u32, authority: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x84, 0x01, authority.len() as u8];
+    block.extend_from_slice(authority.as_bytes());
+    frame(HEADERS, 0x1 | 0x4, stream, &block)
+}
+
+impl RawH2 {
+    /// Connect and send the preface and an empty SETTINGS.
+    async fn connect(addr: SocketAddr) -> RawH2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        s.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+        RawH2 { s, buf: Vec::new() }
+    }
+
+    /// The next frame, or `None` when the connection ended (5 s at most).
+    async fn next(&mut self) -> Option<Frame> {
+        loop {
+            if self.buf.len() >= 9 {
+                let len = (usize::from(self.buf[0]) << 16)
+                    | (usize::from(self.buf[1]) << 8)
+                    | usize::from(self.buf[2]);
+                if self.buf.len() >= 9 + len {
+                    let f: Vec<u8> = self.buf.drain(..9 + len).collect();
+                    let stream = u32::from_be_bytes([f[5], f[6], f[7], f[8]]) & 0x7fff_ffff;
+                    if f[3] == PING && f[4] & 1 == 0 {
+                        // Answered as a live client does (graceful shutdown pings).
+                        let _ = self.s.write_all(&frame(PING, 1, 0, &f[9..])).await;
+                    }
+                    return Some((f[3], f[4], stream, f[9..].to_vec()));
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            match tokio::time::timeout(Duration::from_secs(5), self.s.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => panic!("no frame within 5 s"),
+            }
+        }
+    }
+
+    /// Frames until a GOAWAY (its error code) or the end of the connection.
+    async fn until_goaway(&mut self) -> Option<u32> {
+        while let Some((kind, _, _, payload)) = self.next().await {
+            if kind == GOAWAY {
+                return Some(u32::from_be_bytes([
+                    payload[4], payload[5], payload[6], payload[7],
+                ]));
+            }
+        }
+        None
+    }
+}
+
+#[tokio::test]
+async fn the_proxy_advertises_its_stream_and_header_limits() {
+    let b = backends(1).await;
+    let s = start(config(
+        "max_header_bytes = 4096\n[server.http2]\nmax_concurrent_streams = 7",
+        &[(&b[0], 1)],
+        "",
+        "",
+    ))
+    .await;
+    let mut h2 = RawH2::connect(s.proxy_addr()).await;
+    let (kind, flags, stream, payload) = h2.next().await.expect("the server's SETTINGS");
+    assert_eq!((kind, flags & 1, stream), (SETTINGS, 0, 0));
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    // RFC 9113 §6.5.2: 0x3 MAX_CONCURRENT_STREAMS, 0x6 MAX_HEADER_LIST_SIZE.
+    assert!(settings.contains(&(0x3, 7)), "{settings:?}");
+    assert!(settings.contains(&(0x6, 4096)), "{settings:?}");
+}
+
+#[tokio::test]
+async fn rapid_reset_gets_goaway_and_costs_no_more_than_the_requests_sent() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let mut h2 = RawH2::connect(s.proxy_addr()).await;
+    let authority = s.proxy_addr().to_string();
+    // 1,000 streams opened and cancelled at once (CVE-2023-44487), in one write.
+    let sent = 1000u32;
+    let mut burst = Vec::new();
+    for i in 0..sent {
+        let id = 2 * i + 1;
+        burst.extend(get_headers(id, &authority));
+        burst.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes())); // CANCEL
+    }
+    // The server may close while the burst is still being written.
+    let _ = h2.s.write_all(&burst).await;
+    let code = h2.until_goaway().await;
+    // 0xb ENHANCE_YOUR_CALM (RFC 9113 §7).
+    assert_eq!(
+        code,
+        Some(0xb),
+        "the abusive connection gets GOAWAY ENHANCE_YOUR_CALM"
+    );
+    let reached = b[0].requests();
+    println!("rapid reset: {reached} of {sent} opened-and-cancelled streams reached the backend");
+    assert!(
+        reached <= 100,
+        "{reached} of {sent} cancelled requests reached the backend"
+    );
+    // The proxy still serves everyone else.
+    assert_eq!(get(&client(), s.proxy_addr(), "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
+    let b = backends(1).await;
+    let s = start(config("shutdown_grace = \"5s\"", &[(&b[0], 1)], "", "")).await;
+    let addr = s.proxy_addr();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut c = h2_over(tcp).await;
+    // A slow request in flight when shutdown starts finishes.
+    let uri = format!("http://{addr}/slow?ms=300");
+    let slow = {
+        let mut c = c.clone();
+        let req = request("GET", &uri, "", "");
+        tokio::spawn(async move { answer(c.send_request(req).await).await })
+    };
+    wait_until(
+        Duration::from_secs(5),
+        "the slow request reaches the backend",
+        || async { b[0].requests() >= 1 },
+    )
+    .await;
+    let mut raw = RawH2::connect(addr).await;
+    // Past the preface: the server's SETTINGS came, the connection is HTTP/2.
+    assert_eq!(raw.next().await.map(|f| f.0), Some(SETTINGS));
+    let down = tokio::spawn(s.shutdown());
+    assert_eq!(
+        raw.until_goaway().await,
+        Some(0),
+        "GOAWAY NO_ERROR on shutdown"
+    );
+    let (status, _) = slow.await.unwrap();
+    assert_eq!(status, 200);
+    // Then the connection ends (a second GOAWAY may come first, RFC 9113 §6.8).
+    while raw.next().await.is_some() {}
+    // Every connection closed: shutdown returns without waiting out the grace.
+    let started = std::time::Instant::now();
+    down.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let after = c
+        .send_request(request("GET", &format!("http://{addr}/"), "", ""))
+        .await;
+    assert!(after.is_err(), "no new stream after GOAWAY");
+}
+
+#[tokio::test]
+async fn an_h1_client_on_tls_still_gets_http1() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("site", &["a.test"]);
+    let b = backends(1).await;
+    let s = bind_text(&tls_config_text("", &[b[0].addr()], &tls_entry(&leaf, &[]))).await;
+    // A client offering no ALPN at all speaks HTTP/1.1.
+    let tls = tls_connect(s.tls_addr().unwrap(), "a.test", pki.client(&[]))
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    let mut c = h1_over(tls).await;
+    let (status, _) = answer(c.send_request(request("GET", "/", "a.test", "")).await).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_connection_without_a_request_is_closed_after_the_header_read_timeout() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("site", &["a.test"]);
+    let b = backends(1).await;
+    let s = bind_text(&tls_config_text(
+        "header_read_timeout = \"200ms\"",
+        &[b[0].addr()],
+        &tls_entry(&leaf, &[]),
+    ))
+    .await;
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend(frame(SETTINGS, 0, 0, &[]));
+    // Nothing at all, too few bytes to tell the protocol, an HTTP/2 preface with no
+    // request after it, and a TLS listener given no ClientHello.
+    for (addr, bytes, what) in [
+        (s.proxy_addr(), &b""[..], "silent"),
+        (s.proxy_addr(), &b"PRI"[..], "3 bytes"),
+        (s.proxy_addr(), &preface[..], "h2 preface only"),
+        (s.tls_addr().unwrap(), &b""[..], "TLS, silent"),
+    ] {
+        let r = raw_exchange(addr, bytes).await;
+        assert!(
+            r.end.is_some() && r.took < Duration::from_secs(3),
+            "{what}: still open after 3 s: {r:?}"
+        );
+        assert!(
+            r.took >= Duration::from_millis(150),
+            "{what}: closed early: {r:?}"
+        );
+    }
+}
