@@ -15,6 +15,60 @@ impl Config {
             "proxy listens on http://{}  (admin on http://{})",
             s.listen, s.admin
         );
+        let h2 = &s.http2;
+        let _ = writeln!(
+            out,
+            "HTTP/2: {}; {} streams per connection, PING every {} (timeout {})",
+            if h2.cleartext {
+                "over TLS (ALPN h2) and h2c on the plain listener"
+            } else {
+                "over TLS (ALPN h2) only; the plain listener speaks HTTP/1.1"
+            },
+            h2.max_concurrent_streams,
+            if h2.keepalive_interval.is_zero() {
+                "never".to_string()
+            } else {
+                humantime::format_duration(h2.keepalive_interval).to_string()
+            },
+            humantime::format_duration(h2.keepalive_timeout)
+        );
+        if let Some(tls) = s.tls_listen {
+            let _ = writeln!(
+                out,
+                "HTTPS on https://{tls} (TLS 1.2 and 1.3), certificates by SNI:"
+            );
+            for t in &s.tls {
+                let hosts: Vec<&str> = t.hosts.iter().map(|h| h.get_ref().as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "  - {} (key {}) for {}",
+                    t.cert.get_ref().display(),
+                    t.key.get_ref().display(),
+                    if hosts.is_empty() {
+                        "any other name (default)".to_string()
+                    } else {
+                        hosts.join(", ")
+                    }
+                );
+            }
+            if s.tls.iter().all(|t| !t.hosts.is_empty()) {
+                let _ = writeln!(
+                    out,
+                    "  no default: other names get the TLS alert unrecognized_name"
+                );
+            }
+        }
+        if let Some(r) = s.redirect_listen {
+            let port = s
+                .redirect_port
+                .or(s.tls_listen.map(|a| a.port()))
+                .unwrap_or(443);
+            let _ = writeln!(
+                out,
+                "redirect listener on http://{r}: every request -> https://HOST{}/... (301 GET/HEAD, 308 others)",
+                if port == 443 { String::new() } else { format!(":{port}") }
+            );
+        }
         let workers = if s.workers == 0 {
             "one per core".to_string()
         } else {
@@ -267,6 +321,30 @@ mod tests {
         // Without a cluster, nothing about one.
         let c = parse(MIN).unwrap();
         assert!(!c.describe().contains("cluster"), "{}", c.describe());
+    }
+
+    #[test]
+    fn listeners_tls_and_http2_are_described_and_round_trip() {
+        let c = parse(MIN).unwrap();
+        let d = c.describe();
+        assert!(
+            d.contains("HTTP/2: over TLS (ALPN h2) and h2c on the plain listener; 100 streams per connection, PING every 30s (timeout 10s)"),
+            "{d}"
+        );
+        assert!(!d.contains("HTTPS on"), "{d}");
+        let c = parse(&format!(
+            "[server]\n[server.http2]\ncleartext = false\nmax_concurrent_streams = 8\nkeepalive_interval = \"0s\"\n{MIN}"
+        ))
+        .unwrap();
+        let d = c.describe();
+        assert!(
+            d.contains("HTTP/2: over TLS (ALPN h2) only; the plain listener speaks HTTP/1.1; 8 streams per connection, PING every never"),
+            "{d}"
+        );
+        let again =
+            Config::from_toml_str(&d[d.find("# resolved config").unwrap()..], "r.toml").unwrap();
+        assert!(!again.server.http2.cleartext);
+        assert_eq!(again.server.http2.max_concurrent_streams, 8);
     }
 
     #[test]

@@ -313,7 +313,10 @@ fn validate_listeners(ctx: &Ctx<'_>, s: &ServerConfig) -> Result<()> {
             if !hosts.insert(p) {
                 return Err(ctx.err(
                     Some(h.span()),
-                    format!("TLS host {:?} is listed for two certificates", h.get_ref()),
+                    format!(
+                        "TLS host {:?} is listed twice (a name picks one certificate)",
+                        h.get_ref()
+                    ),
                 ));
             }
         }
@@ -884,5 +887,76 @@ mod protocol_tests {
             c.upstreams["app"].tls_ca.as_ref().unwrap().get_ref(),
             &dir.path().join("certs/ca.pem")
         );
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use crate::config::Config;
+
+    const UP: &str = "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9101\" }]\n";
+
+    fn err(server: &str) -> String {
+        Config::from_toml_str(&format!("[server]\n{server}\n{UP}"), "t.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    const CERT: &str =
+        "[[server.tls]]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/c.key\"\n";
+
+    #[test]
+    fn listener_rules_are_checked_before_any_file_is_read() {
+        for (server, want) in [
+            (
+                "tls_listen = \"127.0.0.1:8443\"",
+                "t.toml:1:1: server.tls_listen needs certificates",
+            ),
+            (
+                CERT,
+                "t.toml:2:1: [[server.tls]] certificates need a TLS listener",
+            ),
+            (
+                "redirect_listen = \"127.0.0.1:8081\"",
+                "server.redirect_listen redirects to HTTPS: it needs server.tls_listen",
+            ),
+            (
+                "redirect_port = 443",
+                "server.redirect_port only applies with server.redirect_listen",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nadmin = \"127.0.0.1:80\"",
+                "server.listen and server.admin are the same address 127.0.0.1:80",
+            ),
+            (
+                "[server.http2]\nmax_concurrent_streams = 0",
+                "max_concurrent_streams must be at least 1",
+            ),
+            (
+                "[server.http2]\nkeepalive_timeout = \"0s\"",
+                "keepalive_timeout must be greater than zero",
+            ),
+            (
+                &format!("tls_listen = \"127.0.0.1:8443\"\n{CERT}{CERT}"),
+                "t.toml:7:8: two [[server.tls]] entries without hosts",
+            ),
+            (
+                &format!(
+                    "tls_listen = \"127.0.0.1:8443\"\n{CERT}hosts = [\"a.test\", \"A.test\"]\n"
+                ),
+                "t.toml:6:20: TLS host \"A.test\" is listed twice (a name picks one certificate)",
+            ),
+            (
+                &format!("tls_listen = \"127.0.0.1:8443\"\n{CERT}hosts = [\"a.*.test\"]\n"),
+                "TLS host \"a.*.test\" is not a host name or a wildcard *.example.com",
+            ),
+            (
+                &format!("tls_listen = \"127.0.0.1:8443\"\n{CERT}"),
+                "t.toml:4:8: cannot read /nonexistent/c.pem",
+            ),
+        ] {
+            let e = err(server);
+            assert!(e.contains(want), "{server}: {e}");
+        }
     }
 }

@@ -430,7 +430,37 @@ async fn check_reports_bad_pem_mismatched_keys_and_dates_with_the_file() {
         &["127.0.0.1:9".parse().unwrap()],
         &entry(&good.cert, &good.key),
     );
-    Config::from_toml_str(&text, "check.toml").unwrap();
+    let c = Config::from_toml_str(&text, "check.toml").unwrap();
+    // check's summary names the listener and the files; the resolved config parses again.
+    let d = c.describe();
+    assert!(
+        d.contains("HTTPS on https://127.0.0.1:0 (TLS 1.2 and 1.3), certificates by SNI:"),
+        "{d}"
+    );
+    let line = format!(
+        "  - {} (key {}) for any other name (default)",
+        good.cert.display(),
+        good.key.display()
+    );
+    assert!(d.contains(&line), "{d}");
+    let again =
+        Config::from_toml_str(&d[d.find("# resolved config").unwrap()..], "r.toml").unwrap();
+    assert_eq!(again.server.tls.len(), 1);
+    let text = tls_config_text(
+        "redirect_listen = \"127.0.0.1:0\"\nredirect_port = 8443",
+        &["127.0.0.1:9".parse().unwrap()],
+        &tls_entry(&good, &["a.test", "*.a.test"]),
+    );
+    let d = Config::from_toml_str(&text, "check.toml")
+        .unwrap()
+        .describe();
+    assert!(
+        d.contains(
+            " for a.test, *.a.test\n  no default: other names get the TLS alert unrecognized_name"
+        ),
+        "{d}"
+    );
+    assert!(d.contains("redirect listener on http://127.0.0.1:0: every request -> https://HOST:8443/... (301 GET/HEAD, 308 others)"), "{d}");
 }
 
 #[tokio::test]
