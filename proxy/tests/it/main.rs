@@ -18,3 +18,4 @@ mod reload;
 mod retries;
 mod streaming;
 mod tls;
+mod upgrade;
