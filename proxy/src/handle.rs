@@ -3,10 +3,11 @@ use crate::error::{Error, Result};
 use crate::forward::forward;
 use crate::forward::tunnel::{self, Tunnel};
 use crate::headers::{self, X_REQUEST_ID};
-use crate::response::{error_response, ProxyBody};
+use crate::pool::te_trailers;
+use crate::response::{error_response, grpc_error_response, ProxyBody};
 use crate::state::Proxy;
 use crate::upstream::Upstream;
-use http::header::{CONNECTION, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -44,6 +45,13 @@ pub(crate) async fn handle(
     // request's `Upgrade` is stripped with the hop-by-hop fields.
     let upgrade = upgrade_requested(&parts.headers, version, body.is_end_stream())
         .and_then(|protocols| Some((protocols, parts.extensions.remove::<OnUpgrade>()?)));
+    // A gRPC call gets its failures as gRPC statuses; `te: trailers` (hop-by-hop,
+    // stripped) is sent on to an HTTP/2 backend, where gRPC needs it.
+    let grpc = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let trailers_ok = parts.headers.get_all(TE).iter().any(te_trailers);
     let access_log = state.config.server.access_log;
     let request_timeout = state.config.server.request_timeout;
     let routed: Result<Arc<Upstream>> = (|| {
@@ -100,7 +108,15 @@ pub(crate) async fn handle(
                 }
             }
             headers::strip_request_hop_by_hop(&mut parts.headers);
-            if let Some((protocols, on_upgrade)) = upgrade {
+            if up.config.protocol.is_h2() {
+                // RFC 9113 §8.2.2: TE may be sent in HTTP/2, with "trailers" only.
+                // (HTTP/2 has no Upgrade: an upgrade request goes on without it.)
+                if trailers_ok {
+                    parts
+                        .headers
+                        .insert(TE, HeaderValue::from_static("trailers"));
+                }
+            } else if let Some((protocols, on_upgrade)) = upgrade {
                 // RFC 9110 §7.8: Upgrade is hop-by-hop, so the proxy sends its own,
                 // naming the protocols the client asked for, with `Connection: upgrade`.
                 parts.headers.insert(UPGRADE, protocols);
@@ -207,7 +223,11 @@ pub(crate) async fn handle(
             if matches!(e, Error::NoHealthyBackend) {
                 m.no_healthy_backend.fetch_add(1, Relaxed);
             }
-            error_response(&e, req_id)
+            if grpc {
+                grpc_error_response(&e, req_id)
+            } else {
+                error_response(&e, req_id)
+            }
         }
     };
     m.observe(resp.status().as_u16(), start.elapsed());

@@ -1,6 +1,7 @@
-//! Active health checks: HTTP GET on a fresh connection per check, interval + jitter, timeout, rise/fall in the balancer.
+//! Active health checks: HTTP GET (or the gRPC health service) on a fresh connection per check, interval + jitter, timeout, rise/fall in the balancer.
 use crate::config::HealthConfig;
 use crate::http1::{self, ClientError, Conn, ReqBody};
+use crate::pool::{h2_body, h2_connect, h2_request, H2Target, SendError};
 use crate::upstream::{Named, Upstream};
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, USER_AGENT};
@@ -24,12 +25,15 @@ pub fn spawn_checks(up: &Upstream) -> Vec<JoinHandle<()>> {
     up.authorities
         .iter()
         .zip(&up.labels)
-        .map(|((id, _), label)| {
+        .zip(&up.conns)
+        .map(|(((id, _), label), conns)| {
             let target = Target {
                 lb: lb.clone(),
                 id: id.clone(),
                 label: label.clone(),
                 upstream: up.name.clone(),
+                h2: conns.h2_target().cloned(),
+                connect_timeout: conns.connect_timeout(),
             };
             tokio::spawn(check_loop(target, h.clone()))
         })
@@ -44,6 +48,9 @@ struct Target {
     /// Its name, else its address.
     label: Box<str>,
     upstream: String,
+    /// `protocol = "h2c"` / `"h2"`: checks go over HTTP/2 (a connection of their own).
+    h2: Option<H2Target>,
+    connect_timeout: Duration,
 }
 
 impl Target {
@@ -68,12 +75,21 @@ pub(crate) enum Outcome {
     TimedOut(Duration),
     /// The check request could not be built (path or address not usable in a request).
     Request(http::Error),
+    /// The HTTP/2 connection or exchange failed (TLS, handshake, reset).
+    Http2(SendError),
+    /// The gRPC health service answered with this `grpc-status` (0 = OK) and
+    /// serving status (`grpc.health.v1.HealthCheckResponse.status`: 1 = SERVING).
+    Grpc { code: u32, serving: u64 },
 }
 
 impl Outcome {
     /// 2xx and 3xx pass, as HAProxy's `option httpchk` and nginx's `health_check` judge.
     pub(crate) fn passed(&self) -> bool {
-        matches!(self, Outcome::Answered(s) if s.is_success() || s.is_redirection())
+        match self {
+            Outcome::Answered(s) => s.is_success() || s.is_redirection(),
+            Outcome::Grpc { code, serving } => *code == 0 && *serving == SERVING,
+            _ => false,
+        }
     }
 }
 
@@ -100,6 +116,15 @@ impl fmt::Display for Outcome {
             Outcome::Exchange(e) => write!(f, "{e}"),
             Outcome::TimedOut(t) => write!(f, "timed out after {}", humantime::format_duration(*t)),
             Outcome::Request(e) => write!(f, "cannot send the check: {e}"),
+            Outcome::Http2(SendError::Connect(e)) => io_reason(e, f),
+            Outcome::Http2(e) => write!(f, "{e}"),
+            Outcome::Grpc { code: 0, serving } => f.write_str(match serving {
+                1 => "SERVING",
+                2 => "NOT_SERVING",
+                3 => "SERVICE_UNKNOWN",
+                _ => "UNKNOWN",
+            }),
+            Outcome::Grpc { code, .. } => write!(f, "grpc-status {code}"),
         }
     }
 }
@@ -123,7 +148,13 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
     // The first check comes soon (within the jitter) so a fresh proxy learns the state quickly.
     tokio::time::sleep(jitter(&mut rng, h.interval)).await;
     loop {
-        let outcome = match tokio::time::timeout(h.timeout, check_once(&t.id, &h.path)).await {
+        let check = async {
+            match &t.h2 {
+                Some(h2) => check_h2(h2, t.connect_timeout, &h.path, h.grpc).await,
+                None => check_once(&t.id, &h.path).await,
+            }
+        };
+        let outcome = match tokio::time::timeout(h.timeout, check).await {
             Ok(o) => o,
             Err(_) => Outcome::TimedOut(h.timeout),
         };
@@ -135,7 +166,12 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
         }
         let was_down = t.down();
         t.lb.report_check(&t.id, ok);
-        let (upstream, backend, addr, path) = (&*t.upstream, &*t.label, &*t.id, &*h.path);
+        let what = if h.grpc {
+            format!("gRPC {HEALTH_CHECK}")
+        } else {
+            format!("GET {}", h.path)
+        };
+        let (upstream, backend, addr, path) = (&*t.upstream, &*t.label, &*t.id, &*what);
         let who = Named {
             label: backend,
             addr,
@@ -143,20 +179,20 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
         match (was_down, t.down()) {
             (Some(false), Some(true)) => tracing::warn!(
                 upstream = %upstream, backend = %backend, addr = %addr,
-                "backend {who} down: {} consecutive failed checks (fall = {}), last: GET {path} -> {outcome}",
+                "backend {who} down: {} consecutive failed checks (fall = {}), last: {path} -> {outcome}",
                 // A task restarted by a reload may have seen fewer; the balancer counted `fall`.
                 fails.max(h.fall),
                 h.fall
             ),
             (Some(true), Some(false)) => tracing::warn!(
                 upstream = %upstream, backend = %backend, addr = %addr,
-                "backend {who} up: {} consecutive passed checks (rise = {}), last: GET {path} -> {outcome}",
+                "backend {who} up: {} consecutive passed checks (rise = {}), last: {path} -> {outcome}",
                 passes.max(h.rise),
                 h.rise
             ),
             _ if !ok => tracing::debug!(
                 upstream = %upstream, backend = %backend, addr = %addr,
-                "active check of {who} failed ({fails} in a row, fall = {}): GET {path} -> {outcome}",
+                "active check of {who} failed ({fails} in a row, fall = {}): {path} -> {outcome}",
                 h.fall
             ),
             _ => {}
@@ -204,6 +240,116 @@ pub(crate) async fn check_once(addr: &str, path: &str) -> Outcome {
     };
     let _ = tokio::time::timeout(Duration::from_millis(50), drain).await;
     Outcome::Answered(status)
+}
+
+/// The standard gRPC health service's method (grpc/grpc `doc/health-checking.md`).
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+/// `HealthCheckResponse.ServingStatus.SERVING`.
+const SERVING: u64 = 1;
+
+/// One check over HTTP/2 on a connection of its own: `GET path`, or with `grpc` the
+/// health service's `Check` for the whole server (an empty `HealthCheckRequest`:
+/// service ""), which passes with `grpc-status` 0 and status SERVING.
+pub(crate) async fn check_h2(
+    t: &H2Target,
+    connect_timeout: Duration,
+    path: &str,
+    grpc: bool,
+) -> Outcome {
+    let mut sender = match h2_connect(t, connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Http2(e),
+    };
+    let (method, path, body) = if grpc {
+        // A gRPC message: compressed flag 0, length 0 (RFC-less, gRPC's PROTOCOL-HTTP2.md).
+        let msg = Bytes::from_static(&[0, 0, 0, 0, 0]);
+        (
+            Method::POST,
+            HEALTH_CHECK,
+            ReqBody::<Empty<Bytes>>::Full(msg),
+        )
+    } else {
+        (Method::GET, path, ReqBody::Empty)
+    };
+    let uri = match path.parse::<Uri>() {
+        Ok(u) => u,
+        Err(e) => return Outcome::Request(e.into()),
+    };
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(USER_AGENT, HeaderValue::from_static("ringleader-health"));
+    if grpc {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    let req = match h2_request(t, &method, &uri, &headers, h2_body(body)) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Http2(e),
+    };
+    if let Err(e) = sender.ready().await {
+        return Outcome::Http2(SendError::H2(e));
+    }
+    let resp = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Http2(SendError::H2(e)),
+    };
+    let status = resp.status();
+    if !grpc || status != StatusCode::OK {
+        return Outcome::Answered(status);
+    }
+    let head_code = grpc_code(resp.headers());
+    let body = match resp.into_body().collect().await {
+        Ok(b) => b,
+        Err(e) => return Outcome::Http2(SendError::H2(e)),
+    };
+    let code = body
+        .trailers()
+        .and_then(grpc_code)
+        .or(head_code)
+        .unwrap_or(u32::MAX);
+    let msg = body.to_bytes();
+    Outcome::Grpc {
+        code,
+        serving: msg.get(5..).map_or(0, serving_status),
+    }
+}
+
+fn grpc_code(h: &HeaderMap) -> Option<u32> {
+    h.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// `status` (field 1, a varint) of a `HealthCheckResponse` message; 0 (UNKNOWN) when
+/// absent, as proto3 leaves a zero value out.
+fn serving_status(mut b: &[u8]) -> u64 {
+    let varint = |b: &mut &[u8]| -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = b.split_first()?;
+            *b = rest;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    };
+    let mut status = 0;
+    while let Some(key) = varint(&mut b) {
+        match (key >> 3, key & 7) {
+            (1, 0) => status = varint(&mut b).unwrap_or(0),
+            (_, 0) => {
+                varint(&mut b);
+            }
+            (_, 2) => {
+                let n = varint(&mut b).unwrap_or(u64::MAX) as usize;
+                b = b.get(n..).unwrap_or_default();
+            }
+            _ => break, // not a HealthCheckResponse
+        }
+    }
+    status
 }
 
 #[cfg(test)]
@@ -296,6 +442,36 @@ mod tests {
         let slow = Outcome::TimedOut(Duration::from_millis(1500));
         assert_eq!(slow.to_string(), "timed out after 1s 500ms");
         assert!(!slow.passed() && !reset.passed());
+    }
+
+    #[test]
+    fn the_serving_status_is_read_from_a_health_check_response() {
+        assert_eq!(serving_status(&[0x08, 0x01]), SERVING);
+        assert_eq!(serving_status(&[0x08, 0x02]), 2);
+        assert_eq!(serving_status(&[]), 0, "UNKNOWN is left out in proto3");
+        // An unknown length-delimited field before it is skipped.
+        assert_eq!(
+            serving_status(&[0x12, 0x02, b'h', b'i', 0x08, 0x01]),
+            SERVING
+        );
+        let ok = Outcome::Grpc {
+            code: 0,
+            serving: 1,
+        };
+        assert!(ok.passed());
+        assert_eq!(ok.to_string(), "SERVING");
+        let not = Outcome::Grpc {
+            code: 0,
+            serving: 2,
+        };
+        assert!(!not.passed());
+        assert_eq!(not.to_string(), "NOT_SERVING");
+        let unimplemented = Outcome::Grpc {
+            code: 12,
+            serving: 0,
+        };
+        assert!(!unimplemented.passed());
+        assert_eq!(unimplemented.to_string(), "grpc-status 12");
     }
 
     #[test]

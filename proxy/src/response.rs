@@ -96,6 +96,40 @@ impl Body for ProxyBody {
     }
 }
 
+/// The gRPC status for a failure of the proxy's own (codes of the gRPC spec's
+/// `statuscodes.md`): UNAVAILABLE (14) when no backend could take the call, the
+/// way gRPC's own HTTP mapping reads 502/503; DEADLINE_EXCEEDED (4) for a timeout;
+/// UNIMPLEMENTED (12) for no route; RESOURCE_EXHAUSTED (8) for a head over the
+/// limits; CANCELLED (1) when the client's side failed; INTERNAL (13) otherwise.
+pub(crate) fn grpc_status(e: &Error) -> (u8, &'static str) {
+    match e {
+        Error::NoHealthyBackend => (14, "no healthy backend"),
+        Error::UpstreamConnect(_) => (14, "upstream connection failed"),
+        Error::UpstreamProtocol(_) => (13, "upstream protocol error"),
+        Error::UpstreamTimeout => (4, "upstream timed out"),
+        Error::ClientTimeout => (4, "request body timed out"),
+        Error::NoRoute => (12, "no route"),
+        Error::NotImplemented(_) => (12, "not implemented"),
+        Error::HeadersTooLarge | Error::UriTooLong => (8, "request headers too large"),
+        Error::ClientBody(_) => (1, "request body failed"),
+        _ => (13, "proxy error"),
+    }
+}
+
+/// The answer to a gRPC call the proxy itself fails: HTTP 200 with `grpc-status`
+/// and `grpc-message` in a trailers-only response (gRPC over HTTP/2: "Trailers-Only"
+/// is a single HEADERS frame ending the stream), never an HTML or text error.
+pub(crate) fn grpc_error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBody> {
+    let (code, message) = grpc_status(e);
+    let mut r = Response::new(ProxyBody::full(Bytes::new()));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    h.insert("grpc-message", HeaderValue::from_static(message));
+    h.insert(X_REQUEST_ID.clone(), req_id);
+    r
+}
+
 /// The response the proxy sends for a failure of its own (status from [`Error::status`]).
 pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBody> {
     let status = e.status();
@@ -125,4 +159,27 @@ pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBo
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_failures_are_grpc_statuses_in_a_200() {
+        let id = HeaderValue::from_static("7");
+        for (e, code) in [
+            (Error::NoHealthyBackend, "14"),
+            (Error::UpstreamConnect("refused".into()), "14"),
+            (Error::UpstreamTimeout, "4"),
+            (Error::NoRoute, "12"),
+        ] {
+            let r = grpc_error_response(&e, id.clone());
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "application/grpc");
+            assert_eq!(r.headers()["grpc-status"], code, "{e}");
+            assert!(r.headers().contains_key("grpc-message"));
+            assert!(r.body().is_end_stream(), "trailers-only: no body");
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! An upstream: its balancer (kept across reloads), keep-alive connection pools, retry policy and budget.
-use crate::config::{HashKey, RetryOn, UpstreamConfig};
-use crate::error::Result;
-use crate::pool::BackendConns;
+use crate::config::{HashKey, RetryOn, UpstreamConfig, UpstreamProtocol};
+use crate::error::{Error, Result};
+use crate::pool::{BackendConns, H2Target, TlsTo};
 use http::uri::Authority;
 use ringleader_balancer::{
     BackendSpec, Balancer, BalancerConfig, EjectionPolicy, HealthPolicy, StrategyKind,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +126,68 @@ pub(crate) struct Upstream {
     pub config: UpstreamConfig,
 }
 
+/// The TLS client config of a `protocol = "h2"` upstream: the roots of its `tls_ca`
+/// (no built-in roots: backends behind a proxy usually have a private CA), TLS 1.2
+/// and 1.3, ALPN `h2` only (RFC 9113 §3.2).
+fn tls_client(cfg: &UpstreamConfig) -> Result<Option<tokio_rustls::TlsConnector>> {
+    if cfg.protocol != UpstreamProtocol::H2 {
+        return Ok(None);
+    }
+    let Some(ca) = cfg.tls_ca.as_ref().map(|c| c.get_ref()) else {
+        return Ok(None);
+    };
+    let read_err = |source: std::io::Error| Error::ReadConfig {
+        path: ca.clone(),
+        source,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)
+        .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?
+    {
+        let cert =
+            cert.map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        roots
+            .add(cert)
+            .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| read_err(std::io::Error::other(e)))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(tls))))
+}
+
+/// How HTTP/2 reaches the backend at `addr` (`None` for `protocol = "http1"`).
+fn h2_target(
+    cfg: &UpstreamConfig,
+    addr: &str,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Option<H2Target> {
+    if !cfg.protocol.is_h2() {
+        return None;
+    }
+    let tls = match tls {
+        None => None,
+        Some(connector) => {
+            let host = cfg.tls_server_name.as_ref().map_or_else(
+                || crate::headers::host_without_port(addr).trim_matches(['[', ']']),
+                |n| n.get_ref().as_str(),
+            );
+            let name = ServerName::try_from(host.to_string()).ok()?;
+            Some(TlsTo {
+                connector: connector.clone(),
+                name,
+            })
+        }
+    };
+    Some(H2Target {
+        addr: addr.to_string(),
+        tls,
+    })
+}
+
 /// Backend specs and balancer config for an upstream config.
 pub(crate) fn balancer_parts(
     cfg: &UpstreamConfig,
@@ -187,6 +251,7 @@ impl Upstream {
             }
             None => Some(Arc::new(Balancer::new(specs, bconfig)?)),
         };
+        let tls = tls_client(cfg)?;
         let mut authorities = Vec::with_capacity(cfg.backends.len());
         let mut conns = Vec::with_capacity(cfg.backends.len());
         let mut labels = Vec::with_capacity(cfg.backends.len());
@@ -195,26 +260,30 @@ impl Upstream {
             let Ok(a) = addr.parse::<Authority>() else {
                 continue;
             };
-            // Warm connections of backends that stay are kept; with new timeouts, a
-            // new pool still counts the tunnels open to the backend.
+            // Warm connections of backends that stay are kept; with new timeouts or
+            // protocol, a new pool still counts the tunnels open to the backend.
             let old = prev.and_then(|p| p.index_of(addr).map(|i| &p.conns[i]));
+            let same_protocol = prev.is_some_and(|p| {
+                p.config.protocol == cfg.protocol
+                    && p.config.tls_ca == cfg.tls_ca
+                    && p.config.tls_server_name == cfg.tls_server_name
+            });
             let pool = match old {
                 Some(c)
-                    if c.connect_timeout() == cfg.connect_timeout
+                    if same_protocol
+                        && c.connect_timeout() == cfg.connect_timeout
                         && c.idle_timeout() == cfg.idle_timeout =>
                 {
                     c.clone()
                 }
-                Some(c) => Arc::new(BackendConns::succeeding(
-                    c,
-                    cfg.connect_timeout,
-                    cfg.idle_timeout,
-                )),
-                None => Arc::new(BackendConns::new(
-                    addr,
-                    cfg.connect_timeout,
-                    cfg.idle_timeout,
-                )),
+                Some(c) => Arc::new(
+                    BackendConns::succeeding(c, cfg.connect_timeout, cfg.idle_timeout)
+                        .with_h2(h2_target(cfg, addr, tls.as_ref())),
+                ),
+                None => Arc::new(
+                    BackendConns::new(addr, cfg.connect_timeout, cfg.idle_timeout)
+                        .with_h2(h2_target(cfg, addr, tls.as_ref())),
+                ),
             };
             authorities.push((addr.clone(), a));
             labels.push(b.label().into());
@@ -249,6 +318,7 @@ impl Upstream {
 
     /// Dry run of [`Upstream::build`]: would the balancer accept this config?
     pub fn check(cfg: &UpstreamConfig) -> Result<()> {
+        tls_client(cfg)?;
         let (specs, bconfig, _) = balancer_parts(cfg)?;
         if !specs.is_empty() {
             Balancer::new(specs, bconfig)?;

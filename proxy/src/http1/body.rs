@@ -44,6 +44,8 @@ enum State {
     /// A `101 Switching Protocols` (no body): the connection, until it is taken
     /// for the tunnel.
     Switched(Conn),
+    /// The body of an HTTP/2 backend's response (hyper's client reads it), trailers included.
+    H2(hyper::body::Incoming),
     /// Failed; the connection is dropped.
     Failed,
 }
@@ -82,6 +84,12 @@ impl BackendBody {
             },
             None,
         )
+    }
+
+    /// An HTTP/2 backend's response body: its frames, trailers included, pass as
+    /// they come, under the same idle timeout.
+    pub(crate) fn h2(body: hyper::body::Incoming) -> BackendBody {
+        BackendBody::new(State::H2(body), None)
     }
 
     /// The (empty) body of a `101 Switching Protocols`; `conn` now carries the new protocol.
@@ -149,6 +157,7 @@ impl BackendBody {
         match &self.state {
             State::Done | State::Switched(_) => true,
             State::Full(b) => b.is_end_stream(),
+            State::H2(b) => b.is_end_stream(),
             _ => false,
         }
     }
@@ -196,6 +205,23 @@ impl Body for BackendBody {
                     return Poll::Ready(frame.map(|f| f.map_err(|never| match never {})));
                 }
                 State::Done | State::Failed | State::Switched(_) => return Poll::Ready(None),
+                State::H2(b) => {
+                    return match Pin::new(b).poll_frame(cx) {
+                        Poll::Ready(None) => {
+                            this.state = State::Done;
+                            Poll::Ready(None)
+                        }
+                        Poll::Ready(Some(Ok(f))) => {
+                            this.progressed = true;
+                            Poll::Ready(Some(Ok(f)))
+                        }
+                        Poll::Ready(Some(Err(e))) => this.fail(ClientError::Http2(e)),
+                        Poll::Pending if this.idle_expired(cx) => {
+                            this.fail(ClientError::BodyTimeout)
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
                 State::Reading { io, read, .. } => (io, read),
             };
             let buf = io.buf();
@@ -262,6 +288,7 @@ impl Body for BackendBody {
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             State::Full(b) => b.size_hint(),
+            State::H2(b) => b.size_hint(),
             State::Reading {
                 read: Reading::Length(n),
                 ..

@@ -28,6 +28,9 @@ pub(crate) enum ClientError {
         /// The length the client declared.
         declared: u64,
     },
+    /// An HTTP/2 backend's response body failed (stream reset, connection lost).
+    #[error("http/2 response body: {0}")]
+    Http2(#[source] hyper::Error),
     /// The backend sent nothing for the idle timeout in the middle of a body.
     #[error("backend sent nothing mid-body for the timeout")]
     BodyTimeout,

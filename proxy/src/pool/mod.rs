@@ -1,9 +1,15 @@
-//! Keep-alive connection pool per backend, on the proxy's own HTTP/1.1 client ([`crate::http1`]).
+//! Connections per backend: a keep-alive pool on the proxy's own HTTP/1.1 client
+//! ([`crate::http1`]), or one multiplexed HTTP/2 connection ([`h2`]).
 //!
 //! A connection goes back to its pool when the response body it carried has
 //! been read to the end ([`Checkin`], held by the response body), so no task
 //! is spawned per request; a connection whose response was abandoned is
 //! dropped (closed).
+mod h2;
+
+pub(crate) use h2::{connect as h2_connect, h2_body, request as h2_request};
+pub(crate) use h2::{te_trailers, H2Target, TlsTo};
+
 use crate::http1::{self, BackendBody, BoxError, ClientError, Conn, ReqBody};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, Uri};
@@ -32,6 +38,15 @@ pub(crate) enum SendError {
     /// The HTTP exchange failed (reset, closed, invalid response, client body).
     #[error("{0}")]
     Exchange(#[source] ClientError),
+    /// The HTTP/2 connection or exchange failed (handshake, GOAWAY, reset stream).
+    #[error("http/2: {0}")]
+    H2(#[source] hyper::Error),
+    /// The TLS handshake with the backend failed (certificate, ALPN).
+    #[error("tls: {0}")]
+    Tls(#[source] std::io::Error),
+    /// The request could not be put in HTTP/2 form.
+    #[error("request: {0}")]
+    Request(#[source] http::Error),
 }
 
 impl SendError {
@@ -48,6 +63,7 @@ impl SendError {
     /// The backend's answer was not valid HTTP.
     pub(crate) fn is_protocol(&self) -> bool {
         matches!(self, SendError::Exchange(ClientError::Protocol(_)))
+            || matches!(self, SendError::H2(e) if e.is_parse())
     }
 
     /// The client's request body failed, not the backend.
@@ -68,6 +84,8 @@ pub(crate) struct BackendConns {
     /// Upgraded connections (tunnels) open to this backend: shared with the pool
     /// that replaces this one on a reload, so tunnels opened before it still count.
     upgraded: Arc<AtomicU64>,
+    /// `protocol = "h2c"` / `"h2"`: the backend's one HTTP/2 connection (`idle` stays empty).
+    h2: Option<(H2Target, h2::H2Conn)>,
 }
 
 impl BackendConns {
@@ -85,7 +103,19 @@ impl BackendConns {
             idle_timeout,
             idle: Mutex::new(Vec::new()),
             upgraded: Arc::default(),
+            h2: None,
         }
+    }
+
+    /// Speak HTTP/2 to the backend, as `target` says.
+    pub(crate) fn with_h2(mut self, target: Option<H2Target>) -> BackendConns {
+        self.h2 = target.map(|t| (t, h2::H2Conn::default()));
+        self
+    }
+
+    /// How HTTP/2 reaches this backend (`None`: HTTP/1.1).
+    pub(crate) fn h2_target(&self) -> Option<&H2Target> {
+        self.h2.as_ref().map(|(t, _)| t)
     }
 
     /// A new pool for the same backend as `prev` (new timeouts), keeping its count of
@@ -212,6 +242,14 @@ impl BackendConns {
         S: Body<Data = Bytes> + Send + Unpin + 'static,
         S::Error: Into<BoxError> + Send,
     {
+        if let Some((target, conn)) = &self.h2 {
+            // HTTP/2 has no Upgrade (RFC 9113 §8.6): the handler never forwards one to it.
+            let body = h2::h2_body(body);
+            let resp = conn
+                .send(target, self.connect_timeout, (method, uri, headers), body)
+                .await?;
+            return Ok(resp.map(BackendBody::h2));
+        }
         if upgrade {
             let conn = self.connect().await?;
             return http1::exchange(conn, method, uri, headers, body)

@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod failover;
 mod flap;
+mod grpc;
 mod h2;
 mod headers;
 mod health;

@@ -1,0 +1,329 @@
+//! gRPC through the proxy to an h2c backend (tonic on both sides, messages by prost derive, no
+//! codegen): a unary and a server-streaming call with trailers, a dead backend's UNAVAILABLE,
+//! and the gRPC health service as the active check.
+// tonic's API is `Result<_, Status>` throughout, whatever the size of `Status`.
+#![allow(clippy::result_large_err)]
+use crate::common::*;
+use http::uri::PathAndQuery;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::codec::ProstCodec;
+use tonic::codegen::tokio_stream::{self, Stream};
+use tonic::codegen::{BoxFuture, Service};
+use tonic::{Code, Request, Response, Status};
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Say {
+    #[prost(string, tag = "1")]
+    text: String,
+    #[prost(uint32, tag = "2")]
+    count: u32,
+}
+
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse` (status 1 = SERVING, 2 = NOT_SERVING).
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// `/test.Echo/Say`: the text back, with the backend's name appended.
+struct SaySvc(&'static str);
+
+impl tonic::server::UnaryService<Say> for SaySvc {
+    type Response = Say;
+    type Future = BoxFuture<Response<Say>, Status>;
+
+    fn call(&mut self, req: Request<Say>) -> Self::Future {
+        let name = self.0;
+        Box::pin(async move {
+            let m = req.into_inner();
+            Ok(Response::new(Say {
+                text: format!("{} from {name}", m.text),
+                count: m.count,
+            }))
+        })
+    }
+}
+
+type SayStream = Pin<Box<dyn Stream<Item = Result<Say, Status>> + Send>>;
+
+/// `/test.Echo/Count`: `count` messages, then the status NOT_FOUND "enough" in the trailers.
+struct CountSvc;
+
+fn counted(text: &str, i: u32) -> Result<Say, Status> {
+    Ok(Say {
+        text: format!("{text} {i}"),
+        count: i,
+    })
+}
+
+impl tonic::server::ServerStreamingService<Say> for CountSvc {
+    type Response = Say;
+    type ResponseStream = SayStream;
+    type Future = BoxFuture<Response<SayStream>, Status>;
+
+    fn call(&mut self, req: Request<Say>) -> Self::Future {
+        Box::pin(async move {
+            let m = req.into_inner();
+            let mut items: Vec<Result<Say, Status>> =
+                (0..m.count).map(|i| counted(&m.text, i)).collect();
+            items.push(Err(Status::not_found("enough")));
+            Ok(Response::new(
+                Box::pin(tokio_stream::iter(items)) as SayStream
+            ))
+        })
+    }
+}
+
+/// `/grpc.health.v1.Health/Check`: the serving status the test sets.
+struct HealthSvc(Arc<AtomicU64>);
+
+impl tonic::server::UnaryService<HealthCheckRequest> for HealthSvc {
+    type Response = HealthCheckResponse;
+    type Future = BoxFuture<Response<HealthCheckResponse>, Status>;
+
+    fn call(&mut self, _: Request<HealthCheckRequest>) -> Self::Future {
+        let status = self.0.load(Relaxed) as i32;
+        Box::pin(async move { Ok(Response::new(HealthCheckResponse { status })) })
+    }
+}
+
+/// The backend's gRPC services, routed by path as tonic-build's code would.
+#[derive(Clone)]
+struct EchoServer {
+    name: &'static str,
+    serving: Arc<AtomicU64>,
+}
+
+impl tonic::server::NamedService for EchoServer {
+    const NAME: &'static str = "test.Echo";
+}
+
+impl Service<http::Request<tonic::body::BoxBody>> for EchoServer {
+    type Response = http::Response<tonic::body::BoxBody>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::BoxBody>) -> Self::Future {
+        let (name, serving) = (self.name, self.serving.clone());
+        Box::pin(async move {
+            Ok(match req.uri().path() {
+                "/test.Echo/Say" => {
+                    let mut g = tonic::server::Grpc::new(ProstCodec::<Say, Say>::default());
+                    g.unary(SaySvc(name), req).await
+                }
+                "/test.Echo/Count" => {
+                    let mut g = tonic::server::Grpc::new(ProstCodec::<Say, Say>::default());
+                    g.server_streaming(CountSvc, req).await
+                }
+                "/grpc.health.v1.Health/Check" => {
+                    let mut g = tonic::server::Grpc::new(ProstCodec::<
+                        HealthCheckResponse,
+                        HealthCheckRequest,
+                    >::default());
+                    g.unary(HealthSvc(serving), req).await
+                }
+                _ => Status::unimplemented("no such method").into_http(),
+            })
+        })
+    }
+}
+
+/// The same routes under the health service's name (tonic routes by service name).
+#[derive(Clone)]
+struct HealthServer(EchoServer);
+
+impl tonic::server::NamedService for HealthServer {
+    const NAME: &'static str = "grpc.health.v1.Health";
+}
+
+impl Service<http::Request<tonic::body::BoxBody>> for HealthServer {
+    type Response = http::Response<tonic::body::BoxBody>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::BoxBody>) -> Self::Future {
+        self.0.call(req)
+    }
+}
+
+/// A tonic h2c backend on 127.0.0.1:0; its health service answers `serving`.
+async fn grpc_backend(name: &'static str, serving: Arc<AtomicU64>) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::from_listener(l, true, None).unwrap();
+    let echo = EchoServer { name, serving };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(echo.clone())
+            .add_service(HealthServer(echo))
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
+/// A tonic client of the proxy at `addr` (HTTP/2 with prior knowledge).
+async fn grpc_client(addr: SocketAddr) -> tonic::client::Grpc<tonic::transport::Channel> {
+    let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect to the proxy");
+    tonic::client::Grpc::new(ch)
+}
+
+async fn say(
+    c: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    text: &str,
+) -> Result<Say, Status> {
+    c.ready().await.unwrap();
+    let req = Request::new(Say {
+        text: text.into(),
+        count: 0,
+    });
+    c.unary(
+        req,
+        PathAndQuery::from_static("/test.Echo/Say"),
+        ProstCodec::<Say, Say>::default(),
+    )
+    .await
+    .map(Response::into_inner)
+}
+
+#[tokio::test]
+async fn unary_and_server_streaming_calls_with_trailers_reach_an_h2c_backend() {
+    let b = grpc_backend("g0", Arc::new(AtomicU64::new(1))).await;
+    let s = start(config_over("", &[b], "protocol = \"h2c\"", "")).await;
+    let mut c = grpc_client(s.proxy_addr()).await;
+
+    // Unary: one message each way, grpc-status 0 in the trailers.
+    let got = say(&mut c, "hi").await.expect("unary call");
+    assert_eq!(got.text, "hi from g0");
+
+    // Server streaming: three messages, then NOT_FOUND in the trailers.
+    c.ready().await.unwrap();
+    let req = Request::new(Say {
+        text: "n".into(),
+        count: 3,
+    });
+    let mut stream = c
+        .server_streaming(
+            req,
+            PathAndQuery::from_static("/test.Echo/Count"),
+            ProstCodec::<Say, Say>::default(),
+        )
+        .await
+        .expect("streaming call")
+        .into_inner();
+    let mut texts = Vec::new();
+    let end = loop {
+        match stream.message().await {
+            Ok(Some(m)) => texts.push(m.text),
+            Ok(None) => break None,
+            Err(st) => break Some(st),
+        }
+    };
+    assert_eq!(texts, ["n 0", "n 1", "n 2"]);
+    let end = end.expect("the status from the trailers");
+    assert_eq!((end.code(), end.message()), (Code::NotFound, "enough"));
+
+    // Many calls share the backend's one HTTP/2 connection.
+    for i in 0..20 {
+        assert_eq!(
+            say(&mut c, &i.to_string()).await.unwrap().text,
+            format!("{i} from g0")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_call_to_a_dead_backend_gets_unavailable_not_html() {
+    // A port nothing listens on: bound, then closed.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let s = start(config_over("", &[dead], "protocol = \"h2c\"", "")).await;
+    let mut c = grpc_client(s.proxy_addr()).await;
+    let st = say(&mut c, "hi").await.expect_err("no backend");
+    assert_eq!(st.code(), Code::Unavailable, "{st:?}");
+    assert_eq!(st.message(), "upstream connection failed");
+
+    // On the wire: HTTP 200, trailers-only (grpc-status in the one HEADERS frame, no
+    // body), not a 502 page a gRPC client would have to guess a status from.
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = http::Request::post(format!("http://{}/test.Echo/Say", s.proxy_addr()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(&[
+            0, 0, 0, 0, 0,
+        ])))
+        .unwrap();
+    let resp = h2.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/grpc");
+    assert_eq!(resp.headers()["grpc-status"], "14");
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    assert!(body.trailers().is_none());
+    assert!(body.to_bytes().is_empty());
+}
+
+#[tokio::test]
+async fn the_grpc_health_service_decides_a_backends_health() {
+    let serving = Arc::new(AtomicU64::new(2)); // NOT_SERVING
+    let b = grpc_backend("g0", serving.clone()).await;
+    let s = start(config_over(
+        "",
+        &[b],
+        "protocol = \"h2c\"",
+        "[upstream.app.health]\ngrpc = true\ninterval = \"50ms\"\ntimeout = \"1s\"\nrise = 2\nfall = 2\n",
+    ))
+    .await;
+    let admin = s.admin_addr();
+    wait_until(
+        Duration::from_secs(5),
+        "backend down (NOT_SERVING)",
+        || async move { health_of(admin, b).await.as_deref() == Some("down") },
+    )
+    .await;
+    serving.store(1, Relaxed); // SERVING
+    wait_until(
+        Duration::from_secs(5),
+        "backend up (SERVING)",
+        || async move { health_of(admin, b).await.as_deref() == Some("up") },
+    )
+    .await;
+    let mut c = grpc_client(s.proxy_addr()).await;
+    assert_eq!(say(&mut c, "ok").await.unwrap().text, "ok from g0");
+}
