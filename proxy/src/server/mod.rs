@@ -286,12 +286,14 @@ impl Server {
         &self.proxy
     }
 
-    /// Stop accepting, let open requests finish for up to `shutdown_grace`
-    /// (HTTP/2 clients get GOAWAY, HTTP/1.1 ones `Connection: close`), then
-    /// return (connections still open after the grace are dropped).
+    /// Stop accepting, let open requests and upgraded connections finish for up
+    /// to `shutdown_grace` (HTTP/2 clients get GOAWAY, HTTP/1.1 ones
+    /// `Connection: close`), then return (connections still open after the grace
+    /// are dropped).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.proxy_task.await;
+        // Upgraded connections (WebSocket) outlive hyper's: they drain beside them.
+        let (_, _) = tokio::join!(self.proxy_task, self.proxy.drain_tunnels());
         self.admin_task.abort();
         self.proxy.stop_health();
         if let Some(t) = self.fleet_task {
