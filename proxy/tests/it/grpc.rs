@@ -327,3 +327,138 @@ async fn the_grpc_health_service_decides_a_backends_health() {
     let mut c = grpc_client(s.proxy_addr()).await;
     assert_eq!(say(&mut c, "ok").await.unwrap().text, "ok from g0");
 }
+
+/// An HTTP/2-over-TLS backend (hyper, rustls with ALPN h2) whose certificate for
+/// `backend.test` is signed by a CA made here; it answers with what it received
+/// (method, `:authority`, `te`, body, the `x-req` trailer) and a trailer of its own.
+/// Returns its address and the CA's PEM file.
+async fn h2_tls_backend(dir: &std::path::Path) -> (SocketAddr, std::path::PathBuf) {
+    use http_body_util::BodyExt;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let ca_file = dir.join("backend-ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["backend.test".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &Issuer::new(ca, ca_key))
+        .unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key.into())
+    .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.unwrap();
+                        let trailer = body
+                            .trailers()
+                            .and_then(|t| t.get("x-req"))
+                            .map(|v| v.to_str().unwrap().to_string());
+                        let te = parts
+                            .headers
+                            .get("te")
+                            .map(|v| v.to_str().unwrap().to_string());
+                        let text = format!(
+                            "{} {} te={te:?} body={:?} trailer={trailer:?}",
+                            parts.method,
+                            parts.uri,
+                            String::from_utf8_lossy(&body.to_bytes())
+                        );
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("x-resp", http::HeaderValue::from_static("done"));
+                        let frames: Vec<
+                            Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+                        > = vec![
+                            Ok(http_body::Frame::data(bytes::Bytes::from(text))),
+                            Ok(http_body::Frame::trailers(trailers)),
+                        ];
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::StreamBody::new(tokio_stream::iter(frames)),
+                        ))
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+            });
+        }
+    });
+    (addr, ca_file)
+}
+
+#[tokio::test]
+async fn h2_over_tls_to_a_backend_carries_trailers_both_ways() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, ca) = h2_tls_backend(dir.path()).await;
+    let s = start(config_over(
+        "",
+        &[b],
+        &format!(
+            "protocol = \"h2\"\ntls_ca = {:?}\ntls_server_name = \"backend.test\"",
+            ca.display().to_string()
+        ),
+        "",
+    ))
+    .await;
+    // An HTTP/2 client (h2c to the proxy) sending a body with a trailer.
+    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-req", http::HeaderValue::from_static("sent"));
+    let frames: Vec<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>> = vec![
+        Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"payload",
+        ))),
+        Ok(http_body::Frame::trailers(trailers)),
+    ];
+    let req = http::Request::post(format!("http://{}/echo?x=1", s.proxy_addr()))
+        .header("te", "trailers")
+        .body(http_body_util::StreamBody::new(tokio_stream::iter(frames)))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap();
+    assert_eq!(
+        body.trailers().and_then(|t| t.get("x-resp")).unwrap(),
+        "done",
+        "the backend's trailer reaches the client"
+    );
+    // The client's :authority goes on as the backend's (as Host does on HTTP/1.1).
+    let text = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "POST https://{}/echo?x=1 te=Some(\"trailers\") body=\"payload\" trailer=Some(\"sent\")",
+            s.proxy_addr()
+        )
+    );
+}
