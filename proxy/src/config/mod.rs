@@ -175,8 +175,10 @@ pub struct ServerConfig {
     pub admin: SocketAddr,
     /// Tokio worker threads; 0 = one per core, 1 = a single-threaded runtime.
     pub workers: usize,
-    /// A client must send a complete request head within this time; also
-    /// bounds how long an idle keep-alive connection stays open.
+    /// A client must send a complete request head within this time (a new
+    /// connection its first request); also bounds how long an idle keep-alive
+    /// connection stays open (HTTP/2: one that starts no stream for 1 to 2 times
+    /// this gets GOAWAY; its open streams finish).
     #[serde(with = "dur")]
     pub header_read_timeout: Duration,
     /// Per attempt: time from the end of the request body to the backend's

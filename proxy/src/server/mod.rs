@@ -22,8 +22,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -318,8 +318,8 @@ struct ProxyService {
     peer_ip: HeaderValue,
     /// The connection is TLS (`X-Forwarded-Proto: https`).
     tls: bool,
-    /// Set by the first request (the connection is past its first-request deadline).
-    requested: Arc<AtomicBool>,
+    /// Requests on this connection so far.
+    activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
@@ -329,7 +329,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         Pin<Box<dyn Future<Output = std::result::Result<Response<ProxyBody>, Infallible>> + Send>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        self.requested.store(true, Relaxed);
+        self.activity.record(&req);
         if req.version() == Version::HTTP_2 {
             h2_to_origin_form(&mut req);
         }
@@ -502,19 +502,35 @@ impl ProxyService {
             peer,
             peer_ip,
             tls,
-            requested: Arc::new(AtomicBool::new(false)),
+            activity: Arc::default(),
         }
     }
 }
 
-/// A service that can say whether a request came yet.
-trait FirstRequest {
-    fn requested(&self) -> bool;
+/// What a connection's service saw: how many requests, and whether HTTP/2.
+#[derive(Debug, Default)]
+pub(super) struct Activity {
+    requests: AtomicU64,
+    h2: AtomicBool,
 }
 
-impl FirstRequest for ProxyService {
-    fn requested(&self) -> bool {
-        self.requested.load(Relaxed)
+impl Activity {
+    pub(super) fn record<B>(&self, req: &Request<B>) {
+        self.requests.fetch_add(1, Relaxed);
+        if req.version() == Version::HTTP_2 {
+            self.h2.store(true, Relaxed);
+        }
+    }
+}
+
+/// A service that tells what its connection did.
+pub(super) trait Watched {
+    fn activity(&self) -> &Activity;
+}
+
+impl Watched for ProxyService {
+    fn activity(&self) -> &Activity {
+        &self.activity
     }
 }
 
@@ -522,6 +538,8 @@ impl FirstRequest for ProxyService {
 /// for HTTP/2, `Connection: close` after the current request for HTTP/1.1). A
 /// connection that sends no request within `first_request` (the header read
 /// timeout) is closed: hyper's own timeout starts only once it knows the protocol.
+/// An HTTP/2 connection that starts no stream for a whole such period (checked
+/// once per period: idle 1 to 2 times it) gets GOAWAY.
 async fn serve<I, S>(
     builder: &Builder,
     io: ClientIo<I>,
@@ -535,7 +553,7 @@ async fn serve<I, S>(
             Request<Incoming>,
             Response = Response<ProxyBody>,
             Error = Infallible,
-        > + FirstRequest
+        > + Watched
         + Clone
         + Send
         + 'static,
@@ -551,16 +569,32 @@ async fn serve<I, S>(
             tokio::pin!(conn);
             let deadline = tokio::time::sleep(first_request);
             tokio::pin!(deadline);
-            let mut waiting = true;
+            let mut watching = true;
+            let mut seen = 0;
             let res = loop {
                 tokio::select! {
                     r = conn.as_mut() => break r.map_err(|e| e.to_string()),
-                    _ = &mut deadline, if waiting => {
-                        if !watch.requested() {
+                    _ = &mut deadline, if watching => {
+                        let a = watch.activity();
+                        let n = a.requests.load(Relaxed);
+                        if n == 0 {
                             tracing::debug!(%peer, "no request within the header read timeout: closed");
                             return;
                         }
-                        waiting = false;
+                        if !a.h2.load(Relaxed) {
+                            // HTTP/1.1: hyper's header read timeout bounds idle keep-alive.
+                            watching = false;
+                        } else if n == seen {
+                            // HTTP/2 has no idle timeout of hyper's: a connection that
+                            // started no stream for a whole period gets GOAWAY (streams
+                            // still open finish).
+                            tracing::debug!(%peer, "HTTP/2 connection idle: GOAWAY");
+                            conn.as_mut().graceful_shutdown();
+                            watching = false;
+                        } else {
+                            seen = n;
+                            deadline.as_mut().reset(tokio::time::Instant::now() + first_request);
+                        }
                     }
                     _ = stopped(&mut stop) => {
                         conn.as_mut().graceful_shutdown();

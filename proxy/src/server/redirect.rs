@@ -1,6 +1,6 @@
 //! The redirect listener: every request gets a redirect to the same host and
 //! target over HTTPS (301 for GET and HEAD, 308 otherwise).
-use super::FirstRequest;
+use super::{Activity, Watched};
 use crate::headers;
 use crate::response::ProxyBody;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, LOCATION};
@@ -8,7 +8,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::future::{ready, Ready};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// The redirect service of one connection: `https://host[:port]/target`.
@@ -16,21 +15,21 @@ use std::sync::Arc;
 pub(super) struct Redirect {
     /// The HTTPS port named in `Location` (omitted when 443).
     port: u16,
-    requested: Arc<AtomicBool>,
+    activity: Arc<Activity>,
 }
 
 impl Redirect {
     pub(super) fn new(port: u16) -> Redirect {
         Redirect {
             port,
-            requested: Arc::new(AtomicBool::new(false)),
+            activity: Arc::default(),
         }
     }
 }
 
-impl FirstRequest for Redirect {
-    fn requested(&self) -> bool {
-        self.requested.load(Relaxed)
+impl Watched for Redirect {
+    fn activity(&self) -> &Activity {
+        &self.activity
     }
 }
 
@@ -61,7 +60,7 @@ impl hyper::service::Service<Request<Incoming>> for Redirect {
     type Future = Ready<Result<Response<ProxyBody>, Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.requested.store(true, Relaxed);
+        self.activity.record(&req);
         let host = match req.uri().authority() {
             Some(a) => Some(a.as_str().to_string()),
             None => {

@@ -400,3 +400,39 @@ async fn a_connection_without_a_request_is_closed_after_the_header_read_timeout(
         );
     }
 }
+
+#[tokio::test]
+async fn an_idle_h2_connection_gets_goaway_after_the_header_read_timeout() {
+    let b = backends(1).await;
+    let s = start(config(
+        "header_read_timeout = \"200ms\"",
+        &[(&b[0], 1)],
+        "",
+        "",
+    ))
+    .await;
+    let mut h2 = RawH2::connect(s.proxy_addr()).await;
+    let started = std::time::Instant::now();
+    h2.s.write_all(&get_headers(1, &s.proxy_addr().to_string()))
+        .await
+        .unwrap();
+    // The answer, then nothing more from the client: GOAWAY NO_ERROR, then the end.
+    let mut answered = false;
+    let code = loop {
+        match h2.next().await {
+            Some((HEADERS, _, 1, _)) => answered = true,
+            Some((GOAWAY, _, _, p)) => break Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]])),
+            Some(_) => {}
+            None => break None,
+        }
+    };
+    assert!(answered, "the request was answered first");
+    assert_eq!(code, Some(0));
+    while h2.next().await.is_some() {}
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(150) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(b[0].requests(), 1);
+}
