@@ -413,7 +413,6 @@ impl Proxy {
     /// outlive the client connections hyper serves: let them finish for up to the
     /// running `shutdown_grace`, then close the rest. Returns how many were closed.
     /// [`crate::Server`] runs it beside the drain of its connections.
-    #[allow(dead_code)] // until `Server::shutdown` calls it
     pub(crate) async fn drain_tunnels(&self) -> u64 {
         let n = self
             .shared

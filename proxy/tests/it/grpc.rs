@@ -331,8 +331,8 @@ async fn the_grpc_health_service_decides_a_backends_health() {
 /// An HTTP/2-over-TLS backend (hyper, rustls with ALPN h2) whose certificate for
 /// `backend.test` is signed by a CA made here; it answers with what it received
 /// (method, `:authority`, `te`, body, the `x-req` trailer) and a trailer of its own.
-/// Returns its address and the CA's PEM file.
-async fn h2_tls_backend(dir: &std::path::Path) -> (SocketAddr, std::path::PathBuf) {
+/// Returns its address, the CA's PEM file and a count of the connections it accepted.
+async fn h2_tls_backend(dir: &std::path::Path) -> (SocketAddr, std::path::PathBuf, Arc<AtomicU64>) {
     use http_body_util::BodyExt;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -359,11 +359,14 @@ async fn h2_tls_backend(dir: &std::path::Path) -> (SocketAddr, std::path::PathBu
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicU64::new(0));
+    let accepted = conns.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = l.accept().await else {
                 return;
             };
+            accepted.fetch_add(1, Relaxed);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -407,14 +410,14 @@ async fn h2_tls_backend(dir: &std::path::Path) -> (SocketAddr, std::path::PathBu
             });
         }
     });
-    (addr, ca_file)
+    (addr, ca_file, conns)
 }
 
 #[tokio::test]
 async fn h2_over_tls_to_a_backend_carries_trailers_both_ways() {
     use http_body_util::BodyExt;
     let dir = tempfile::tempdir().unwrap();
-    let (b, ca) = h2_tls_backend(dir.path()).await;
+    let (b, ca, conns) = h2_tls_backend(dir.path()).await;
     let s = start(config_over(
         "",
         &[b],
@@ -452,6 +455,28 @@ async fn h2_over_tls_to_a_backend_carries_trailers_both_ways() {
         "done",
         "the backend's trailer reaches the client"
     );
+    // Concurrent requests share the backend's one HTTP/2 connection.
+    let mut calls = Vec::new();
+    for i in 0..10 {
+        let c = c.clone();
+        let uri = format!("http://{}/n/{i}", s.proxy_addr());
+        calls.push(tokio::spawn(async move {
+            let req = http::Request::get(uri)
+                .body(http_body_util::StreamBody::new(tokio_stream::iter(
+                    Vec::new(),
+                )))
+                .unwrap();
+            c.request(req).await.unwrap().status()
+        }));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    assert_eq!(
+        conns.load(Relaxed),
+        1,
+        "one multiplexed connection to the backend"
+    );
     // The client's :authority goes on as the backend's (as Host does on HTTP/1.1).
     let text = String::from_utf8(body.to_bytes().to_vec()).unwrap();
     assert_eq!(
@@ -461,4 +486,54 @@ async fn h2_over_tls_to_a_backend_carries_trailers_both_ways() {
             s.proxy_addr()
         )
     );
+}
+
+#[tokio::test]
+async fn an_h2_backend_whose_certificate_does_not_match_is_never_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, ca, _) = h2_tls_backend(dir.path()).await;
+    let s = start(config_over(
+        "",
+        &[b],
+        &format!(
+            "protocol = \"h2\"\ntls_ca = {:?}\ntls_server_name = \"other.test\"",
+            ca.display().to_string()
+        ),
+        "[upstream.app.health]\npath = \"/healthz\"\ninterval = \"50ms\"\ntimeout = \"1s\"\nrise = 1\nfall = 1\n",
+    ))
+    .await;
+    // Its active check over h2 fails the TLS handshake: down.
+    let admin = s.admin_addr();
+    wait_until(
+        Duration::from_secs(5),
+        "backend down (bad certificate)",
+        || async move { health_of(admin, b).await.as_deref() == Some("down") },
+    )
+    .await;
+    let a = get(&client(), s.proxy_addr(), "/").await;
+    assert!(a.status == 502 || a.status == 503, "{a:?}");
+}
+
+#[tokio::test]
+async fn active_checks_of_an_h2_backend_speak_http2_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, ca, conns) = h2_tls_backend(dir.path()).await;
+    let s = start(config_over(
+        "",
+        &[b],
+        &format!(
+            "protocol = \"h2\"\ntls_ca = {:?}\ntls_server_name = \"backend.test\"",
+            ca.display().to_string()
+        ),
+        "[upstream.app.health]\npath = \"/healthz\"\ninterval = \"50ms\"\ntimeout = \"1s\"\nrise = 1\nfall = 1\n",
+    ))
+    .await;
+    // Each check is a connection of its own; three of them, and the backend is still up.
+    let seen = conns.clone();
+    wait_until(Duration::from_secs(5), "three checks", || {
+        let n = seen.load(Relaxed);
+        async move { n >= 3 }
+    })
+    .await;
+    assert_eq!(health_of(s.admin_addr(), b).await.as_deref(), Some("up"));
 }

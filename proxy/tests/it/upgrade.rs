@@ -215,6 +215,29 @@ async fn a_tunnel_idle_for_the_idle_timeout_is_closed() {
     assert!(closed_by_peer(&end), "the idle tunnel stayed open: {end:?}");
 }
 
+#[tokio::test]
+async fn shutdown_gives_an_open_tunnel_the_grace_then_closes_it() {
+    let echo = WsEcho::start();
+    let s = start(config_over(
+        "shutdown_grace = \"300ms\"",
+        &[echo.addr],
+        "",
+        "",
+    ))
+    .await;
+    let (ws, _) = ws_connect(s.proxy_addr(), "/").await;
+    // The tunnel outlives hyper's connection: shutdown waits for it up to the grace
+    // (here it never ends by itself), then closes it.
+    tokio::time::timeout(Duration::from_secs(5), s.shutdown())
+        .await
+        .expect("shutdown returns after the grace");
+    let (_ws, end) = on_ws(ws, |ws| ws.read()).await;
+    assert!(
+        closed_by_peer(&end),
+        "the tunnel outlived the shutdown: {end:?}"
+    );
+}
+
 /// A backend on 127.0.0.1:0 that reads each request head and answers it with `answer`
 /// (or, when `None`, closes without a word); it counts the heads and keeps them.
 async fn raw_backend(answer: Option<&'static str>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
