@@ -133,22 +133,32 @@ fn tls_client(cfg: &UpstreamConfig) -> Result<Option<tokio_rustls::TlsConnector>
     if cfg.protocol != UpstreamProtocol::H2 {
         return Ok(None);
     }
-    let Some(ca) = cfg.tls_ca.as_ref().map(|c| c.get_ref()) else {
-        return Ok(None);
-    };
+    let ca = cfg.tls_ca.as_ref().map(|c| c.get_ref());
     let read_err = |source: std::io::Error| Error::ReadConfig {
-        path: ca.clone(),
+        path: ca.cloned().unwrap_or_default(),
         source,
     };
+    // Validation requires `tls_ca` with "h2"; without one no certificate is
+    // trusted (fail closed), never a fall back to cleartext.
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca)
-        .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?
-    {
+    let certs = match ca {
+        Some(ca) => CertificateDer::pem_file_iter(ca)
+            .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?
+            .collect::<Vec<_>>(),
+        None => Vec::new(),
+    };
+    for cert in certs {
         let cert =
             cert.map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         roots
             .add(cert)
             .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    }
+    if ca.is_some() && roots.is_empty() {
+        return Err(read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no PEM certificate in the file",
+        )));
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -363,6 +373,34 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_h2_upstreams_ca_file_is_read_and_a_bad_one_named() {
+        let cfg = crate::Config::from_toml_str(
+            "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9101\" }]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut up = cfg.upstreams["app"].clone();
+        assert!(tls_client(&up).unwrap().is_none(), "http1: no TLS");
+        up.protocol = UpstreamProtocol::H2;
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("ca.pem");
+        std::fs::write(&bad, "not a certificate").unwrap();
+        for path in [bad.clone(), dir.path().join("missing.pem")] {
+            up.tls_ca = Some(toml::Spanned::new(0..0, path.clone()));
+            match tls_client(&up) {
+                Err(Error::ReadConfig { path: p, .. }) => assert_eq!(p, path),
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("{} was accepted", path.display()),
+            }
+        }
+        // No tls_ca (validation requires one): TLS all the same, trusting nothing.
+        up.tls_ca = None;
+        assert!(tls_client(&up).unwrap().is_some());
+        let target = h2_target(&up, "127.0.0.1:9101", tls_client(&up).unwrap().as_ref());
+        assert!(target.unwrap().tls.is_some(), "never cleartext for h2");
+    }
 
     #[test]
     fn budget_limits_retries_to_share_of_requests() {
