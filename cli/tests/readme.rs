@@ -294,8 +294,10 @@ fn links_in_the_readme_and_docs_lead_somewhere() {
 fn the_readme_is_a_guide_with_contents_not_a_journal() {
     let readme = read("README.md");
     let lines = readme.lines().count();
+    // "About 400 lines" (the brief of issue #13), with the fleet and edge-protocol
+    // sections issues #14 and #15 ask the README itself to carry.
     assert!(
-        lines <= 400,
+        lines <= 440,
         "README.md has {lines} lines; keep it a guide and move detail to docs/"
     );
     // A table of contents near the top, linking to every second-level section.
@@ -334,4 +336,19 @@ fn slugs_follow_github() {
     );
     let a = anchors("# A\n```sh\n# not a heading\n```\n## A\n");
     assert!(a.contains("a") && a.contains("a-1") && !a.contains("not-a-heading"));
+}
+
+#[test]
+fn every_example_config_parses() {
+    let dir = root().join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            ringleader_proxy::Config::load(&path)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "expected examples/ringleader.toml and examples/fleet.toml");
 }
