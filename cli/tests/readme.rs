@@ -350,5 +350,8 @@ fn every_example_config_parses() {
             seen += 1;
         }
     }
-    assert!(seen >= 2, "expected examples/ringleader.toml and examples/fleet.toml");
+    assert!(
+        seen >= 2,
+        "expected examples/ringleader.toml and examples/fleet.toml"
+    );
 }
