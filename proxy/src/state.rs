@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use ringleader_idgen::{Generator, WorkerId};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -87,11 +88,31 @@ pub(crate) struct PendingRestart {
 /// `access_log`) are read per connection or per request and apply live.
 pub(crate) fn restart_settings(running: &ServerConfig, new: &ServerConfig) -> Vec<PendingRestart> {
     let grace = |d| humantime::format_duration(d).to_string();
+    // Unset optional settings show as "none". `[server.http2]` and the certificates of
+    // `[[server.tls]]` are read per connection from the live config: not listed.
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "none".to_string());
+    let addr = |a: Option<SocketAddr>| opt(a.map(|a| a.to_string()));
     [
         (
             "server.listen",
             running.listen.to_string(),
             new.listen.to_string(),
+        ),
+        (
+            "server.tls_listen",
+            addr(running.tls_listen),
+            addr(new.tls_listen),
+        ),
+        (
+            "server.redirect_listen",
+            addr(running.redirect_listen),
+            addr(new.redirect_listen),
+        ),
+        (
+            // The port the redirects name is fixed when the redirect listener starts.
+            "server.redirect_port",
+            opt(running.redirect_port.map(|p| p.to_string())),
+            opt(new.redirect_port.map(|p| p.to_string())),
         ),
         (
             "server.admin",
@@ -449,9 +470,17 @@ mod tests {
         new.request_timeout = std::time::Duration::from_secs(1);
         new.max_header_bytes = 1024;
         new.access_log = true;
+        // Read per connection: applied live too.
+        new.http2.cleartext = false;
+        new.http2.max_concurrent_streams = 7;
+        new.http2.keepalive_interval = std::time::Duration::from_secs(2);
+        new.http2.keepalive_timeout = std::time::Duration::from_secs(3);
         assert_eq!(restart_settings(&running, &new), []);
         new.listen = "127.0.0.1:1".parse().unwrap();
         new.admin = "127.0.0.1:2".parse().unwrap();
+        new.tls_listen = Some("127.0.0.1:3".parse().unwrap());
+        new.redirect_listen = Some("127.0.0.1:4".parse().unwrap());
+        new.redirect_port = Some(8443);
         new.workers = 2;
         new.max_connections = 5;
         new.shutdown_grace = std::time::Duration::from_millis(1500);
@@ -463,6 +492,9 @@ mod tests {
             got,
             [
                 "server.listen 127.0.0.1:8080 -> 127.0.0.1:1",
+                "server.tls_listen none -> 127.0.0.1:3",
+                "server.redirect_listen none -> 127.0.0.1:4",
+                "server.redirect_port none -> 8443",
                 "server.admin 127.0.0.1:9090 -> 127.0.0.1:2",
                 "server.workers 0 -> 2",
                 "server.max_connections 10000 -> 5",
