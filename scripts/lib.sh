@@ -30,3 +30,19 @@ wait_port() {
   done
   echo "$SCRIPT: nothing listening on $1" >&2; exit 1
 }
+
+# A self-signed ECDSA P-256 certificate for localhost and 127.0.0.1, valid 2 days,
+# made at run time: $1/cert.pem and $1/key.pem (PKCS#8), and $1/cert+key.pem
+# (both in one file, as HAProxy's `crt` reads them).
+make_cert() { # $1 = directory
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null \
+    || { echo "$SCRIPT: openssl could not make a certificate" >&2; exit 1; }
+  cat "$1/cert.pem" "$1/key.pem" > "$1/cert+key.pem"
+}
+
+# CPU time (user + system) a process has used so far, in clock ticks.
+cpu_ticks() { # $1 = pid
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
