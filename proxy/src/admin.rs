@@ -79,6 +79,8 @@ impl Proxy {
                         "failures": b.failures(),
                         "ejections": b.ejections(),
                         "idle_connections": up.index_of(b.id()).map_or(0, |i| up.conns[i].idle()),
+                        // Upgraded connections (WebSocket and other tunnels) open to it now.
+                        "upgraded": up.index_of(b.id()).map_or(0, |i| up.conns[i].upgraded()),
                     })
                 })
                 .collect();
@@ -141,6 +143,8 @@ impl Proxy {
                 .collect::<Vec<_>>(),
             "requests": m.requests.load(std::sync::atomic::Ordering::Relaxed),
             "retries": m.retries.load(std::sync::atomic::Ordering::Relaxed),
+            // Upgraded connections (WebSocket and other tunnels) open now.
+            "upgraded_connections": m.tunnels.open(),
             "upstreams": ups,
         })
     }

@@ -132,7 +132,6 @@ impl BackendConns {
 
     /// Upgraded connections (WebSocket and other tunnels) open to this backend now
     /// (for /status: `upgraded` of each backend).
-    #[allow(dead_code)] // until admin.rs shows it
     pub(crate) fn upgraded(&self) -> u64 {
         self.upgraded.load(Relaxed)
     }

@@ -149,6 +149,11 @@ async fn a_websocket_echo_goes_both_ways_counts_in_flight_and_closes_cleanly() {
         metric(s.admin_addr(), "ringleader_upgraded_connections ").await,
         1
     );
+    // /status: open tunnels per backend and in all.
+    let st = status(s.admin_addr()).await;
+    assert_eq!(st["upgraded_connections"], 1, "{st}");
+    let b = backend_status(s.admin_addr(), echo.addr).await.unwrap();
+    assert_eq!(b["upgraded"], 1, "{b}");
     assert_eq!(
         metric(s.admin_addr(), "ringleader_upgrades_total ").await,
         1
@@ -175,6 +180,10 @@ async fn a_websocket_echo_goes_both_ways_counts_in_flight_and_closes_cleanly() {
     })
     .await;
     assert_eq!(in_flight_of(admin, echo.addr).await, 0);
+    let st = status(admin).await;
+    assert_eq!(st["upgraded_connections"], 0, "{st}");
+    let b = backend_status(admin, echo.addr).await.unwrap();
+    assert_eq!(b["upgraded"], 0, "{b}");
     assert_eq!(echo.handshakes.load(Relaxed), 1);
 }
 
