@@ -72,6 +72,46 @@ fn check_prints_the_resolved_config_or_a_located_error() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn check_reads_an_h2_upstreams_tls_ca_and_names_a_bad_one() {
+    let dir = temp_dir("check-ca");
+    let cfg = dir.join("h2.toml");
+    std::fs::write(
+        &cfg,
+        "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:1\" }]\nprotocol = \"h2\"\ntls_ca = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let ca = dir.join("ca.pem");
+    for (content, why) in [
+        (None, "cannot read"),
+        (
+            Some("not a certificate\n"),
+            "holds no CERTIFICATE PEM block",
+        ),
+    ] {
+        match content {
+            Some(c) => std::fs::write(&ca, c).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&ca);
+            }
+        }
+        let out = Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("h2.toml:4:10: upstream \"app\": tls_ca: "),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&ca.display().to_string()), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `ringleader ARGS` run in `dir`: exit success and stderr.
 fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)

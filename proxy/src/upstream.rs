@@ -6,8 +6,7 @@ use http::uri::Authority;
 use ringleader_balancer::{
     BackendSpec, Balancer, BalancerConfig, EjectionPolicy, HealthPolicy, StrategyKind,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,26 +139,15 @@ fn tls_client(cfg: &UpstreamConfig) -> Result<Option<tokio_rustls::TlsConnector>
     };
     // Validation requires `tls_ca` with "h2"; without one no certificate is
     // trusted (fail closed), never a fall back to cleartext.
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = match ca {
-        Some(ca) => CertificateDer::pem_file_iter(ca)
-            .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?
-            .collect::<Vec<_>>(),
-        None => Vec::new(),
+    let roots = match ca {
+        Some(ca) => crate::tls::load_ca(ca).map_err(|problem| {
+            read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                problem.to_string(),
+            ))
+        })?,
+        None => rustls::RootCertStore::empty(),
     };
-    for cert in certs {
-        let cert =
-            cert.map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        roots
-            .add(cert)
-            .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    }
-    if ca.is_some() && roots.is_empty() {
-        return Err(read_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "no PEM certificate in the file",
-        )));
-    }
     let mut tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| read_err(std::io::Error::other(e)))?

@@ -381,6 +381,16 @@ fn validate_protocol(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
             ));
         }
     }
+    // The CA file is read now (as [[server.tls]] files are): `ringleader check` and a
+    // reload reject a missing or unusable one, located at its tls_ca line.
+    if let Some(ca) = &up.tls_ca {
+        if let Err(problem) = tls::load_ca(ca.get_ref()) {
+            return Err(ctx.err(
+                Some(ca.span()),
+                format!("upstream {name:?}: tls_ca: {problem}"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -791,6 +801,15 @@ mod protocol_tests {
 
     const UP: &str = "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9101\" }]\n";
 
+    /// Write a CA certificate (self-signed, made now) to `path`.
+    fn write_ca(path: &std::path::Path) {
+        let ca = rcgen::generate_simple_self_signed(vec!["test-ca".to_string()]).unwrap();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, ca.cert.pem()).unwrap();
+    }
+
     #[test]
     fn protocol_defaults_to_http1_and_parses_lowercase() {
         let c = parse(UP).unwrap();
@@ -801,19 +820,23 @@ mod protocol_tests {
         assert!(c
             .describe()
             .contains("  protocol: HTTP/2 in cleartext (h2c"));
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        write_ca(&ca);
         let c = parse(&format!(
-            "{UP}protocol = \"h2\"\ntls_ca = \"/etc/ca.pem\"\ntls_server_name = \"api.internal\"\n"
+            "{UP}protocol = \"h2\"\ntls_ca = \"{}\"\ntls_server_name = \"api.internal\"\n",
+            ca.display()
         ))
         .unwrap();
         let up = &c.upstreams["app"];
         assert_eq!(up.protocol, UpstreamProtocol::H2);
-        assert_eq!(
-            up.tls_ca.as_ref().unwrap().get_ref(),
-            std::path::Path::new("/etc/ca.pem")
-        );
+        assert_eq!(up.tls_ca.as_ref().unwrap().get_ref(), &ca);
         let d = c.describe();
         assert!(
-            d.contains("  protocol: HTTP/2 over TLS (h2), certificates checked against /etc/ca.pem for api.internal"),
+            d.contains(&format!(
+                "  protocol: HTTP/2 over TLS (h2), certificates checked against {} for api.internal",
+                ca.display()
+            )),
             "{d}"
         );
         // The resolved config round-trips.
@@ -882,11 +905,42 @@ mod protocol_tests {
             format!("{UP}protocol = \"h2\"\ntls_ca = \"certs/ca.pem\"\n"),
         )
         .unwrap();
+        write_ca(&dir.path().join("certs/ca.pem"));
         let c = Config::load(&path).unwrap();
         assert_eq!(
             c.upstreams["app"].tls_ca.as_ref().unwrap().get_ref(),
             &dir.path().join("certs/ca.pem")
         );
+    }
+
+    #[test]
+    fn a_bad_tls_ca_is_an_error_at_its_line_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("not-pem.pem");
+        std::fs::write(&not_pem, "not a certificate\n").unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, why) in [
+            (&missing, "cannot read"),
+            (&not_pem, "holds no CERTIFICATE PEM block"),
+            (&garbage, "is not an X.509 certificate"),
+        ] {
+            let err = parse(&format!(
+                "{UP}protocol = \"h2\"\ntls_ca = \"{}\"\n",
+                path.display()
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("t.toml:4:10: "), "{err}");
+            assert!(err.contains("upstream \"app\": tls_ca: "), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains(why), "{err}");
+        }
     }
 }
 

@@ -126,6 +126,30 @@ fn at(secs: i64) -> SystemTime {
     }
 }
 
+/// The certificates of an upstream's `tls_ca` (`protocol = "h2"`) as trust roots:
+/// the file must hold at least one PEM `CERTIFICATE` block and each must be a
+/// certificate rustls can trust. Config validation and the upstream's TLS client
+/// both read it here, so `ringleader check` rejects what a start or reload would.
+pub(crate) fn load_ca(path: &Path) -> Result<rustls::RootCertStore, CertProblem> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CertProblem::CertPem(path.to_path_buf(), e))?;
+    if certs.is_empty() {
+        return Err(CertProblem::CertPem(
+            path.to_path_buf(),
+            rustls_pki_types::pem::Error::NoItemsFound,
+        ));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| CertProblem::CertDer(path.to_path_buf(), e.to_string()))?;
+    }
+    Ok(roots)
+}
+
 /// One `[[server.tls]]` entry's files and names.
 #[derive(Debug, Clone)]
 pub(crate) struct CertFiles<'a> {

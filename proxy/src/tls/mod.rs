@@ -3,7 +3,7 @@
 //! handshake of a client connection.
 mod load;
 
-pub(crate) use load::{load_entry, CertFiles, CertProblem};
+pub(crate) use load::{load_ca, load_entry, CertFiles, CertProblem};
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
