@@ -14,6 +14,35 @@ pub struct ServeArgs {
     /// Config file (TOML) [default: ./ringleader.toml].
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Proxy listener, instead of the file's server.listen (also across SIGHUP reloads):
+    /// several proxies can share one config file.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener, instead of the file's server.admin (also across SIGHUP reloads).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+}
+
+/// The `[server]` settings given on `serve`'s command line, applied over the file's
+/// at start and on every reload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--admin`.
+    pub admin: Option<SocketAddr>,
+}
+
+impl Overrides {
+    /// Set the overridden settings in `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(a) = self.listen {
+            config.server.listen = a;
+        }
+        if let Some(a) = self.admin {
+            config.server.admin = a;
+        }
+    }
 }
 
 /// Arguments of `ringleader check`.
@@ -95,12 +124,31 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Run `ringleader serve`.
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
-    let (path, config) = load_config("serve", args.config.as_deref())?;
+    let (path, mut config) = load_config("serve", args.config.as_deref())?;
+    let overrides = Overrides {
+        listen: args.listen,
+        admin: args.admin,
+    };
+    overrides.apply(&mut config);
+    if overrides.listen.is_some() || overrides.admin.is_some() {
+        if config.server.listen == config.server.admin {
+            return Err(format!(
+                "the proxy and admin listeners are both {}: give them different addresses",
+                config.server.listen
+            )
+            .into());
+        }
+        tracing::info!(
+            listen = ?overrides.listen,
+            admin = ?overrides.admin,
+            "listeners from the command line override the config file's (also on reload)"
+        );
+    }
     let rt = runtime(config.server.workers)?;
     rt.block_on(async move {
         let signals = Signals::new()?;
         let server = Server::bind(config).await?;
-        signals.run_until(server, Some(&path)).await
+        run_until_signal(signals, server, Some(&path), overrides).await
     })
 }
 
@@ -138,14 +186,16 @@ impl Signals {
         server: Server,
         config_path: Option<&Path>,
     ) -> Result<(), CliError> {
-        run_until_signal(self, server, config_path).await
+        run_until_signal(self, server, config_path, Overrides::default()).await
     }
 }
 
+/// Serve until SIGTERM/SIGINT; SIGHUP reloads `config_path` with `overrides` applied.
 async fn run_until_signal(
     signals: Signals,
     server: Server,
     config_path: Option<&Path>,
+    overrides: Overrides,
 ) -> Result<(), CliError> {
     #[cfg(unix)]
     {
@@ -160,7 +210,7 @@ async fn run_until_signal(
                     Some(p) => {
                         tracing::info!(config = %p.display(), "SIGHUP: reloading");
                         // Errors are logged by reload_file; the old config keeps serving.
-                        let _ = server.proxy().reload_file(p);
+                        let _ = server.proxy().reload_file_with(p, |c| overrides.apply(c));
                     }
                     None => tracing::warn!("SIGHUP ignored: no config file to reload"),
                 },
@@ -171,7 +221,7 @@ async fn run_until_signal(
     }
     #[cfg(not(unix))]
     {
-        let _ = (signals, config_path);
+        let _ = (signals, config_path, overrides);
         tokio::signal::ctrl_c().await?;
     }
     let grace = server.proxy().config().server.shutdown_grace;

@@ -1,5 +1,5 @@
 //! The `ringleader` binary end to end: `check` (and its default config file), and `serve` with
-//! SIGHUP reloads and SIGTERM drain.
+//! SIGHUP reloads and SIGTERM drain, and with `--listen`/`--admin` overriding the file's.
 mod common;
 
 use common::*;
@@ -219,11 +219,14 @@ async fn serve_reloads_on_sighup_and_drains_on_sigterm() {
         .args(["--log", "info", "serve", "-c"])
         .arg(&cfg)
         .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let stderr = child.stderr.take().unwrap();
+    let pid = child.id().to_string();
+    let mut child = KillOnDrop(Some(child));
     let sink = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -237,7 +240,6 @@ async fn serve_reloads_on_sighup_and_drains_on_sigterm() {
         .unwrap()
         .parse()
         .unwrap();
-    let pid = child.id().to_string();
     let c = client();
     assert_eq!(get(&c, addr, "/").await.backend.as_deref(), Some("b0"));
     // One access log line per request: method, path, status, upstream, backend, latency, id.
@@ -291,10 +293,165 @@ async fn serve_reloads_on_sighup_and_drains_on_sigterm() {
         .unwrap()
         .success());
     assert_eq!(slow.await.unwrap().status, 200);
+    let mut child = child.0.take().unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
         .unwrap();
     assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// GET /status from the admin listener, as JSON.
+async fn status_json(admin: SocketAddr) -> serde_json::Value {
+    use http_body_util::BodyExt as _;
+    let req = http::Request::get(format!("http://{admin}/status"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req))
+        .await
+        .expect("/status timed out")
+        .expect("/status failed");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// A child process killed (and reaped) if a failing test drops it still running.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A loopback port free a moment ago (bound to port 0, then dropped).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `serve --listen --admin` on ports picked free (others again if one was taken in between):
+/// the child, its captured log lines and the two addresses.
+async fn serve_with_overrides(
+    cfg: &std::path::Path,
+) -> (KillOnDrop, Arc<Mutex<Vec<String>>>, SocketAddr, SocketAddr) {
+    for _ in 0..5 {
+        let (p, a) = (free_port(), free_port());
+        if p == a {
+            continue;
+        }
+        let listen: SocketAddr = format!("127.0.0.1:{p}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
+        let mut child = KillOnDrop(Some(
+            Command::new(BIN)
+                .args(["--log", "info", "serve", "-c"])
+                .arg(cfg)
+                .args([
+                    "--listen",
+                    &listen.to_string(),
+                    "--admin",
+                    &admin.to_string(),
+                ])
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let stderr = child.0.as_mut().unwrap().stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(strip_ansi(&line));
+            }
+            let _ = done_tx.send(());
+        });
+        // Serving, or exited (a port taken between the probe and the bind: try others).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("ringleader is serving"))
+            {
+                return (child, lines, listen, admin);
+            }
+            if done_rx.try_recv().is_ok() {
+                drop(child);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not start: {:?}",
+                lines.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!("could not start serve on free loopback ports");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_listen_and_admin_overrides_hold_across_sighup() {
+    let b = backends(2).await;
+    let dir = temp_dir("serve-overrides");
+    let cfg = dir.join("shared.toml");
+    // The file's listeners (port 0) are never used: the command line's are.
+    std::fs::write(&cfg, serve_config(b[0].addr())).unwrap();
+    let (mut child, lines, listen, admin) = serve_with_overrides(&cfg).await;
+    let pid = child.0.as_ref().unwrap().id().to_string();
+    let serving = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("ringleader is serving"))
+        .cloned()
+        .unwrap();
+    assert!(serving.contains(&format!("listen={listen}")), "{serving}");
+    assert!(serving.contains(&format!("admin={admin}")), "{serving}");
+    let c = client();
+    assert_eq!(get(&c, listen, "/").await.backend.as_deref(), Some("b0"));
+
+    // SIGHUP with another backend: applied, and the listeners are not "changed" by it.
+    std::fs::write(&cfg, serve_config(b[1].addr())).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until(Duration::from_secs(5), "reload applied", || {
+        let c = c.clone();
+        async move { get(&c, listen, "/").await.backend.as_deref() == Some("b1") }
+    })
+    .await;
+    let status = status_json(admin).await;
+    assert_eq!(
+        status["restart_required"],
+        serde_json::json!([]),
+        "{status}"
+    );
+
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut child = child.0.take().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
     let _ = std::fs::remove_dir_all(&dir);
 }

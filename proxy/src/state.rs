@@ -410,7 +410,25 @@ impl Proxy {
     /// Load, validate and apply a config file; on any error the old config
     /// keeps serving and the error is logged and returned.
     pub fn reload_file(&self, path: &Path) -> Result<()> {
-        let res = Config::load(path).and_then(|c| self.reload(c));
+        self.reload_file_with(path, |_| {})
+    }
+
+    /// [`Proxy::reload_file`], with `adjust` applied to the loaded config before it
+    /// is applied: the settings a command line overrides (`ringleader serve --listen`)
+    /// stay overridden across reloads, so they do not show as `restart_required`.
+    /// Logged and counted in `ringleader_reload_failures_total` as `reload_file` is.
+    ///
+    /// ```no_run
+    /// # fn f(proxy: &ringleader_proxy::Proxy) -> Result<(), ringleader_proxy::Error> {
+    /// let listen = "127.0.0.1:8081".parse().unwrap();
+    /// proxy.reload_file_with(std::path::Path::new("fleet.toml"), |c| c.server.listen = listen)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reload_file_with(&self, path: &Path, adjust: impl FnOnce(&mut Config)) -> Result<()> {
+        let res = Config::load(path).and_then(|mut c| {
+            adjust(&mut c);
+            self.reload(c)
+        });
         if let Err(e) = &res {
             if matches!(e, Error::Config { .. } | Error::ReadConfig { .. }) {
                 self.shared.metrics.reload_failures.fetch_add(1, Relaxed);
