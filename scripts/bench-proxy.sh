@@ -36,6 +36,8 @@
 #   RINGLEADER_BEFORE=path/to/old/ringleader also run an older build in mode http, started
 #                                            the same way, in the same alternating rounds (A/B)
 #   NO_HAPROXY=1                             leave HAProxy out
+#   H2C=0                                    ringleader's plain listener without h2c
+#                                            ([server.http2] cleartext = false)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCRIPT=bench-proxy
@@ -221,9 +223,12 @@ listen = "127.0.0.1:$1"
 admin = "127.0.0.1:$2"
 workers = 1
 EOF
+  [ -n "${3:-}" ] && echo "tls_listen = \"127.0.0.1:$3\""
+  # H2C=0: the plain listener serves HTTP/1.1 alone (hyper's HTTP/1.1 server, no
+  # version sniffing), as before issue #15; not for the old build, which lacks the key.
+  [ "${H2C:-1}" = 0 ] && [ "$2" = "$P_ADMIN" ] && printf '[server.http2]\ncleartext = false\n'
   if [ -n "${3:-}" ]; then
     cat <<EOF
-tls_listen = "127.0.0.1:$3"
 [[server.tls]]
 cert = "$WORK/cert.pem"
 key = "$WORK/key.pem"
@@ -389,13 +394,13 @@ $(printf '| %s | %.0f | %s | %s | %s | %s | %s |' "$name" "$r" "$p5" "$p9" "$rat
   per_round=$(paste -d/ <(echo "${RPS[$mode/ringleader]}" | tr ' ' '\n' | grep -v '^$') \
     <(echo "${RPS[$mode/nginx]}" | tr ' ' '\n' | grep -v '^$') | awk -F/ '{ printf "%.3f ", $1 / $2 }')
   table+="
-ringleader / nginx $unit per round: $per_round"
+ringleader / nginx $unit per round: $per_round(median $(echo "$per_round" | median))"
   if [ "$mode" = http ] && [ -n "$RINGLEADER_BEFORE" ]; then
     new=$(echo "${RPS[http/ringleader]}" | median); old=$(echo "${RPS[http/rl-before]}" | median)
     per_round=$(paste -d/ <(echo "${RPS[http/ringleader]}" | tr ' ' '\n' | grep -v '^$') \
       <(echo "${RPS[http/rl-before]}" | tr ' ' '\n' | grep -v '^$') | awk -F/ '{ printf "%.3f ", $1 / $2 }')
     table+="
-ringleader / rl-before req/s: $(awk -v a="$new" -v b="$old" 'BEGIN { printf "%.3f", a / b }') (per round: $per_round)"
+ringleader / rl-before req/s: $(awk -v a="$new" -v b="$old" 'BEGIN { printf "%.3f", a / b }') (per round: $per_round; their median $(echo "$per_round" | median))"
   fi
   echo "$table"
   echo
