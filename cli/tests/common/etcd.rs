@@ -1,5 +1,5 @@
 //! A real etcd for the binary's tests (a small copy of ringleader-cluster's test harness):
-//! started from `ETCD_BIN`, `/usr/bin/etcd` or `etcd` on PATH on free loopback ports with a
+//! started from `ETCD_BIN` or `etcd` on PATH (as `demo --cluster` finds it) on free loopback ports with a
 //! temporary data dir, killed by pid on drop. Without etcd the tests print a loud notice
 //! straight to stderr and pass, except under `CI=true`, where they fail.
 #![allow(dead_code)] // each test file uses its own subset
@@ -19,23 +19,9 @@ pub struct Etcd {
     _dir: tempfile::TempDir,
 }
 
-/// `ETCD_BIN` if set (a missing file there counts as "not installed"), else
-/// `/usr/bin/etcd`, else `etcd` on PATH.
-pub fn etcd_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("ETCD_BIN") {
-        let bin = PathBuf::from(bin);
-        return bin.is_file().then_some(bin);
-    }
-    let default = PathBuf::from("/usr/bin/etcd");
-    if default.is_file() {
-        return Some(default);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("etcd"))
-            .find(|p| p.is_file())
-    })
-}
+/// The etcd binary, found as `ringleader demo --cluster` finds it: `ETCD_BIN` if set (a
+/// missing file there counts as "not installed"), else `etcd` on PATH.
+pub use ringleader_cli::demo_cluster::etcd_binary;
 
 /// `None` after a loud notice when etcd is not installed (a failure under `CI=true`).
 pub fn etcd_or_skip() -> Option<PathBuf> {
