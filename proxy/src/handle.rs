@@ -52,7 +52,7 @@ pub(crate) async fn handle(
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let trailers_ok = parts.headers.get_all(TE).iter().any(te_trailers);
-    let access_log = state.config.server.access_log;
+    let access_log = state.config.server.access_log.is_on();
     let request_timeout = state.config.server.request_timeout;
     let routed: Result<Arc<Upstream>> = (|| {
         head_checked?;

@@ -53,9 +53,9 @@ mod tls;
 mod upstream;
 
 pub use config::{
-    BackendConfig, BackendsFrom, ClusterConfig, Config, HashKey, HealthConfig, Http2Config,
-    PassiveConfig, RetryConfig, RetryOn, RouteConfig, ServerConfig, TlsCertConfig, UpstreamConfig,
-    UpstreamProtocol,
+    AccessLog, BackendConfig, BackendsFrom, ClusterConfig, Config, DetectorKind, HashCompat,
+    HashKey, HealthConfig, Http2Config, PassiveConfig, RetryConfig, RetryOn, RouteConfig,
+    ServerConfig, TlsCertConfig, UpstreamConfig, UpstreamProtocol,
 };
 pub use demo::DemoBackend;
 pub use error::{Error, Result};

@@ -487,7 +487,7 @@ mod tests {
         new.header_read_timeout = std::time::Duration::from_secs(1);
         new.request_timeout = std::time::Duration::from_secs(1);
         new.max_header_bytes = 1024;
-        new.access_log = true;
+        new.access_log = crate::AccessLog::Text;
         // Read per connection: applied live too.
         new.http2.cleartext = false;
         new.http2.max_concurrent_streams = 7;

@@ -90,6 +90,17 @@ impl Config {
                 c.namespace.get_ref(),
                 humantime::format_duration(c.lease_ttl)
             );
+            let _ = match &c.health_quorum {
+                Some(q) => writeln!(
+                    out,
+                    "  a backend is objectively down when {} live proxies say so",
+                    q.get_ref()
+                ),
+                None => writeln!(
+                    out,
+                    "  a backend is objectively down when a majority of the live proxies say so"
+                ),
+            };
         }
         let _ = writeln!(out, "routes (first match wins):");
         for (i, r) in self.routes.iter().enumerate() {
@@ -149,6 +160,17 @@ impl Config {
                         let _ = writeln!(out, "  hash key: client_ip");
                     }
                 }
+                if let Some(c) = &u.hash_compat {
+                    let _ = writeln!(
+                        out,
+                        "  placement: compatible with {} (hash_compat = \"{}\")",
+                        match c.get_ref() {
+                            crate::HashCompat::Nginx => "nginx's `hash KEY consistent`",
+                            crate::HashCompat::Ketama => "libketama",
+                        },
+                        c.get_ref()
+                    );
+                }
             }
             for b in &u.backends {
                 let _ = match &b.name {
@@ -187,6 +209,20 @@ impl Config {
                 None => {
                     let _ = writeln!(out, "  health: no active checks (passive detection only)");
                 }
+            }
+            if let Some(h) = u
+                .health
+                .as_ref()
+                .filter(|h| h.detector == crate::DetectorKind::Accrual)
+            {
+                let _ = writeln!(
+                    out,
+                    "  detector: phi accrual (suspect above phi {}, min std dev {}), then {} probes {} apart before down",
+                    h.phi_threshold,
+                    humantime::format_duration(h.min_std_dev),
+                    h.confirm,
+                    humantime::format_duration(h.confirm_interval)
+                );
             }
             let p = &u.passive;
             let cap = match p.max_ejection_percent {

@@ -74,6 +74,12 @@ pub struct ClusterConfig {
     /// before then. Default `10s`.
     #[serde(default = "default_lease_ttl", with = "dur")]
     pub lease_ttl: Duration,
+    /// How many live proxies must say a backend is down (their subjective
+    /// verdicts, published under their leases) before it is objectively down:
+    /// removed from consistent-hash rings on every proxy at once. Absent = a
+    /// majority of the live proxies (Redis Sentinel's rule); at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_quorum: Option<Spanned<u32>>,
 }
 
 fn default_namespace() -> Spanned<String> {
@@ -193,8 +199,10 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "dur")]
     pub shutdown_grace: Duration,
-    /// Log one line per request (target `ringleader::access`, level info).
-    pub access_log: bool,
+    /// Log one line per request (target `ringleader::access`, level info):
+    /// `false` (default), `true` or `"text"` (key=value text), `"json"` (one JSON
+    /// object a line).
+    pub access_log: AccessLog,
     /// HTTP/2 to clients (over TLS by ALPN, and h2c on `listen`).
     pub http2: Http2Config,
     /// `[[server.tls]]`: the certificates of `tls_listen`, chosen by SNI (see
@@ -294,7 +302,7 @@ impl Default for ServerConfig {
             max_header_bytes: 65536,
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
-            access_log: false,
+            access_log: AccessLog::Off,
             tls_listen: None,
             redirect_listen: None,
             redirect_port: None,
@@ -333,6 +341,13 @@ pub struct UpstreamConfig {
     /// `consistent_hash` only: what it hashes on (absent = the client's IP).
     #[serde(default)]
     pub hash_key: Option<Spanned<HashKey>>,
+    /// `consistent_hash` only: place keys exactly as another system does, so
+    /// switching to ringleader moves no key: `"nginx"` (`hash KEY consistent`;
+    /// backends are named by their `addr`, as nginx's `server` lines) or
+    /// `"ketama"` (libketama, as memcached clients use it). Absent = ringleader's
+    /// own ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_compat: Option<Spanned<HashCompat>>,
     /// How the proxy talks to the backends: `"http1"` (default), `"h2c"` (HTTP/2
     /// in cleartext, prior knowledge) or `"h2"` (HTTP/2 over TLS, ALPN `h2`).
     #[serde(default)]
@@ -475,6 +490,135 @@ impl fmt::Display for UpstreamProtocol {
     }
 }
 
+/// `hash_compat`: a consistent-hash placement compatible with another system.
+///
+/// ```
+/// use ringleader_proxy::HashCompat;
+/// assert_eq!(HashCompat::Nginx.to_string(), "nginx");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum HashCompat {
+    /// nginx's `hash KEY consistent` (CRC32 points from each `server` address).
+    Nginx,
+    /// libketama (MD5 points of `host:port-i`), as memcached clients use it.
+    Ketama,
+}
+
+impl HashCompat {
+    /// The name used in configs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HashCompat::Nginx => "nginx",
+            HashCompat::Ketama => "ketama",
+        }
+    }
+}
+
+impl fmt::Display for HashCompat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `health.detector`: how check results turn into up and down.
+///
+/// ```
+/// use ringleader_proxy::DetectorKind;
+/// assert_eq!(DetectorKind::default(), DetectorKind::RiseFall);
+/// assert_eq!(DetectorKind::Accrual.to_string(), "accrual");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DetectorKind {
+    /// `fall` failed checks in a row mark a backend down, `rise` passes up (HAProxy).
+    #[default]
+    RiseFall,
+    /// Phi-accrual suspicion over the check history (Hayashibara et al., 2004),
+    /// confirmed by `confirm` quick probes.
+    Accrual,
+}
+
+impl DetectorKind {
+    /// The name used in configs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DetectorKind::RiseFall => "rise_fall",
+            DetectorKind::Accrual => "accrual",
+        }
+    }
+}
+
+impl fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `server.access_log`: off, a text line or a JSON object per request.
+///
+/// ```
+/// use ringleader_proxy::AccessLog;
+/// assert_eq!(AccessLog::default(), AccessLog::Off);
+/// assert!(AccessLog::Json.is_on());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AccessLog {
+    /// No access log (`false`).
+    #[default]
+    Off,
+    /// One `key=value` text line per request (`true` or `"text"`).
+    Text,
+    /// One JSON object per line (`"json"`).
+    Json,
+}
+
+impl AccessLog {
+    /// Whether requests are logged at all.
+    pub const fn is_on(self) -> bool {
+        !matches!(self, AccessLog::Off)
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessLog {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = AccessLog;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("false, true, \"text\" or \"json\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<AccessLog, E> {
+                Ok(if v { AccessLog::Text } else { AccessLog::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<AccessLog, E> {
+                match v {
+                    "text" => Ok(AccessLog::Text),
+                    "json" => Ok(AccessLog::Json),
+                    "off" => Ok(AccessLog::Off),
+                    _ => Err(E::custom(format!(
+                        "invalid access_log {v:?}; expected false, true, \"text\" or \"json\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for AccessLog {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            AccessLog::Off => s.serialize_bool(false),
+            AccessLog::Text => s.serialize_str("text"),
+            AccessLog::Json => s.serialize_str("json"),
+        }
+    }
+}
+
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -558,6 +702,24 @@ pub struct HealthConfig {
     /// `protocol = "h2c"` or `"h2"`. Default `false`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub grpc: bool,
+    /// How check results become up and down: `"rise_fall"` (default: `fall`
+    /// failures in a row mark it down, `rise` passes up) or `"accrual"` (a
+    /// phi-accrual detector over the history of check intervals and latencies,
+    /// confirmed by quick probes; recovery still needs `rise` passes).
+    pub detector: DetectorKind,
+    /// `accrual` only: the suspicion level (phi) above which the backend is
+    /// suspected; phi = 8 means about a 1e-8 chance the silence is normal. Default 8.
+    pub phi_threshold: f64,
+    /// `accrual` only: the smallest standard deviation assumed of the check
+    /// intervals, so a perfectly regular history is not hair-trigger. Default `100ms`.
+    #[serde(with = "dur")]
+    pub min_std_dev: Duration,
+    /// `accrual` only: quick probes sent once suspected; all must fail to mark the
+    /// backend down, one pass clears the suspicion. Default 2.
+    pub confirm: u32,
+    /// `accrual` only: the time between confirmation probes. Default `200ms`.
+    #[serde(with = "dur")]
+    pub confirm_interval: Duration,
 }
 
 impl Default for HealthConfig {
@@ -574,6 +736,13 @@ impl Default for HealthConfig {
             rise: 2,
             fall: 3,
             grpc: false,
+            // Akka's defaults for its phi-accrual detector (threshold 8,
+            // min-std-deviation 100 ms, akka/remote reference.conf).
+            detector: DetectorKind::RiseFall,
+            phi_threshold: 8.0,
+            min_std_dev: Duration::from_millis(100),
+            confirm: 2,
+            confirm_interval: Duration::from_millis(200),
         }
     }
 }

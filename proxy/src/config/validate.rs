@@ -123,6 +123,14 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
             ));
         }
     }
+    if let Some(c) = &up.hash_compat {
+        if up.strategy != StrategyKind::ConsistentHash {
+            return Err(ctx.err(
+                Some(c.span()),
+                "hash_compat only applies to strategy = \"consistent_hash\"",
+            ));
+        }
+    }
     if up.backends.is_empty() && up.backends_from.is_none() {
         return Err(ctx.err(
             ctx.upstream_span(name),
@@ -194,6 +202,24 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
                 ctx.upstream_span(name),
                 "health interval and timeout must be greater than zero",
             ));
+        }
+        if !(h.phi_threshold.is_finite() && h.phi_threshold > 0.0) {
+            return Err(ctx.err(
+                ctx.upstream_span(name),
+                format!(
+                    "health.phi_threshold must be a number greater than zero, not {}",
+                    h.phi_threshold
+                ),
+            ));
+        }
+        if h.min_std_dev.is_zero() || h.confirm_interval.is_zero() {
+            return Err(ctx.err(
+                ctx.upstream_span(name),
+                "health.min_std_dev and confirm_interval must be greater than zero",
+            ));
+        }
+        if h.confirm > 16 {
+            return Err(ctx.err(ctx.upstream_span(name), "health.confirm must be at most 16"));
         }
     }
     let p = &up.passive;
@@ -551,6 +577,14 @@ fn validate_cluster(ctx: &Ctx<'_>, c: &ClusterConfig) -> Result<()> {
                 "cluster namespace {ns:?} must be 1 to 64 characters of letters, digits and . _ -"
             ),
         ));
+    }
+    if let Some(q) = &c.health_quorum {
+        if *q.get_ref() == 0 {
+            return Err(ctx.err(
+                Some(q.span()),
+                "cluster.health_quorum must be at least 1 (absent = a majority of the live proxies)",
+            ));
+        }
     }
     if !LEASE_TTL.contains(&c.lease_ttl) || c.lease_ttl.subsec_nanos() != 0 {
         return Err(ctx.err(
@@ -1012,5 +1046,130 @@ mod listener_tests {
             let e = err(server);
             assert!(e.contains(want), "{server}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use crate::config::Config;
+    use crate::{AccessLog, DetectorKind, HashCompat};
+
+    fn parse(s: &str) -> crate::error::Result<Config> {
+        Config::from_toml_str(s, "t.toml")
+    }
+
+    const CH: &str =
+        "[upstream.app]\nstrategy = \"consistent_hash\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n";
+
+    #[test]
+    fn access_log_takes_a_bool_or_a_format_name() {
+        let log = |v: &str| {
+            parse(&format!("[server]\naccess_log = {v}\n{CH}")).map(|c| c.server.access_log)
+        };
+        assert_eq!(log("false").unwrap(), AccessLog::Off);
+        assert_eq!(log("true").unwrap(), AccessLog::Text);
+        assert_eq!(log("\"text\"").unwrap(), AccessLog::Text);
+        assert_eq!(log("\"json\"").unwrap(), AccessLog::Json);
+        let e = log("\"xml\"").unwrap_err().to_string();
+        assert!(e.contains("t.toml:2:") && e.contains("\"xml\""), "{e}");
+        let c = parse(&format!("[server]\naccess_log = \"json\"\n{CH}")).unwrap();
+        assert!(
+            c.describe().contains("access_log = \"json\""),
+            "{}",
+            c.describe()
+        );
+    }
+
+    #[test]
+    fn hash_compat_is_typed_and_only_for_consistent_hash() {
+        let c = parse(&format!("{CH}hash_compat = \"nginx\"\n")).unwrap();
+        assert_eq!(
+            c.upstreams["app"]
+                .hash_compat
+                .as_ref()
+                .map(|h| *h.get_ref()),
+            Some(HashCompat::Nginx)
+        );
+        assert!(
+            c.describe().contains("compatible with nginx"),
+            "{}",
+            c.describe()
+        );
+        let e = parse(&format!("{CH}hash_compat = \"memcached\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.toml:4:") && e.contains("ketama"), "{e}");
+        let e = parse(
+            "[upstream.app]\nhash_compat = \"ketama\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml:2:") && e.contains("consistent_hash"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn accrual_settings_have_defaults_and_ranges() {
+        let c = parse(&format!(
+            "{CH}[upstream.app.health]\ndetector = \"accrual\"\n"
+        ))
+        .unwrap();
+        let h = c.upstreams["app"].health.clone().unwrap();
+        assert_eq!(h.detector, DetectorKind::Accrual);
+        assert_eq!((h.phi_threshold, h.confirm), (8.0, 2));
+        assert!(
+            c.describe().contains("detector: phi accrual"),
+            "{}",
+            c.describe()
+        );
+        let plain = parse(&format!("{CH}[upstream.app.health]\n")).unwrap();
+        assert_eq!(
+            plain.upstreams["app"].health.as_ref().unwrap().detector,
+            DetectorKind::RiseFall
+        );
+        for bad in [
+            "phi_threshold = 0.0",
+            "phi_threshold = -1.0",
+            "confirm = 17",
+            "min_std_dev = \"0s\"",
+        ] {
+            let e = parse(&format!("{CH}[upstream.app.health]\n{bad}\n"));
+            assert!(e.is_err(), "{bad} accepted");
+        }
+        assert!(parse(&format!(
+            "{CH}[upstream.app.health]\ndetector = \"gossip\"\n"
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn health_quorum_is_at_least_one() {
+        let up = "[upstream.app]\nbackends_from = \"cluster\"\n";
+        let c = parse(&format!(
+            "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nhealth_quorum = 2\n{up}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.cluster
+                .as_ref()
+                .unwrap()
+                .health_quorum
+                .as_ref()
+                .map(|q| *q.get_ref()),
+            Some(2)
+        );
+        assert!(
+            c.describe().contains("when 2 live proxies say so"),
+            "{}",
+            c.describe()
+        );
+        let e = parse(&format!(
+            "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nhealth_quorum = 0\n{up}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("t.toml:3:") && e.contains("at least 1"), "{e}");
     }
 }
