@@ -4,6 +4,7 @@ use crate::ewma::PeakEwma;
 use crate::health::{Ejected, HealthCell};
 use crate::table::{LoadTable, Slot};
 use crate::{BackendSpec, BalancerConfig, Clock, EjectionPolicy, Health, HealthPolicy};
+use parking_lot::Mutex;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -56,6 +57,18 @@ pub struct Backend {
     /// `LRT_BIAS + EWMA key - ln(weight)` as `f64` bits: the part of the table cost
     /// that does not change with in-flight (see [`Self::refresh_lrt`]).
     lrt_base: AtomicU64,
+    /// The last active check, as the caller described it (see [`Self::record_last_check`]).
+    last_check: Mutex<Option<LastCheck>>,
+}
+
+/// One recorded active check.
+#[derive(Debug)]
+struct LastCheck {
+    ok: bool,
+    result: Box<str>,
+    /// When it completed, in ns since the balancer's epoch.
+    at_ns: u64,
+    took: Duration,
 }
 
 impl fmt::Debug for Backend {
@@ -97,6 +110,7 @@ impl Backend {
             epoch,
             slot,
             lrt_base: AtomicU64::new(0),
+            last_check: Mutex::new(None),
         };
         b.refresh_lrt_base();
         b
@@ -197,6 +211,71 @@ impl Backend {
             info!(backend = %self.id, "backend returned from ejection");
         }
         true
+    }
+
+    /// Record the last active check of this backend for display: whether it passed,
+    /// what it got (`"200 OK"`, `"connection refused"`, ...) and how long it took.
+    /// It completed now (by the balancer's clock). Does not change the health: that
+    /// is [`Balancer::report_check`](crate::Balancer::report_check)'s job.
+    pub fn record_last_check(&self, ok: bool, result: &str, took: Duration) {
+        let at_ns = self.now_ns();
+        *self.last_check.lock() = Some(LastCheck {
+            ok,
+            result: result.into(),
+            at_ns,
+            took,
+        });
+    }
+
+    /// The last active check recorded with [`Self::record_last_check`]: `(passed,
+    /// result, how long ago it completed, how long it took)`; `None` before the first.
+    ///
+    /// ```
+    /// use ringleader_balancer::{Balancer, BalancerConfig, BackendSpec, ManualClock};
+    /// use std::{sync::Arc, time::Duration};
+    /// let clock = Arc::new(ManualClock::new());
+    /// let specs = vec![BackendSpec::new("10.0.0.1:80", 1)];
+    /// let lb = Balancer::with_clock(specs, BalancerConfig::default(), clock.clone())?;
+    /// let b = lb.backend("10.0.0.1:80").unwrap();
+    /// assert!(b.last_check().is_none());
+    /// b.record_last_check(false, "connection refused", Duration::from_millis(3));
+    /// clock.advance(Duration::from_secs(2));
+    /// let (ok, result, ago, took) = b.last_check().unwrap();
+    /// assert_eq!((ok, result.as_str()), (false, "connection refused"));
+    /// assert_eq!((ago, took), (Duration::from_secs(2), Duration::from_millis(3)));
+    /// # Ok::<(), ringleader_balancer::Error>(())
+    /// ```
+    pub fn last_check(&self) -> Option<(bool, String, Duration, Duration)> {
+        let last = self.last_check.lock();
+        let c = last.as_ref()?;
+        let ago = Duration::from_nanos(self.now_ns().saturating_sub(c.at_ns));
+        Some((c.ok, c.result.to_string(), ago, c.took))
+    }
+
+    /// Progress of the active checks towards a change of state, `(passes, fails)` in
+    /// a row: while the backend is up, `fails` counts towards `fall` ("going down
+    /// 2/3"); while it is down, `passes` counts towards `rise` ("going up 1/2"). The
+    /// other is 0, and both are 0 right after a change.
+    ///
+    /// ```
+    /// use ringleader_balancer::{Balancer, BalancerConfig, BackendSpec, HealthPolicy};
+    /// let config = BalancerConfig { health: HealthPolicy { rise: 2, fall: 3 }, ..Default::default() };
+    /// let lb = Balancer::new(vec![BackendSpec::new("10.0.0.1:80", 1)], config)?;
+    /// lb.report_check("10.0.0.1:80", false);
+    /// lb.report_check("10.0.0.1:80", false);
+    /// assert_eq!(lb.backend("10.0.0.1:80").unwrap().check_streak(), (0, 2));
+    /// # Ok::<(), ringleader_balancer::Error>(())
+    /// ```
+    pub fn check_streak(&self) -> (u32, u32) {
+        self.health.streak()
+    }
+
+    /// Time left of the current passive ejection (`None` when not ejected), by the
+    /// balancer's clock.
+    pub fn ejection_left(&self) -> Option<Duration> {
+        let until = self.health.ejected_until_ns();
+        let now = self.now_ns();
+        (until != 0 && now < until).then(|| Duration::from_nanos(until - now))
     }
 
     // ---- crate-internal hot path ----

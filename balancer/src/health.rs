@@ -140,6 +140,14 @@ impl HealthCell {
             .saturating_add(1)
     }
 
+    /// Progress of the active checks towards a change: `(passes, fails)` in a row
+    /// counted so far. While up, `fails` counts towards `fall` (`passes` is 0);
+    /// while down, `passes` counts towards `rise`. Both are 0 right after a change.
+    pub(crate) fn streak(&self) -> (u32, u32) {
+        let slow = self.slow.lock();
+        (slow.passes, slow.fails)
+    }
+
     /// Apply one active check result; returns the new active state if it changed.
     pub(crate) fn report_check(&self, ok: bool, policy: &HealthPolicy) -> Option<bool> {
         let mut slow = self.slow.lock();
@@ -243,6 +251,29 @@ mod tests {
         assert_eq!(h.report_check(true, &p), None);
         assert_eq!(h.report_check(true, &p), Some(true));
         assert!(h.active_up());
+    }
+
+    #[test]
+    fn streak_shows_progress_towards_rise_and_fall() {
+        let h = HealthCell::new();
+        let p = HealthPolicy { rise: 2, fall: 3 };
+        assert_eq!(h.streak(), (0, 0));
+        h.report_check(true, &p);
+        assert_eq!(h.streak(), (0, 0), "passes while up count towards nothing");
+        h.report_check(false, &p);
+        h.report_check(false, &p);
+        assert_eq!(h.streak(), (0, 2), "going down 2/3");
+        h.report_check(false, &p);
+        assert!(!h.active_up());
+        assert_eq!(h.streak(), (0, 0), "a change starts over");
+        h.report_check(true, &p);
+        assert_eq!(h.streak(), (1, 0), "going up 1/2");
+        h.report_check(false, &p);
+        assert_eq!(
+            h.streak(),
+            (0, 0),
+            "failures while down count towards nothing"
+        );
     }
 
     #[test]

@@ -154,6 +154,7 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
                 None => check_once(&t.id, &h.path).await,
             }
         };
+        let started = tokio::time::Instant::now();
         let outcome = match tokio::time::timeout(h.timeout, check).await {
             Ok(o) => o,
             Err(_) => Outcome::TimedOut(h.timeout),
@@ -166,6 +167,10 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
         }
         let was_down = t.down();
         t.lb.report_check(&t.id, ok);
+        // The last check (result, when, how long), for /status and the status page.
+        if let Some(b) = t.lb.backend(&t.id) {
+            b.record_last_check(ok, &outcome.to_string(), started.elapsed());
+        }
         let what = if h.grpc {
             format!("gRPC {HEALTH_CHECK}")
         } else {
