@@ -1,4 +1,6 @@
 //! Proxy-wide counters and the latency histogram (Relaxed atomics), rendered as Prometheus text.
+pub(crate) mod exposition;
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
