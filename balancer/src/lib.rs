@@ -10,6 +10,8 @@
 //! - Strategies ([`StrategyKind`]): round robin, nginx's smooth weighted round robin,
 //!   least connections, least response time (peak EWMA), power of two choices,
 //!   weighted random and consistent hashing with bounded load.
+//! - [`detector`]: failure detectors for active checks, rise/fall and φ accrual with
+//!   confirmation probes ([`Detector`], [`Accrual`], [`RiseFall`]).
 //! - [`sim`]: a deterministic discrete-event simulator that compares the strategies'
 //!   latency on modelled backends (`ringleader sim balance`).
 //!
@@ -38,6 +40,7 @@ mod backend;
 mod balancer;
 mod clock;
 mod config;
+pub mod detector;
 mod error;
 mod ewma;
 mod health;
@@ -51,6 +54,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BackendSpec, BalancerConfig, EjectionPolicy, HealthPolicy, LoadMetric, StrategyKind,
 };
+pub use detector::{Accrual, AccrualConfig, Action, Detector, RiseFall, RiseFallConfig};
 pub use error::Error;
 pub use health::Health;
 pub use strategy::{
