@@ -42,6 +42,17 @@ impl Keys {
         )
     }
 
+    /// `/ringleader/<ns>/health/`
+    pub(crate) fn health_prefix(&self) -> String {
+        format!("{}/health/", self.root)
+    }
+
+    /// `/ringleader/<ns>/health/<upstream>/<backend>/<proxy>`: a proxy's verdict on a
+    /// backend, under its lease.
+    pub(crate) fn verdict(&self, upstream: &str, backend: &str, proxy: &str) -> String {
+        format!("{}{upstream}/{backend}/{proxy}", self.health_prefix())
+    }
+
     /// `/ringleader/<ns>/upstreams/`
     pub(crate) fn upstreams_prefix(&self) -> String {
         format!("{}/upstreams/", self.root)

@@ -13,6 +13,10 @@
 //!   (`/ringleader/<ns>/upstreams/<name>/backends/<id>` = `{"addr": .., "weight": ..}`) as
 //!   whole [`Snapshot`]s; [`Cluster::register_backend`] keeps a backend's key alive for as
 //!   long as a sidecar runs; [`Cluster::list`] is what `ringleader cluster ls` shows.
+//! - [`Cluster::publish_verdicts`] publishes a proxy's own health verdicts under its
+//!   lease (`/ringleader/<ns>/health/<upstream>/<backend>/<proxy>`),
+//!   [`Cluster::watch_verdicts`] watches every proxy's, and [`objective`] tells which
+//!   backends a quorum of the live proxies holds down.
 //!
 //! What each failure does:
 //!
@@ -52,6 +56,8 @@ mod config;
 mod error;
 mod keys;
 mod members;
+mod prefix;
+mod verdicts;
 mod worker;
 
 pub use client::Cluster;
@@ -60,5 +66,9 @@ pub use error::Error;
 pub use keys::layout_name;
 pub use members::{
     BackendSpec, Listing, Member, MembershipWatch, Registration, Snapshot, WorkerLeaseInfo,
+};
+pub use verdicts::{
+    live_proxies, objective, Objective, OwnVerdicts, Quorum, UpstreamVerdicts, VerdictPublisher,
+    VerdictWatch, Verdicts,
 };
 pub use worker::{LeaseState, LeaseStatus, LeasedGenerator, WorkerValue};

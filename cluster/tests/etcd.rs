@@ -764,3 +764,58 @@ async fn lease_acquisition_time() {
         times[times.len() - 1]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_are_published_under_a_lease_watched_and_withdrawn() {
+    use ringleader_cluster::{live_proxies, objective, OwnVerdicts, Quorum};
+    common::logs();
+    let Some(etcd) = common::etcd() else { return };
+    let config = etcd.config("verdicts", Duration::from_secs(5));
+    let cluster = Cluster::connect(&config).await.unwrap();
+    let mut watch = cluster.watch_verdicts().await.unwrap();
+    assert!(watch.verdicts().upstreams.is_empty());
+    let (p1, p2) = (
+        cluster.publish_verdicts().await.unwrap(),
+        cluster.publish_verdicts().await.unwrap(),
+    );
+    assert_ne!(p1.proxy_id(), p2.proxy_id(), "one id per lease");
+    let mine = |rows: &[(&str, bool)]| -> OwnVerdicts {
+        rows.iter()
+            .map(|(b, d)| (("app".to_string(), b.to_string()), *d))
+            .collect()
+    };
+    p1.publish(mine(&[("b1", true), ("b2", false)]));
+    p2.publish(mine(&[("b1", true), ("b2", false)]));
+    let down_now = |watch: &ringleader_cluster::VerdictWatch| {
+        let v = watch.verdicts();
+        let up = v.upstreams.get("app").cloned().unwrap_or_default();
+        let o = objective(&up, &live_proxies(&up), Quorum::Majority);
+        (o.live.len(), o.down.into_iter().collect::<Vec<_>>())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while down_now(&watch) != (2, vec!["b1".to_string()]) {
+        assert!(Instant::now() < deadline, "got {:?}", down_now(&watch));
+        let _ = tokio::time::timeout(Duration::from_secs(1), watch.changed()).await;
+    }
+    // p2 changes its mind: b1 is down for p1 only, not a majority of two.
+    p2.publish(mine(&[("b1", false), ("b2", false)]));
+    while down_now(&watch) != (2, vec![]) {
+        assert!(Instant::now() < deadline, "got {:?}", down_now(&watch));
+        let _ = tokio::time::timeout(Duration::from_secs(1), watch.changed()).await;
+    }
+    // p2 withdraws (its lease revoked): p1 alone is live and decides.
+    p2.withdraw().await.unwrap();
+    while down_now(&watch) != (1, vec!["b1".to_string()]) {
+        assert!(Instant::now() < deadline, "got {:?}", down_now(&watch));
+        let _ = tokio::time::timeout(Duration::from_secs(1), watch.changed()).await;
+    }
+    // A backend p1 stops checking is deleted.
+    p1.publish(mine(&[("b2", false)]));
+    while down_now(&watch) != (1, vec![]) {
+        assert!(Instant::now() < deadline, "got {:?}", down_now(&watch));
+        let _ = tokio::time::timeout(Duration::from_secs(1), watch.changed()).await;
+    }
+    assert_eq!(watch.verdicts().upstreams["app"].len(), 1);
+    assert!(watch.is_connected() && p1.is_connected());
+    p1.withdraw().await.unwrap();
+}
