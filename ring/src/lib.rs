@@ -10,6 +10,9 @@
 //!   with `{hash tags}`), rebalanced by a minimum-move migration plan;
 //! - [`RangeMap`]: range sharding over half-open key ranges, versioned, with
 //!   split/merge and a [`SplitPolicy`] with merge hysteresis;
+//! - [`Compat`]: placements that keep keys where nginx (`hash $key
+//!   consistent`), libketama or Redis Cluster put them ([`NginxHash`],
+//!   [`Ketama`], [`RedisCluster`]), for switching without moving keys;
 //! - [`sim`]: the reshard simulator: keys moved against the ideal, moves
 //!   between surviving nodes and load spread per algorithm, as a table,
 //!   JSON or CSV (the `ringleader sim reshard` subcommand prints it).
@@ -31,6 +34,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod compat;
 mod error;
 mod hash;
 mod hashring;
@@ -43,6 +47,11 @@ mod rendezvous;
 pub mod sim;
 mod slots;
 
+pub use compat::{
+    crc16_xmodem, ketama_hash, nginx_crc32, redis_slot, Compat, CompatCandidates, CompatPlacement,
+    Ketama, NginxHash, NginxPick, RedisCluster, KETAMA_POINTS_PER_SERVER, NGINX_MAX_TRIES,
+    NGINX_POINTS_PER_WEIGHT, REDIS_SLOTS,
+};
 pub use error::Error;
 pub use hash::{hash_key, hash_vnode};
 pub use hashring::{Candidates, HashRing, DEFAULT_VNODES, MAX_POINTS_PER_NODE};

@@ -206,6 +206,18 @@ impl<N: AsRef<[u8]> + Clone> SlotMap<N> {
 }
 
 impl<N: AsRef<[u8]>> SlotMap<N> {
+    /// A map from an explicit table: `slots[s]` is the index in `nodes` of
+    /// slot `s`'s owner (every index must be in range; callers check).
+    pub(crate) fn from_table(nodes: Vec<(N, u32)>, slots: Vec<u32>) -> Self {
+        debug_assert!(slots.iter().all(|&s| (s as usize) < nodes.len()));
+        Self { nodes, slots }
+    }
+
+    /// Give `slot` to node index `owner` (both in range; callers check).
+    pub(crate) fn set_slot_owner(&mut self, slot: usize, owner: u32) {
+        self.slots[slot] = owner;
+    }
+
     /// The owner of `key` (via its slot).
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&N> {

@@ -1,0 +1,268 @@
+//! `NginxHash` against a real nginx: `hash $arg_k consistent` over several server lists must pick the same server for every key.
+//!
+//! Needs `nginx` (`apt-get install -y nginx`; `NGINX_BIN` overrides the
+//! path). Without it the test is skipped loudly, and fails under `CI=true`.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringleader_ring::{NginxHash, NginxPick};
+
+fn nginx_binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("NGINX_BIN") {
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
+    }
+    let default = PathBuf::from("/usr/sbin/nginx");
+    if default.exists() {
+        return Some(default);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nginx"))
+            .find(|p| p.exists())
+    })
+}
+
+fn skip_or_fail() {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "nginx not found and CI=true: install it (apt-get install -y nginx) or set NGINX_BIN"
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED compat_nginx: nginx not found. Install it with `apt-get install -y nginx` \
+         (or set NGINX_BIN) to check NginxHash against real nginx. ***\n"
+    );
+}
+
+/// Free loopback ports (bound to port 0, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// A running nginx, killed (by its pid) when dropped, pass or fail.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+/// One server line of the upstream.
+struct Server {
+    port: u16,
+    weight: u32,
+    down: bool,
+}
+
+impl Server {
+    fn name(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+fn start_nginx(bin: &Path, front: u16, servers: &[Server]) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let mut upstream = String::from("    upstream app {\n        hash $arg_k consistent;\n");
+    let mut listens = String::new();
+    for s in servers {
+        upstream.push_str(&format!(
+            "        server {} weight={}{};\n",
+            s.name(),
+            s.weight,
+            if s.down { " down" } else { "" }
+        ));
+        listens.push_str(&format!("        listen 127.0.0.1:{};\n", s.port));
+    }
+    upstream.push_str("        keepalive 8;\n    }\n");
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n    access_log off;\n\
+         client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
+         {upstream}\
+         server {{\n        listen 127.0.0.1:{front};\n        keepalive_requests 100000;\n\
+                 location / {{\n            proxy_pass http://app;\n            proxy_http_version 1.1;\n\
+                 proxy_set_header Connection \"\";\n        }}\n    }}\n\
+         server {{\n{listens}        keepalive_requests 100000;\n        return 200 \"$server_port\";\n    }}\n\
+         }}\n"
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(bin)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let mut nginx = Nginx { child, dir };
+    // Wait until the front and every backend port accept connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ports: Vec<u16> = std::iter::once(front)
+        .chain(servers.iter().map(|s| s.port))
+        .collect();
+    for port in ports {
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                panic!("nginx exited ({status}): {}", nginx.error_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen on {port}: {}",
+                nginx.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    nginx
+}
+
+/// Send `GET /?k=<key>` for every key over one keep-alive connection
+/// (pipelined in batches) and return the port each answer names.
+fn ask(front: u16, keys: &[String]) -> Vec<u16> {
+    let stream = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut out = Vec::with_capacity(keys.len());
+    for batch in keys.chunks(64) {
+        let mut req = String::new();
+        for k in batch {
+            req.push_str(&format!("GET /?k={k} HTTP/1.1\r\nHost: test\r\n\r\n"));
+        }
+        writer.write_all(req.as_bytes()).unwrap();
+        for k in batch {
+            let mut status = String::new();
+            reader.read_line(&mut status).unwrap();
+            assert!(status.starts_with("HTTP/1.1 200"), "key {k}: {status:?}");
+            let mut len = None;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        len = Some(value.trim().parse::<usize>().unwrap());
+                    }
+                }
+            }
+            let mut body = vec![0; len.expect("content-length")];
+            reader.read_exact(&mut body).unwrap();
+            out.push(String::from_utf8(body).unwrap().parse().unwrap());
+        }
+    }
+    out
+}
+
+/// 10,000 keys of several shapes; nginx hashes `$arg_k` raw (not
+/// percent-decoded), so encoded bytes are part of the key.
+fn keys() -> Vec<String> {
+    (0..10_000)
+        .map(|i| match i % 5 {
+            0 => format!("user-{i}"),
+            1 => format!("{i}"),
+            2 => format!("session%3A{i:08x}"),
+            3 => format!("a+b.{i}_X~"),
+            _ => format!("k{}", i * 7919),
+        })
+        .collect()
+}
+
+fn check(bin: &Path, weights: &[u32], down: &[usize]) {
+    let ports = free_ports(weights.len() + 1);
+    let front = ports[0];
+    let servers: Vec<Server> = weights
+        .iter()
+        .zip(&ports[1..])
+        .enumerate()
+        .map(|(i, (&weight, &port))| Server {
+            port,
+            weight,
+            down: down.contains(&i),
+        })
+        .collect();
+    let nginx = start_nginx(bin, front, &servers);
+    let keys = keys();
+    let answers = ask(front, &keys);
+    drop(nginx);
+
+    let placement = NginxHash::new(servers.iter().map(|s| (s.name(), s.weight)).collect()).unwrap();
+    let down_names: Vec<String> = servers
+        .iter()
+        .filter(|s| s.down)
+        .map(Server::name)
+        .collect();
+    let mut agree = 0;
+    let mut first_mismatch = None;
+    for (k, &port) in keys.iter().zip(&answers) {
+        let expect = match placement.pick(k.as_bytes(), |n| !down_names.contains(n)) {
+            NginxPick::Hashed(n) => n.clone(),
+            NginxPick::RoundRobin => panic!("key {k}: no usable server within 21 points"),
+        };
+        if expect == format!("127.0.0.1:{port}") {
+            agree += 1;
+        } else if first_mismatch.is_none() {
+            first_mismatch = Some((k.clone(), expect, port));
+        }
+    }
+    assert_eq!(
+        agree,
+        keys.len(),
+        "weights {weights:?}, down {down:?}: {agree}/{} keys agree; first mismatch {first_mismatch:?}",
+        keys.len()
+    );
+    // Every server that is up got keys (the test is not vacuous).
+    for s in servers.iter().filter(|s| !s.down) {
+        assert!(answers.contains(&s.port), "server {} got no keys", s.name());
+    }
+}
+
+#[test]
+fn nginx_hash_consistent_picks_the_same_servers() {
+    let Some(bin) = nginx_binary() else {
+        skip_or_fail();
+        return;
+    };
+    check(&bin, &[1, 1, 1], &[]);
+    check(&bin, &[1, 2, 3, 1, 5], &[]);
+    check(&bin, &[1, 1, 2, 2, 3, 1, 1, 4, 1, 2], &[]);
+    // Down servers keep their points; nginx walks on to the next points.
+    check(&bin, &[1, 2, 3, 1, 5], &[2]);
+    check(&bin, &[1, 1, 2, 2, 3, 1, 1, 4, 1, 2], &[0, 7]);
+}
