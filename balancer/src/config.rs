@@ -233,6 +233,12 @@ pub struct BalancerConfig {
     /// Bounded-load factor epsilon for consistent hashing (a backend takes at most
     /// `ceil((1 + eps) * average)` in-flight requests); `None` = plain consistent hashing.
     pub bounded_load: Option<f64>,
+    /// Consistent hashing on a placement compatible with another system (nginx's
+    /// `hash $key consistent`, libketama, Redis Cluster slots) instead of the native
+    /// ring: backends are placed by their address and weight, so keys stay where that
+    /// system put them. `None` = the native ring. Cannot be combined with `bounded_load`.
+    #[serde(default)]
+    pub hash_compat: Option<ringleader_ring::Compat>,
     /// Load metric compared by power-of-two-choices.
     pub p2c_load: LoadMetric,
     /// Seed of the random strategies; `None` seeds from the operating system.
@@ -253,6 +259,7 @@ impl Default for BalancerConfig {
             default_rtt: Duration::from_millis(30),
             vnodes: 160,
             bounded_load: None,
+            hash_compat: None,
             p2c_load: LoadMetric::default(),
             seed: None,
         }
@@ -292,6 +299,13 @@ impl BalancerConfig {
         if let Some(eps) = self.bounded_load {
             if !(eps.is_finite() && eps > 0.0) {
                 return bad("bounded_load", "must be a finite number greater than 0");
+            }
+            if self.hash_compat.is_some() {
+                return bad(
+                    "bounded_load",
+                    "cannot be combined with hash_compat (a compatible placement keeps keys \
+                     where the other system puts them; bounded load would move them)",
+                );
             }
         }
         Ok(())
@@ -377,6 +391,26 @@ mod tests {
             ..BalancerConfig::default()
         };
         assert!(c.validate().is_err());
+        let c = BalancerConfig {
+            bounded_load: Some(0.25),
+            hash_compat: Some(ringleader_ring::Compat::Nginx),
+            ..BalancerConfig::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(Error::InvalidConfig {
+                field: "bounded_load",
+                ..
+            })
+        ));
+        let c = BalancerConfig {
+            hash_compat: Some(ringleader_ring::Compat::Ketama),
+            ..BalancerConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"hash_compat\":\"ketama\""), "{json}");
+        assert_eq!(serde_json::from_str::<BalancerConfig>(&json).unwrap(), c);
     }
 
     #[test]
