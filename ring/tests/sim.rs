@@ -252,3 +252,33 @@ fn bad_configurations_are_errors() {
     assert!(Algorithm::parse_list("ring,ring").is_err());
     assert!(Algorithm::parse_list("").is_err());
 }
+
+#[test]
+fn compatible_placements_grow_like_consistent_schemes() {
+    let report = sim::run(&SimConfig {
+        algorithms: Algorithm::COMPAT.to_vec(),
+        ..cfg(vec![Event::Add(1), Event::Remove(2)])
+    })
+    .unwrap();
+    for step in &report.steps {
+        for r in &step.results {
+            // nginx and ketama keep every surviving server's points; Redis
+            // moves only the slots it must.
+            assert_eq!(r.between_survivors, 0.0, "{} {}", r.algorithm, step.event);
+            assert!(
+                r.moved < 2.0 * step.ideal,
+                "{} {}: {} vs ideal {}",
+                r.algorithm,
+                step.event,
+                r.moved,
+                step.ideal
+            );
+        }
+    }
+    assert_eq!("nginx".parse::<Algorithm>().unwrap(), Algorithm::Nginx);
+    // `all` stays the native algorithms.
+    assert_eq!(
+        Algorithm::parse_list("all").unwrap(),
+        Algorithm::ALL.to_vec()
+    );
+}

@@ -35,10 +35,12 @@ use crate::error::Error;
 
 mod report;
 mod state;
+mod switch;
 mod workload;
 
 pub use report::{AlgoResult, Report, Step, Summary};
 use state::{Cluster, SimNode, State};
+pub use switch::{switch, SwitchConfig, SwitchReport, SwitchResult};
 use workload::{SplitMix64, Workload};
 
 /// Largest key count the simulator accepts (memory stays around 100 bytes per key).
@@ -75,10 +77,19 @@ pub enum Algorithm {
     Slots,
     /// [`RangeMap`](crate::RangeMap) with a split policy and range moves.
     Range,
+    /// [`NginxHash`](crate::NginxHash): nginx's `hash $key consistent`
+    /// (servers named `node-0`, ... as `server` lines).
+    Nginx,
+    /// [`Ketama`](crate::Ketama): libketama's continuum.
+    Ketama,
+    /// [`RedisCluster`](crate::RedisCluster): Redis Cluster slots, laid out
+    /// as `redis-cli --cluster create` does, rebalanced with the fewest slot
+    /// moves on a change (weights ignored).
+    Redis,
 }
 
 impl Algorithm {
-    /// Every algorithm, in report order.
+    /// Every native algorithm, in report order (what `all` means).
     pub const ALL: [Algorithm; 7] = [
         Algorithm::Ring,
         Algorithm::Jump,
@@ -88,6 +99,19 @@ impl Algorithm {
         Algorithm::Slots,
         Algorithm::Range,
     ];
+
+    /// The placements compatible with other systems ([`Compat`](crate::Compat)).
+    pub const COMPAT: [Algorithm; 3] = [Algorithm::Nginx, Algorithm::Ketama, Algorithm::Redis];
+
+    /// The compatible placement this names, if it is one.
+    pub fn compat(self) -> Option<crate::Compat> {
+        match self {
+            Algorithm::Nginx => Some(crate::Compat::Nginx),
+            Algorithm::Ketama => Some(crate::Compat::Ketama),
+            Algorithm::Redis => Some(crate::Compat::Redis),
+            _ => None,
+        }
+    }
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -99,6 +123,9 @@ impl Algorithm {
             Algorithm::Modulo => "modulo",
             Algorithm::Slots => "slots",
             Algorithm::Range => "range",
+            Algorithm::Nginx => "nginx",
+            Algorithm::Ketama => "ketama",
+            Algorithm::Redis => "redis",
         }
     }
 
@@ -147,12 +174,14 @@ impl FromStr for Algorithm {
     fn from_str(s: &str) -> Result<Self, Error> {
         Self::ALL
             .into_iter()
+            .chain(Self::COMPAT)
             .find(|a| a.name() == s)
             .ok_or_else(|| Error::InvalidParameter {
                 what: "algorithm",
                 reason: format!(
-                    "unknown algorithm {s:?} (expected one of: {})",
-                    Self::ALL.map(Algorithm::name).join(", ")
+                    "unknown algorithm {s:?} (expected one of: {}, {})",
+                    Self::ALL.map(Algorithm::name).join(", "),
+                    Self::COMPAT.map(Algorithm::name).join(", ")
                 ),
             })
     }

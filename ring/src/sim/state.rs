@@ -1,6 +1,7 @@
 //! One algorithm's placement during a simulation, and how it reacts to a change.
 use super::workload::Workload;
 use super::{Algorithm, SimConfig};
+use crate::compat::{Compat, CompatPlacement};
 use crate::error::Error;
 use crate::hashring::HashRing;
 use crate::jump::Jump;
@@ -46,6 +47,7 @@ pub(crate) enum State {
     Modulo(Modulo<SimNode>),
     Slots(SlotMap<SimNode>),
     Range(RangeMap<Vec<u8>, SimNode>),
+    Compat(CompatPlacement<SimNode>),
 }
 
 impl State {
@@ -59,6 +61,9 @@ impl State {
     ) -> Result<Self, Error> {
         let names = || cluster.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         Ok(match alg {
+            Algorithm::Nginx => State::Compat(Compat::Nginx.build(cluster.clone())?),
+            Algorithm::Ketama => State::Compat(Compat::Ketama.build(cluster.clone())?),
+            Algorithm::Redis => State::Compat(Compat::Redis.build(cluster.clone())?),
             Algorithm::Ring => State::Ring(HashRing::from_nodes(cluster.clone(), cfg.vnodes)?),
             Algorithm::Jump => State::Jump(Jump::try_new(names())?),
             Algorithm::Maglev => {
@@ -187,6 +192,23 @@ impl State {
                 let note = sim.transition(&mut map, after, work)?;
                 (State::Range(map), note)
             }
+            State::Compat(CompatPlacement::Redis(r)) => {
+                // Masters join and leave; slots move with the fewest moves.
+                let mut r = r.clone();
+                for n in &removed {
+                    r.remove(n.as_ref())?;
+                }
+                for (n, _) in &added {
+                    r.add(n.clone())?;
+                }
+                (State::Compat(CompatPlacement::Redis(r)), weights_ignored)
+            }
+            State::Compat(c) => {
+                // nginx and libketama re-derive every point from the new
+                // server list (nginx's unchanged servers keep their points).
+                let rebuilt = c.compat().build(after.clone())?;
+                (State::Compat(rebuilt), String::new())
+            }
         })
     }
 
@@ -201,6 +223,7 @@ impl State {
             State::Modulo(p) => p.locate(key),
             State::Slots(p) => p.locate(key),
             State::Range(p) => p.locate(key),
+            State::Compat(p) => p.locate(key),
         };
         node.map(|n| n.id)
     }
@@ -215,6 +238,7 @@ impl State {
             State::Modulo(p) => p.heap_bytes(),
             State::Slots(p) => p.heap_bytes(),
             State::Range(p) => p.heap_bytes(),
+            State::Compat(p) => p.heap_bytes(),
         }
     }
 }
