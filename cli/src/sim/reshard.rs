@@ -1,7 +1,7 @@
 //! `ringleader sim reshard`: key-migration simulation (table, JSON or CSV; optional SVG plot).
 use std::path::PathBuf;
 
-use ringleader_ring::sim::{self, Algorithm, Event, KeyDistribution, SimConfig};
+use ringleader_ring::sim::{self, Algorithm, Event, KeyDistribution, SimConfig, SwitchConfig};
 
 use super::plot;
 use crate::CliError;
@@ -21,6 +21,10 @@ pub enum Format {
 ///
 /// Events run in this order: `--remove`, `--weight`, `--add`, `--grow-to`,
 /// `--shrink-to`; with none of them the simulation adds one node.
+///
+/// With `--from`, it simulates switching placement instead: the same nodes
+/// (with `--weight`) and keys placed by `--from` and by each of `--to`, and
+/// the fraction of keys and of load that would move.
 #[derive(Debug, clap::Args)]
 pub struct ReshardArgs {
     /// Nodes before the change (named node-0, node-1, ...; weight 1).
@@ -44,7 +48,15 @@ pub struct ReshardArgs {
     /// Keys (uniform) or requests drawn (zipf).
     #[arg(long, default_value_t = 1_000_000)]
     pub keys: usize,
-    /// Comma-separated algorithms, or `all`: ring, jump, maglev, rendezvous, modulo, slots, range.
+    /// Switch placement instead of resizing: the placement in use now (nginx, ketama,
+    /// redis or any of the algorithms), compared with each of `--to`.
+    #[arg(long, value_name = "ALG")]
+    pub from: Option<String>,
+    /// With `--from`: comma-separated placements to switch to.
+    #[arg(long, value_name = "ALGS", requires = "from")]
+    pub to: Option<String>,
+    /// Comma-separated algorithms, or `all`: ring, jump, maglev, rendezvous, modulo, slots, range
+    /// (`all`), and the compatible nginx, ketama, redis.
     #[arg(long, default_value = "all")]
     pub algorithms: String,
     /// Ring virtual nodes per unit of weight.
@@ -133,8 +145,52 @@ impl ReshardArgs {
     }
 }
 
+impl ReshardArgs {
+    /// With `--from`: the placement-switch simulation these arguments describe.
+    pub fn to_switch_config(&self) -> Result<Option<SwitchConfig>, CliError> {
+        let Some(from) = &self.from else {
+            return Ok(None);
+        };
+        if self.add.is_some()
+            || self.remove.is_some()
+            || self.grow_to.is_some()
+            || self.shrink_to.is_some()
+        {
+            return Err("--from compares placements over the same nodes: \
+                        --add, --remove, --grow-to and --shrink-to do not apply (--weight does)"
+                .into());
+        }
+        if self.plot.is_some() {
+            return Err("--plot is not available with --from".into());
+        }
+        let config = SwitchConfig {
+            from: from.trim().parse()?,
+            to: Algorithm::parse_list(self.to.as_deref().unwrap_or("ring"))?,
+            nodes: self.nodes,
+            weights: self.weight.clone(),
+            keys: self.keys,
+            distribution: self.distribution.parse()?,
+            vnodes: self.vnodes,
+            slots: self.slots,
+            ranges_per_node: self.ranges_per_node,
+            seed: self.seed,
+        };
+        config.validate()?;
+        Ok(Some(config))
+    }
+}
+
 /// Run `ringleader sim reshard`.
 pub fn run(args: ReshardArgs) -> Result<(), CliError> {
+    if let Some(config) = args.to_switch_config()? {
+        let report = sim::switch(&config)?;
+        let text = match args.format {
+            Format::Table => report.to_table(),
+            Format::Json => report.to_json() + "\n",
+            Format::Csv => report.to_csv(),
+        };
+        return crate::out::stdout(|out| Ok(out.write_all(text.as_bytes())?));
+    }
     let config = args.to_config()?;
     let report = sim::run(&config)?;
     // The plot first: `ringleader sim reshard --plot p.svg | head` still writes it.
@@ -215,6 +271,49 @@ mod tests {
             args(&[]).unwrap().to_config().unwrap().events,
             vec![Event::Add(1)]
         );
+    }
+
+    #[test]
+    fn from_to_switches_placement_over_the_same_nodes() {
+        let a = args(&[
+            "--from",
+            "nginx",
+            "--to",
+            "nginx,ring,ketama",
+            "--weight",
+            "2=3",
+        ])
+        .unwrap();
+        let c = a.to_switch_config().unwrap().unwrap();
+        assert_eq!(c.from, Algorithm::Nginx);
+        assert_eq!(
+            c.to,
+            vec![Algorithm::Nginx, Algorithm::Ring, Algorithm::Ketama]
+        );
+        assert_eq!(c.weights, vec![(2, 3)]);
+        let r = sim::switch(&SwitchConfig { keys: 5_000, ..c }).unwrap();
+        assert_eq!(r.results[0].moved_keys, 0.0);
+        assert!(r.results[1].moved_keys > 0.8);
+        // --to defaults to ring; no --from, no switch.
+        let c = args(&["--from", "ketama"])
+            .unwrap()
+            .to_switch_config()
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.to, vec![Algorithm::Ring]);
+        assert!(args(&[]).unwrap().to_switch_config().unwrap().is_none());
+        // --to needs --from; resize events and bad names are errors.
+        assert!(args(&["--to", "ring"]).is_err());
+        let err = args(&["--from", "nginx", "--add", "1"])
+            .unwrap()
+            .to_switch_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("--add"), "{err}");
+        let err = args(&["--from", "haproxy"])
+            .unwrap()
+            .to_switch_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown algorithm"), "{err}");
     }
 
     #[test]
