@@ -23,6 +23,7 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     peer_ip: &HeaderValue,
+    scheme: headers::Scheme,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let m = &proxy.shared.metrics;
@@ -126,7 +127,7 @@ pub(crate) async fn handle(
                 switching = Some((on_upgrade, up.clone()));
             }
             let host = parts.headers.get(HOST).cloned();
-            headers::set_forwarded(&mut parts.headers, peer_ip, host);
+            headers::set_forwarded(&mut parts.headers, peer_ip, scheme, host);
             let method = access_log.then(|| parts.method.clone());
             let path = access_log.then(|| parts.uri.path().to_string());
             let res = forward(&up, parts, body, peer, request_timeout, m).await;

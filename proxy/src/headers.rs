@@ -117,15 +117,27 @@ fn only_close_or_keep_alive(headers: &HeaderMap) -> bool {
     })
 }
 
-tokio::task_local! {
-    /// The scheme the client used (`"http"` or `"https"`), for `X-Forwarded-Proto`:
-    /// the server runs each request's handler in its listener's scope. Outside any
-    /// scope (unit tests), `"http"`.
-    pub(crate) static PROTO: &'static str;
+/// The scheme the client used on its connection to the proxy, for
+/// `X-Forwarded-Proto`: a property of the listener, passed with each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// A plain listener (HTTP/1.1 or h2c).
+    Http,
+    /// The TLS listener.
+    Https,
+}
+
+impl Scheme {
+    fn value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        })
+    }
 }
 
 /// Set `X-Forwarded-For` (appending the client), `X-Forwarded-Proto` (the
-/// listener's scheme, [`PROTO`]) and
+/// client's `scheme`) and
 /// `X-Forwarded-Host` (the original host; removed when there is none, as for an
 /// HTTP/1.0 request without `Host`). Proto and Host are always the proxy's own
 /// values, never a client's; `X-Forwarded-For` keeps what the client sent in
@@ -133,6 +145,7 @@ tokio::task_local! {
 pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
+    scheme: Scheme,
     host: Option<HeaderValue>,
 ) {
     let xff = match headers.get(&X_FORWARDED_FOR) {
@@ -147,8 +160,7 @@ pub(crate) fn set_forwarded(
         _ => client_ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
-    let proto = PROTO.try_with(|p| *p).unwrap_or("http");
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_PROTO.clone(), scheme.value());
     match host {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host);
@@ -320,11 +332,13 @@ mod tests {
     fn xff_appends() {
         let ip = HeaderValue::from_static("10.0.0.9");
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, &ip, Some(HeaderValue::from_static("example.com")));
+        let host = Some(HeaderValue::from_static("example.com"));
+        set_forwarded(&mut h, &ip, Scheme::Https, host);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.9");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_HOST], "example.com");
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
-        set_forwarded(&mut h, &ip, None);
+        set_forwarded(&mut h, &ip, Scheme::Http, None);
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.0.0.9");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
     }
@@ -363,7 +377,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("spoofed"));
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        set_forwarded(&mut h, &ip, None);
+        set_forwarded(&mut h, &ip, Scheme::Http, None);
         assert!(!h.contains_key(&X_FORWARDED_HOST));
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
     }

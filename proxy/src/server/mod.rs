@@ -2,34 +2,36 @@
 //! limits, keep-alive and graceful drain), the HTTPS redirect, and the admin listener.
 mod client_io;
 mod redirect;
+mod sniff;
 
 use crate::admin;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet;
 use crate::handle::handle;
-use crate::headers;
+use crate::headers::Scheme;
 use crate::response::ProxyBody;
 use crate::state::Proxy;
 use crate::tls::{self, Certs};
 use client_io::ClientIo;
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use sniff::{Proto, Rewind};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// A running proxy: its listeners, a handle on its state, and its shutdown.
 ///
@@ -85,51 +87,63 @@ const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 /// per connection, before it closes the connection with GOAWAY (h2's default).
 const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 
-/// The connection settings for a config: HTTP/1.1 and HTTP/2, told apart by the
-/// client's first bytes (the HTTP/2 preface, RFC 9113 §3.4), or HTTP/1.1 alone on
-/// a plain listener with `http2.cleartext = false`. Both with upgrades (the
-/// handler relays `101 Switching Protocols`).
+/// A config's connection settings, built once per config generation (a reload
+/// makes new ones; connections keep those they started with).
+///
+/// A plain listener reads the client's first bytes: the HTTP/2 connection preface
+/// (RFC 9113 §3.4) goes to hyper's HTTP/2 server (h2c with prior knowledge, unless
+/// `http2.cleartext = false`), anything else to its HTTP/1.1 server, with upgrades
+/// (the handler relays `101 Switching Protocols`). A TLS listener goes by the
+/// protocol ALPN settled (RFC 9113 §3.2: `h2`; RFC 7301), HTTP/1.1 without one.
 ///
 /// HTTP/1.1 gets no head-size limit of hyper's own: a complete head reaches the
 /// handler, which answers 414 or 431 by what is too long (`handle::check_head`);
 /// a head that outgrows the read buffer fails in hyper, and [`ClientIo`] tells
 /// which it was. HTTP/2 advertises `max_header_bytes` as its header list size.
-fn conn_builder(cfg: &Config, tls: bool) -> Builder {
-    let s = &cfg.server;
-    let h2 = &s.http2;
-    if !tls && !h2.cleartext {
-        // hyper-util's auto builder reads the version even when told HTTP/1.1 only
-        // (with upgrades), so HTTP/1.1 alone is hyper's own HTTP/1.1 server.
-        let mut b = http1::Builder::new();
-        b.timer(TokioTimer::new())
-            .keep_alive(true)
-            .header_read_timeout(s.header_read_timeout)
-            .max_buf_size(read_buf_size(cfg));
-        return Builder::Http1(b);
-    }
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(s.header_read_timeout)
-        .max_buf_size(read_buf_size(cfg));
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(h2.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval((!h2.keepalive_interval.is_zero()).then_some(h2.keepalive_interval))
-        .keep_alive_timeout(h2.keepalive_timeout)
-        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
-        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);
-    Builder::Auto(b)
+struct Conns {
+    /// The config these were built from (a new one is a new generation).
+    config: Arc<Config>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// Plain listeners serve h2c too.
+    h2c: bool,
+    /// hyper's read buffer size ([`ClientIo`] needs it).
+    buf_size: usize,
+    /// The header read timeout, which also bounds the wait for a connection's
+    /// first request (and, for HTTP/2, between streams).
+    header_read_timeout: Duration,
 }
 
-/// How a listener's connections are served.
-enum Builder {
-    /// HTTP/1.1 and HTTP/2.
-    Auto(auto::Builder<TokioExecutor>),
-    /// HTTP/1.1 only.
-    Http1(http1::Builder),
+impl Conns {
+    fn new(config: Arc<Config>) -> Conns {
+        let s = &config.server;
+        let h2 = &s.http2;
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(s.header_read_timeout)
+            .max_buf_size(read_buf_size(&config));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(
+                (!h2.keepalive_interval.is_zero()).then_some(h2.keepalive_interval),
+            )
+            .keep_alive_timeout(h2.keepalive_timeout)
+            .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);
+        Conns {
+            h2c: h2.cleartext,
+            buf_size: read_buf_size(&config),
+            header_read_timeout: s.header_read_timeout,
+            http1,
+            http2,
+            config,
+        }
+    }
 }
 
 /// The `[[server.tls]]` entries of a config, as the TLS module loads them.
@@ -310,16 +324,33 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// One client connection's service.
+/// One client connection's service: cloned per request, so one `Arc`.
 #[derive(Clone)]
-struct ProxyService {
+struct ProxyService(Arc<ClientConn>);
+
+/// What the handler needs of a client connection.
+struct ClientConn {
     proxy: Proxy,
     peer: SocketAddr,
     peer_ip: HeaderValue,
-    /// The connection is TLS (`X-Forwarded-Proto: https`).
-    tls: bool,
-    /// Requests on this connection so far.
-    activity: Arc<Activity>,
+    /// `X-Forwarded-Proto`.
+    scheme: Scheme,
+    /// HTTP/2 requests on this connection so far.
+    h2_requests: AtomicU64,
+}
+
+impl ProxyService {
+    fn new(proxy: &Proxy, peer: SocketAddr, scheme: Scheme) -> ProxyService {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        ProxyService(Arc::new(ClientConn {
+            proxy: proxy.clone(),
+            peer,
+            peer_ip,
+            scheme,
+            h2_requests: AtomicU64::new(0),
+        }))
+    }
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
@@ -329,15 +360,23 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         Pin<Box<dyn Future<Output = std::result::Result<Response<ProxyBody>, Infallible>> + Send>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        self.activity.record(&req);
         if req.version() == Version::HTTP_2 {
+            self.0.h2_requests.fetch_add(1, Relaxed);
             h2_to_origin_form(&mut req);
         }
-        let this = self.clone();
-        let proto = if self.tls { "https" } else { "http" };
-        Box::pin(headers::PROTO.scope(proto, async move {
-            Ok(handle(&this.proxy, req, this.peer, &this.peer_ip).await)
-        }))
+        let c = self.0.clone();
+        Box::pin(async move { Ok(handle(&c.proxy, req, c.peer, &c.peer_ip, c.scheme).await) })
+    }
+}
+
+/// A service whose HTTP/2 requests are counted (for the idle check of [`serve_h2`]).
+pub(super) trait Watched {
+    fn h2_requests(&self) -> u64;
+}
+
+impl Watched for ProxyService {
+    fn h2_requests(&self) -> u64 {
+        self.0.h2_requests.load(Relaxed)
     }
 }
 
@@ -375,6 +414,7 @@ async fn accept_loop(
     permits: Arc<Semaphore>,
 ) {
     let mut reloads = proxy.shared.reloaded.subscribe();
+    let mut conns = Arc::new(Conns::new(proxy.shared.state.load().config.clone()));
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -393,22 +433,20 @@ async fn accept_loop(
             _ = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let (builder, buf_size, first_request) = {
+        // The first request is due within the header read timeout from now.
+        let start = Instant::now();
+        {
             let state = proxy.shared.state.load();
-            let cfg = &state.config;
-            (
-                Arc::new(conn_builder(cfg, matches!(kind, Kind::Tls))),
-                read_buf_size(cfg),
-                cfg.server.header_read_timeout,
-            )
-        };
+            if !Arc::ptr_eq(&state.config, &conns.config) {
+                conns = Arc::new(Conns::new(state.config.clone()));
+            }
+        }
         // A reload re-reads the certificates for the handshakes after it; one that
         // fails keeps the ones serving (the reload itself checked them, so only a
         // file changed in between fails here).
         if certs.is_some() && reloads.has_changed().unwrap_or(false) {
             reloads.borrow_and_update();
-            let state = proxy.shared.state.load();
-            match Certs::load(&tls_files(&state.config)) {
+            match Certs::load(&tls_files(&conns.config)) {
                 Ok(c) => {
                     certs = Some(Arc::new(c));
                     tracing::info!("TLS certificates reloaded");
@@ -423,32 +461,37 @@ async fn accept_loop(
         let stop = stop.clone();
         let kind = kind.clone();
         let certs = certs.clone();
+        let conns = conns.clone();
         tokio::spawn(async move {
             let m = &proxy.shared.metrics;
             m.connections_accepted.fetch_add(1, Relaxed);
             m.connections_open.fetch_add(1, Relaxed);
+            let first_by = start + conns.header_read_timeout;
             match (kind, certs) {
                 (Kind::Tls, Some(certs)) => {
                     let handshake = tls_handshake(stream, &certs);
-                    match tokio::time::timeout(first_request, handshake).await {
+                    match tokio::time::timeout_at(first_by, handshake).await {
                         Ok(Some(tls)) => {
-                            let io = ClientIo::new(tls, buf_size);
-                            let svc = ProxyService::new(&proxy, peer, true);
-                            serve(&builder, io, svc, first_request, stop, peer).await;
+                            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let io = ClientIo::new(tls, conns.buf_size);
+                            let svc = ProxyService::new(&proxy, peer, Scheme::Https);
+                            if h2 {
+                                serve_h2(&conns, io, svc, first_by, stop, peer).await;
+                            } else {
+                                serve_h1(&conns, io, svc, stop, peer).await;
+                            }
                         }
                         Ok(None) => {}
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
                 (Kind::Redirect(port), _) => {
-                    let io = ClientIo::new(stream, buf_size);
                     let svc = redirect::Redirect::new(port);
-                    serve(&builder, io, svc, first_request, stop, peer).await;
+                    serve_plain(&conns, stream, svc, first_by, stop, peer).await;
                 }
                 _ => {
-                    let io = ClientIo::new(stream, buf_size);
-                    let svc = ProxyService::new(&proxy, peer, false);
-                    serve(&builder, io, svc, first_request, stop, peer).await;
+                    let svc = ProxyService::new(&proxy, peer, Scheme::Http);
+                    serve_plain(&conns, stream, svc, first_by, stop, peer).await;
                 }
             }
             proxy.shared.metrics.connections_open.fetch_sub(1, Relaxed);
@@ -493,58 +536,99 @@ async fn tls_handshake(
     }
 }
 
-impl ProxyService {
-    fn new(proxy: &Proxy, peer: SocketAddr, tls: bool) -> ProxyService {
-        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown"));
-        ProxyService {
-            proxy: proxy.clone(),
-            peer,
-            peer_ip,
-            tls,
-            activity: Arc::default(),
+/// Serve a plain connection: HTTP/2 when it opens with the HTTP/2 preface (and
+/// h2c is on), else HTTP/1.1. The bytes read to tell are served again. A client
+/// that has not told by `first_by` (the header read timeout after accept) is closed;
+/// an HTTP/1.1 head then has hyper's header read timeout from when it was told
+/// (most clients tell with their first byte: only a head starting like the
+/// preface, `PRI * HTTP/2.0...`, waits any longer).
+async fn serve_plain<S>(
+    conns: &Conns,
+    mut stream: TcpStream,
+    svc: S,
+    first_by: Instant,
+    stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ProxyBody>,
+            Error = Infallible,
+        > + Watched
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (proto, pre) = if conns.h2c {
+        match tokio::time::timeout_at(first_by, sniff::sniff(&mut stream)).await {
+            Ok(Ok(Some(told))) => told,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no request within the header read timeout: closed");
+                return;
+            }
         }
+    } else {
+        (Proto::Http1, bytes::Bytes::new())
+    };
+    let io = ClientIo::new(Rewind::new(stream, pre), conns.buf_size);
+    match proto {
+        Proto::H2 => serve_h2(conns, io, svc, first_by, stop, peer).await,
+        Proto::Http1 => serve_h1(conns, io, svc, stop, peer).await,
     }
 }
 
-/// What a connection's service saw: how many requests, and whether HTTP/2.
-#[derive(Debug, Default)]
-pub(super) struct Activity {
-    requests: AtomicU64,
-    h2: AtomicBool,
-}
-
-impl Activity {
-    pub(super) fn record<B>(&self, req: &Request<B>) {
-        self.requests.fetch_add(1, Relaxed);
-        if req.version() == Version::HTTP_2 {
-            self.h2.store(true, Relaxed);
-        }
-    }
-}
-
-/// A service that tells what its connection did.
-pub(super) trait Watched {
-    fn activity(&self) -> &Activity;
-}
-
-impl Watched for ProxyService {
-    fn activity(&self) -> &Activity {
-        &self.activity
-    }
-}
-
-/// Serve one connection until it ends, or until shutdown (then gracefully: GOAWAY
-/// for HTTP/2, `Connection: close` after the current request for HTTP/1.1). A
-/// connection that sends no request within `first_request` (the header read
-/// timeout) is closed: hyper's own timeout starts only once it knows the protocol.
-/// An HTTP/2 connection that starts no stream for a whole such period (checked
-/// once per period: idle 1 to 2 times it) gets GOAWAY.
-async fn serve<I, S>(
-    builder: &Builder,
+/// Serve one HTTP/1.1 connection (with upgrades) until it ends, or until
+/// shutdown (then `Connection: close` after the current request). hyper's header
+/// read timeout bounds the wait for each request head, the first one included.
+async fn serve_h1<I, S>(
+    conns: &Conns,
     io: ClientIo<I>,
     svc: S,
-    first_request: Duration,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ProxyBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = conns
+        .http1
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Serve one HTTP/2 connection until it ends, or until shutdown (then GOAWAY,
+/// open streams finishing). A connection that starts no stream by `first_by` is
+/// closed, and one that then starts no stream for a whole header read timeout
+/// (checked once per period: idle 1 to 2 times it) gets GOAWAY: hyper's HTTP/2
+/// server has no idle timeout of its own.
+async fn serve_h2<I, S>(
+    conns: &Conns,
+    io: ClientIo<I>,
+    svc: S,
+    first_by: Instant,
     mut stop: watch::Receiver<bool>,
     peer: SocketAddr,
 ) where
@@ -560,56 +644,38 @@ async fn serve<I, S>(
     S::Future: Send + 'static,
 {
     let watch = svc.clone();
-    let io = TokioIo::new(io);
-    // The two connection types share no trait for graceful shutdown (hyper-util's
-    // `GracefulConnection` leaves out the upgradeable ones): one body for both.
-    macro_rules! drive {
-        ($conn:expr) => {{
-            let conn = $conn;
-            tokio::pin!(conn);
-            let deadline = tokio::time::sleep(first_request);
-            tokio::pin!(deadline);
-            let mut watching = true;
-            let mut seen = 0;
-            let res = loop {
-                tokio::select! {
-                    r = conn.as_mut() => break r.map_err(|e| e.to_string()),
-                    _ = &mut deadline, if watching => {
-                        let a = watch.activity();
-                        let n = a.requests.load(Relaxed);
-                        if n == 0 {
-                            tracing::debug!(%peer, "no request within the header read timeout: closed");
-                            return;
-                        }
-                        if !a.h2.load(Relaxed) {
-                            // HTTP/1.1: hyper's header read timeout bounds idle keep-alive.
-                            watching = false;
-                        } else if n == seen {
-                            // HTTP/2 has no idle timeout of hyper's: a connection that
-                            // started no stream for a whole period gets GOAWAY (streams
-                            // still open finish).
-                            tracing::debug!(%peer, "HTTP/2 connection idle: GOAWAY");
-                            conn.as_mut().graceful_shutdown();
-                            watching = false;
-                        } else {
-                            seen = n;
-                            deadline.as_mut().reset(tokio::time::Instant::now() + first_request);
-                        }
-                    }
-                    _ = stopped(&mut stop) => {
-                        conn.as_mut().graceful_shutdown();
-                        break conn.as_mut().await.map_err(|e| e.to_string());
-                    }
+    let conn = conns.http2.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let deadline = tokio::time::sleep_until(first_by);
+    tokio::pin!(deadline);
+    let mut watching = true;
+    let mut seen = 0;
+    let res = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = &mut deadline, if watching => {
+                let n = watch.h2_requests();
+                if n == 0 {
+                    tracing::debug!(%peer, "no request within the header read timeout: closed");
+                    return;
                 }
-            };
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                if n == seen {
+                    tracing::debug!(%peer, "HTTP/2 connection idle: GOAWAY");
+                    conn.as_mut().graceful_shutdown();
+                    watching = false;
+                } else {
+                    seen = n;
+                    deadline.as_mut().reset(Instant::now() + conns.header_read_timeout);
+                }
             }
-        }};
-    }
-    match builder {
-        Builder::Auto(b) => drive!(b.serve_connection_with_upgrades(io, svc)),
-        Builder::Http1(b) => drive!(b.serve_connection(io, svc).with_upgrades()),
+            _ = stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                break conn.as_mut().await;
+            }
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }
 }
 

@@ -1,6 +1,6 @@
 //! The redirect listener: every request gets a redirect to the same host and
 //! target over HTTPS (301 for GET and HEAD, 308 otherwise).
-use super::{Activity, Watched};
+use super::Watched;
 use crate::headers;
 use crate::response::ProxyBody;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, LOCATION};
@@ -8,6 +8,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::future::{ready, Ready};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// The redirect service of one connection: `https://host[:port]/target`.
@@ -15,21 +16,22 @@ use std::sync::Arc;
 pub(super) struct Redirect {
     /// The HTTPS port named in `Location` (omitted when 443).
     port: u16,
-    activity: Arc<Activity>,
+    /// HTTP/2 requests on this connection so far.
+    h2_requests: Arc<AtomicU64>,
 }
 
 impl Redirect {
     pub(super) fn new(port: u16) -> Redirect {
         Redirect {
             port,
-            activity: Arc::default(),
+            h2_requests: Arc::default(),
         }
     }
 }
 
 impl Watched for Redirect {
-    fn activity(&self) -> &Activity {
-        &self.activity
+    fn h2_requests(&self) -> u64 {
+        self.h2_requests.load(Relaxed)
     }
 }
 
@@ -60,7 +62,9 @@ impl hyper::service::Service<Request<Incoming>> for Redirect {
     type Future = Ready<Result<Response<ProxyBody>, Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.activity.record(&req);
+        if req.version() == Version::HTTP_2 {
+            self.h2_requests.fetch_add(1, Relaxed);
+        }
         let host = match req.uri().authority() {
             Some(a) => Some(a.as_str().to_string()),
             None => {

@@ -436,3 +436,105 @@ async fn an_idle_h2_connection_gets_goaway_after_the_header_read_timeout() {
     );
     assert_eq!(b[0].requests(), 1);
 }
+
+/// Connect to the plain listener and write `first`; return once the proxy has taken
+/// the connection up (its first read, on this current-thread runtime, sees just
+/// `first`), so what follows reaches it in a read of its own.
+async fn connect_and_write_first(s: &Server, first: &[u8]) -> TcpStream {
+    let accepted = "ringleader_connections_accepted_total ";
+    let before = metric(s.admin_addr(), accepted).await;
+    let mut tcp = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    tcp.write_all(first).await.unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the connection taken up",
+        || async { metric(s.admin_addr(), accepted).await > before },
+    )
+    .await;
+    tcp
+}
+
+#[tokio::test]
+async fn first_bytes_split_across_reads_reach_http1_and_h2c_whole() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let authority = s.proxy_addr().to_string();
+
+    // HTTP/1.1 whose first read holds two bytes: told at once, and the bytes kept.
+    let mut tcp = connect_and_write_first(&s, b"GE").await;
+    tcp.write_all(
+        format!("T /echo-headers HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut out))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert!(out.contains(r#""x-forwarded-proto":"http""#), "{out}");
+
+    // The HTTP/2 preface in two writes: the proxy waits for the rest, then h2c.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let tcp = connect_and_write_first(&s, &preface[..10]).await;
+    let mut h2 = RawH2 {
+        s: tcp,
+        buf: Vec::new(),
+    };
+    let mut rest = preface[10..].to_vec();
+    rest.extend(frame(SETTINGS, 0, 0, &[]));
+    rest.extend(get_headers(1, &authority));
+    h2.s.write_all(&rest).await.unwrap();
+    let status = loop {
+        match h2.next().await {
+            // HPACK static index 8 is `:status 200` (RFC 7541 Appendix A).
+            Some((HEADERS, _, 1, p)) => break p.first().copied(),
+            Some((GOAWAY, ..)) | None => panic!("no answer on stream 1"),
+            Some(_) => {}
+        }
+    };
+    assert_eq!(status, Some(0x88), "status 200");
+    assert_eq!(b[0].requests(), 2);
+}
+
+/// Whether an h2c client with prior knowledge gets an answer from `addr` (or is
+/// refused: the connection ends).
+async fn h2c_answers(addr: SocketAddr) -> bool {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let Ok((mut c, conn)) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await
+    else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let uri = format!("http://{addr}/");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        c.send_request(request("GET", &uri, "", "")),
+    )
+    .await
+    .expect("answered or refused")
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_reload_of_the_http2_settings_applies_to_new_connections() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    assert!(h2c_answers(s.proxy_addr()).await);
+    let h2c = |on: bool| {
+        config(
+            &format!("[server.http2]\ncleartext = {on}"),
+            &[(&b[0], 1)],
+            "",
+            "",
+        )
+    };
+    s.proxy().reload(h2c(false)).unwrap();
+    assert!(!h2c_answers(s.proxy_addr()).await, "h2c turned off");
+    assert_eq!(get(&client(), s.proxy_addr(), "/").await.status, 200);
+    s.proxy().reload(h2c(true)).unwrap();
+    assert!(h2c_answers(s.proxy_addr()).await, "h2c back on");
+}
