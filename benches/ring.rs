@@ -1,11 +1,15 @@
 //! Criterion benchmarks of `ringleader::ring`: lookups (hashing a 16-byte key
 //! included) against the `hashring` crate on the same nodes and keys, the
-//! other placements, and ring build time (the `hashring` peer built with its
-//! `batch_add`).
+//! other placements, the placements compatible with nginx, ketama and Redis
+//! Cluster beside the native ring (`cargo bench --bench ring -- compat`), and
+//! ring build time (the `hashring` peer built with its `batch_add`).
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use ringleader::ring::{HashRing, Jump, Maglev, Modulo, Rendezvous, SlotMap, MAGLEV_DEFAULT_TABLE};
+use ringleader::ring::{
+    HashRing, Jump, Ketama, Maglev, Modulo, NginxHash, RedisCluster, Rendezvous, SlotMap,
+    MAGLEV_DEFAULT_TABLE,
+};
 
 const VNODES: u32 = 160;
 
@@ -116,6 +120,47 @@ fn lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// Lookups (key hashing included) of the compatible placements beside the
+/// native ring, on the same nodes and keys: nginx (CRC32), ketama (MD5),
+/// Redis Cluster (CRC16 slot), ring (xxh3).
+fn compat(c: &mut Criterion) {
+    let keys = keys();
+    let mut g = c.benchmark_group("compat");
+    for n in [10usize, 100] {
+        let nodes: Vec<(String, u32)> = node_names(n).into_iter().map(|s| (s, 1)).collect();
+        let ring = HashRing::from_nodes(nodes.clone(), VNODES).expect("valid ring");
+        let nginx = NginxHash::new(nodes.clone()).expect("valid nginx placement");
+        let ketama = Ketama::new(nodes).expect("valid ketama placement");
+        let redis = RedisCluster::new(node_names(n)).expect("valid cluster");
+        let mut i = 0usize;
+        g.bench_with_input(BenchmarkId::new("ring", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(ring.get(black_box(&keys[i])))
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("nginx", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(nginx.get(black_box(&keys[i])))
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("ketama", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(ketama.get(black_box(&keys[i])))
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("redis", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(redis.get(black_box(&keys[i])))
+            })
+        });
+    }
+    g.finish();
+}
+
 fn replicas(c: &mut Criterion) {
     let keys = keys();
     let nodes: Vec<(String, u32)> = node_names(100).into_iter().map(|s| (s, 1)).collect();
@@ -151,5 +196,5 @@ fn build(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, replicas, build);
+criterion_group!(benches, lookup, compat, replicas, build);
 criterion_main!(benches);

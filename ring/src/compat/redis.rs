@@ -31,20 +31,38 @@ pub const REDIS_SLOTS: usize = 16_384;
 /// // The check value given by the Redis Cluster specification.
 /// assert_eq!(ringleader_ring::crc16_xmodem(b"123456789"), 0x31C3);
 /// ```
+#[inline]
 pub fn crc16_xmodem(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
+    bytes.iter().fold(0u16, |crc, &b| {
+        (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ b)]
+    })
+}
+
+/// CRC16 of one byte, bit by bit (MSB first, polynomial 0x1021).
+const fn crc16_bitwise(byte: u8) -> u16 {
+    let mut crc = (byte as u16) << 8;
+    let mut i = 0;
+    while i < 8 {
+        crc = if crc & 0x8000 != 0 {
+            (crc << 1) ^ 0x1021
+        } else {
+            crc << 1
+        };
+        i += 1;
     }
     crc
 }
+
+/// Byte-at-a-time table: `CRC16_TABLE[b]` is the CRC of byte `b`.
+const CRC16_TABLE: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = crc16_bitwise(i as u8);
+        i += 1;
+    }
+    t
+};
 
 /// The Redis Cluster slot of `key`: `CRC16(hash_tag(key)) mod 16384`, what
 /// `CLUSTER KEYSLOT key` answers.
@@ -230,6 +248,28 @@ impl<N: AsRef<[u8]>> Placement for RedisCluster<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc16_table_matches_the_bitwise_definition() {
+        fn bitwise(bytes: &[u8]) -> u16 {
+            let mut crc: u16 = 0;
+            for &b in bytes {
+                crc ^= u16::from(b) << 8;
+                for _ in 0..8 {
+                    crc = if crc & 0x8000 != 0 {
+                        (crc << 1) ^ 0x1021
+                    } else {
+                        crc << 1
+                    };
+                }
+            }
+            crc
+        }
+        for len in 0..64usize {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+            assert_eq!(crc16_xmodem(&data), bitwise(&data), "{len}");
+        }
+    }
 
     #[test]
     fn crc16_check_values() {
