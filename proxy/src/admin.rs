@@ -99,6 +99,9 @@ impl Proxy {
                     // No backend available: requests go to all of them (panic mode).
                     "panic": up.lb.as_ref().is_some_and(|lb| lb.in_panic()),
                     "panic_picks": up.lb.as_ref().map_or(0, |lb| lb.panic_picks()),
+                    // Health verdicts per backend: this proxy's (subjective), the fleet's
+                    // (objective, by quorum), every proxy's, and whether it is in the ring.
+                    "verdicts": self.shared.verdicts.status(name, up.config.health.is_some()),
                     "backends": backends,
                 }),
             );
@@ -120,9 +123,18 @@ impl Proxy {
             },
             // With [cluster]: whether etcd is reachable and every membership current
             // (false: upstreams serve their last known members).
-            "cluster": self.shared.fleet.as_ref().map(|f| serde_json::json!({
-                "connected": f.connected(),
-            })),
+            "cluster": self.shared.fleet.as_ref().map(|f| {
+                let v = self.shared.verdicts.view();
+                serde_json::json!({
+                    "connected": f.connected(),
+                    // Health verdicts: "fleet" (a quorum of live proxies) or "local"
+                    // (etcd unreachable: this proxy's own stand in).
+                    "verdicts": v.source.as_str(),
+                    "proxy_id": v.proxy_id,
+                    // Down verdicts needed: a number, or "majority" of the live proxies.
+                    "health_quorum": v.quorum.map_or_else(|| serde_json::json!("majority"), |q| serde_json::json!(q)),
+                })
+            }),
             // `[server]` settings a reload changed that wait for a restart.
             "restart_required": self
                 .pending_restart()
@@ -143,6 +155,9 @@ impl Proxy {
 
     /// All metrics in Prometheus text format (see `metrics::exposition`).
     pub fn metrics_text(&self) -> String {
-        crate::metrics::exposition::render(self)
+        let mut out = crate::metrics::exposition::render(self);
+        // Health verdicts: subjective, objective, quorum, live proxies.
+        self.shared.verdicts.metrics(&mut out);
+        out
     }
 }

@@ -1,5 +1,7 @@
-//! Active health checks: HTTP GET (or the gRPC health service) on a fresh connection per check, interval + jitter, timeout, rise/fall in the balancer.
+//! Active health checks: HTTP GET (or the gRPC health service) on a fresh connection per check, driven by a failure detector (rise/fall or phi accrual); this proxy's verdict, which the balancer follows and the fleet reads.
+use crate::config::DetectorKind;
 use crate::config::HealthConfig;
+use crate::fleet::verdicts::Verdicts;
 use crate::http1::{self, ClientError, Conn, ReqBody};
 use crate::pool::{h2_body, h2_connect, h2_request, H2Target, SendError};
 use crate::upstream::{Named, Upstream};
@@ -8,7 +10,11 @@ use http::header::{CONNECTION, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use rand::{Rng, SeedableRng};
-use ringleader_balancer::{Balancer, Health};
+use ringleader_balancer::detector::{
+    Accrual, AccrualConfig, Action, Detector, RiseFall, RiseFallConfig,
+};
+use ringleader_balancer::{Balancer, Health, HealthPolicy};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -17,7 +23,13 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// Spawn one check task per backend of `up` (none when it has no `[health]` table).
-pub fn spawn_checks(up: &Upstream) -> Vec<JoinHandle<()>> {
+/// This proxy's verdicts on backends no longer checked are forgotten.
+pub fn spawn_checks(up: &Upstream, verdicts: &Arc<Verdicts>) -> Vec<JoinHandle<()>> {
+    let checked: BTreeSet<&str> = match (&up.config.health, &up.lb) {
+        (Some(_), Some(_)) => up.authorities.iter().map(|(id, _)| id.as_str()).collect(),
+        _ => BTreeSet::new(),
+    };
+    verdicts.retain(&up.name, &checked);
     let (Some(h), Some(lb)) = (up.config.health.clone(), up.lb.as_ref()) else {
         return Vec::new();
     };
@@ -34,6 +46,7 @@ pub fn spawn_checks(up: &Upstream) -> Vec<JoinHandle<()>> {
                 upstream: up.name.clone(),
                 h2: conns.h2_target().cloned(),
                 connect_timeout: conns.connect_timeout(),
+                verdicts: verdicts.clone(),
             };
             tokio::spawn(check_loop(target, h.clone()))
         })
@@ -51,14 +64,37 @@ struct Target {
     /// `protocol = "h2c"` / `"h2"`: checks go over HTTP/2 (a connection of their own).
     h2: Option<H2Target>,
     connect_timeout: Duration,
+    /// Where this proxy's verdict goes (for /status, and the fleet with `[cluster]`).
+    verdicts: Arc<Verdicts>,
 }
 
 impl Target {
-    /// Whether the balancer has it down by active checks (`None` once it is gone).
+    /// Whether the balancer has it down by active checks (`None` while it is not in
+    /// the balancer: gone, or out of a consistent-hash ring as objectively down).
     fn down(&self) -> Option<bool> {
         self.lb
             .backend(&self.id)
             .map(|b| b.health() == Health::Down)
+    }
+
+    /// Failures the balancer counted on live traffic (`None` while not in it).
+    fn failures(&self) -> Option<u64> {
+        self.lb.backend(&self.id).map(|b| b.failures())
+    }
+
+    /// Make the balancer's active state agree with the detector's verdict `down`
+    /// (it differs after a backend is put back in a ring as a fresh one, or when an
+    /// accrual detector decides): the balancer moves after `fall` failed or `rise`
+    /// passed reports, so at most that many are given.
+    fn follow(&self, down: bool, h: &HealthConfig) {
+        for _ in 0..=h.rise.max(h.fall) {
+            match self.down() {
+                Some(d) if d != down => {
+                    self.lb.report_check(&self.id, !down);
+                }
+                _ => break,
+            }
+        }
     }
 }
 
@@ -129,80 +165,212 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Up to 10% of the interval, so checks of many backends do not align.
-fn jitter(rng: &mut impl Rng, interval: Duration) -> Duration {
-    let max = (interval.as_micros() / 10).min(u128::from(u64::MAX)) as u64;
-    Duration::from_micros(if max == 0 {
-        0
-    } else {
-        rng.random_range(0..=max)
-    })
+/// The detector of one check task: rise/fall or phi accrual (ringleader-balancer's).
+enum Det {
+    RiseFall(RiseFall),
+    /// Boxed: its histories make it several times larger.
+    Accrual(Box<Accrual>),
 }
 
-/// Check `t` forever. A change of its active state is logged at WARN, with the
-/// consecutive results and the last answer; every failed check at DEBUG.
-async fn check_loop(t: Target, h: Arc<HealthConfig>) {
-    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
-    // Consecutive results of this task (the balancer counts the same towards rise/fall).
-    let (mut passes, mut fails) = (0u32, 0u32);
-    // The first check comes soon (within the jitter) so a fresh proxy learns the state quickly.
-    tokio::time::sleep(jitter(&mut rng, h.interval)).await;
-    loop {
-        let check = async {
-            match &t.h2 {
-                Some(h2) => check_h2(h2, t.connect_timeout, &h.path, h.grpc).await,
-                None => check_once(&t.id, &h.path).await,
+impl Det {
+    fn new(h: &HealthConfig, now: std::time::Instant, seed: u64) -> Det {
+        // Up to 10% of the interval, so checks of many backends do not align.
+        let jitter = h.interval / 10;
+        match h.detector {
+            DetectorKind::RiseFall => Det::RiseFall(RiseFall::new(
+                RiseFallConfig {
+                    interval: h.interval,
+                    jitter,
+                    timeout: h.timeout,
+                    policy: HealthPolicy {
+                        rise: h.rise,
+                        fall: h.fall,
+                    },
+                },
+                now,
+                seed,
+            )),
+            DetectorKind::Accrual => {
+                let d = AccrualConfig::default();
+                Det::Accrual(Box::new(Accrual::new(
+                    AccrualConfig {
+                        interval: h.interval,
+                        jitter,
+                        timeout: h.timeout,
+                        probe_timeout: d.probe_timeout.min(h.timeout),
+                        threshold: h.phi_threshold,
+                        min_std_dev: h.min_std_dev,
+                        confirm: h.confirm,
+                        confirm_interval: h.confirm_interval,
+                        first_heartbeat_estimate: h.interval,
+                        rise: h.rise,
+                        ..d
+                    },
+                    now,
+                    seed,
+                )))
             }
-        };
-        let started = tokio::time::Instant::now();
-        let outcome = match tokio::time::timeout(h.timeout, check).await {
-            Ok(o) => o,
-            Err(_) => Outcome::TimedOut(h.timeout),
-        };
-        let ok = outcome.passed();
-        if ok {
-            (passes, fails) = (passes.saturating_add(1), 0);
-        } else {
-            (passes, fails) = (0, fails.saturating_add(1));
         }
-        let was_down = t.down();
-        t.lb.report_check(&t.id, ok);
-        // The last check (result, when, how long), for /status and the status page.
-        if let Some(b) = t.lb.backend(&t.id) {
-            b.record_last_check(ok, &outcome.to_string(), started.elapsed());
+    }
+
+    fn get(&mut self) -> &mut dyn Detector {
+        match self {
+            Det::RiseFall(d) => d,
+            Det::Accrual(d) => &mut **d,
         }
-        let what = if h.grpc {
-            format!("gRPC {HEALTH_CHECK}")
-        } else {
-            format!("GET {}", h.path)
-        };
-        let (upstream, backend, addr, path) = (&*t.upstream, &*t.label, &*t.id, &*what);
-        let who = Named {
-            label: backend,
-            addr,
-        };
-        match (was_down, t.down()) {
-            (Some(false), Some(true)) => tracing::warn!(
+    }
+}
+
+/// Now, on tokio's clock (paused in tests), as the detectors' `std` instant.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Check `t` forever, as its detector says: rise/fall (a check every interval, down
+/// after `fall` failures, up after `rise` passes) or phi accrual (a check every
+/// interval; suspicion above `phi_threshold`, or a failure on live traffic, starts up
+/// to `confirm` quick probes `confirm_interval` apart: all fail -> down, one passes ->
+/// cleared; up again after `rise` passes). The verdict is this proxy's own
+/// (subjective): the balancer follows it (the backend leaves this proxy's failover
+/// walk, never the ring) and it is published to the fleet with `[cluster]`. A change is
+/// logged at WARN with the last answer; every failed check at DEBUG.
+async fn check_loop(t: Target, h: Arc<HealthConfig>) {
+    let seed = rand::rngs::SmallRng::from_rng(&mut rand::rng()).random::<u64>();
+    let accrual = h.detector == DetectorKind::Accrual;
+    let mut det = Det::new(&h, now(), seed);
+    // A task restarted by a reload or a membership change starts from this proxy's
+    // last verdict (or the balancer's state): a fresh detector holds the backend up,
+    // so `rise` passes counted here bring it up again.
+    let known = t
+        .verdicts
+        .own_verdict(&t.upstream, &t.id)
+        .or_else(|| t.down());
+    let mut down = known == Some(true);
+    let mut restored_passes: Option<u32> = down.then_some(0);
+    let mut published = known.is_some();
+    // Consecutive results of this task, for the log lines.
+    let (mut passes, mut fails, mut probes_failed) = (0u32, 0u32, 0u32);
+    let mut seen_failures = t.failures();
+    let mut last: Option<Outcome> = None;
+    let what = if h.grpc {
+        format!("gRPC {HEALTH_CHECK}")
+    } else {
+        format!("GET {}", h.path)
+    };
+    let (upstream, backend, addr, path) = (&*t.upstream, &*t.label, &*t.id, &*what);
+    let who = Named {
+        label: backend,
+        addr,
+    };
+    let last_text =
+        |last: &Option<Outcome>| last.as_ref().map_or_else(String::new, |o| o.to_string());
+    loop {
+        let was_down = down;
+        match det.get().next_action(now()) {
+            Action::Wait(until) => {
+                // With accrual, failures on live traffic feed the detector: look at the
+                // balancer's count at least every confirm_interval.
+                let wake = if accrual {
+                    until.min(now() + h.confirm_interval)
+                } else {
+                    until
+                };
+                tokio::time::sleep_until(wake.into()).await;
+                if accrual {
+                    let f = t.failures();
+                    if let (Some(f), Some(seen)) = (f, seen_failures) {
+                        if f > seen {
+                            det.get().on_passive_failure(now());
+                        }
+                    }
+                    seen_failures = f;
+                }
+            }
+            Action::Check { confirm, timeout } => {
+                let check = async {
+                    match &t.h2 {
+                        Some(h2) => check_h2(h2, t.connect_timeout, &h.path, h.grpc).await,
+                        None => check_once(&t.id, &h.path).await,
+                    }
+                };
+                let started = tokio::time::Instant::now();
+                let outcome = match tokio::time::timeout(timeout, check).await {
+                    Ok(o) => o,
+                    Err(_) => Outcome::TimedOut(timeout),
+                };
+                let took = started.elapsed();
+                let ok = outcome.passed();
+                if ok {
+                    (passes, fails, probes_failed) = (passes.saturating_add(1), 0, 0);
+                } else {
+                    (passes, fails) = (0, fails.saturating_add(1));
+                    if confirm {
+                        probes_failed = probes_failed.saturating_add(1);
+                    }
+                }
+                // Rise/fall: the balancer counts the same results (its progress shows
+                // in /status); accrual decides alone and the balancer follows.
+                if !accrual {
+                    t.lb.report_check(&t.id, ok);
+                }
+                // The last check (result, when, how long), for /status and the status page.
+                if let Some(b) = t.lb.backend(&t.id) {
+                    b.record_last_check(ok, &outcome.to_string(), took);
+                }
+                det.get().on_check(ok, took, now());
+                published = true;
+                if let Some(n) = &mut restored_passes {
+                    *n = if ok { *n + 1 } else { 0 };
+                    if *n >= h.rise {
+                        restored_passes = None;
+                        down = false;
+                    }
+                }
+                if !ok {
+                    tracing::debug!(
+                        upstream = %upstream, backend = %backend, addr = %addr,
+                        "active check of {who} failed ({fails} in a row, fall = {}): {path} -> {outcome}",
+                        h.fall
+                    );
+                }
+                last = Some(outcome);
+            }
+            Action::MarkDown => {
+                restored_passes = None;
+                down = true;
+            }
+            Action::MarkUp => down = false,
+        }
+        if published {
+            t.verdicts.set_own(&t.upstream, &t.id, down);
+        }
+        t.follow(down, &h);
+        match (was_down, down) {
+            (false, true) if accrual => tracing::warn!(
                 upstream = %upstream, backend = %backend, addr = %addr,
-                "backend {who} down: {} consecutive failed checks (fall = {}), last: {path} -> {outcome}",
-                // A task restarted by a reload may have seen fewer; the balancer counted `fall`.
+                "backend {who} down: suspected (phi threshold {}, or failed requests) and {} confirmation probes failed (confirm = {}), last: {path} -> {}",
+                h.phi_threshold,
+                probes_failed,
+                h.confirm,
+                last_text(&last)
+            ),
+            (false, true) => tracing::warn!(
+                upstream = %upstream, backend = %backend, addr = %addr,
+                "backend {who} down: {} consecutive failed checks (fall = {}), last: {path} -> {}",
+                // A task restarted by a reload may have seen fewer; the detector counted `fall`.
                 fails.max(h.fall),
-                h.fall
+                h.fall,
+                last_text(&last)
             ),
-            (Some(true), Some(false)) => tracing::warn!(
+            (true, false) => tracing::warn!(
                 upstream = %upstream, backend = %backend, addr = %addr,
-                "backend {who} up: {} consecutive passed checks (rise = {}), last: {path} -> {outcome}",
+                "backend {who} up: {} consecutive passed checks (rise = {}), last: {path} -> {}",
                 passes.max(h.rise),
-                h.rise
-            ),
-            _ if !ok => tracing::debug!(
-                upstream = %upstream, backend = %backend, addr = %addr,
-                "active check of {who} failed ({fails} in a row, fall = {}): {path} -> {outcome}",
-                h.fall
+                h.rise,
+                last_text(&last)
             ),
             _ => {}
         }
-        tokio::time::sleep(h.interval + jitter(&mut rng, h.interval)).await;
     }
 }
 
@@ -477,14 +645,5 @@ mod tests {
         };
         assert!(!unimplemented.passed());
         assert_eq!(unimplemented.to_string(), "grpc-status 12");
-    }
-
-    #[test]
-    fn jitter_is_bounded() {
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-        for _ in 0..1000 {
-            assert!(jitter(&mut rng, Duration::from_secs(2)) <= Duration::from_millis(200));
-        }
-        assert_eq!(jitter(&mut rng, Duration::ZERO), Duration::ZERO);
     }
 }

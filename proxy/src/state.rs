@@ -2,6 +2,7 @@
 use crate::config::{backends_problem, BackendConfig, ClusterConfig, Config, ServerConfig};
 use crate::error::{Error, Result};
 use crate::fleet::status::FleetStatus;
+use crate::fleet::verdicts::Verdicts;
 use crate::health;
 use crate::metrics::Metrics;
 use crate::request_id::RequestIds;
@@ -9,7 +10,7 @@ use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use ringleader_idgen::{Generator, WorkerId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) ids: RequestIds,
     /// The cluster link's state (with a `[cluster]` table at start).
     pub(crate) fleet: Option<Arc<FleetStatus>>,
+    /// This proxy's health verdicts, the fleet's, and the backends out of a ring.
+    pub(crate) verdicts: Arc<Verdicts>,
     /// Bumped by each applied reload (the cluster link starts and stops watchers).
     pub(crate) reloaded: watch::Sender<u64>,
     /// The `[cluster]` table the process started with (changes need a restart).
@@ -161,7 +164,12 @@ pub struct Proxy {
     pub(crate) shared: Arc<Shared>,
 }
 
-fn build_state(config: Config, prev: Option<&State>) -> Result<State> {
+/// `excluded`: per upstream, backends left out of its balancer (objectively down).
+fn build_state(
+    config: Config,
+    prev: Option<&State>,
+    excluded: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<State> {
     // Dry-run every balancer first so a failure leaves the running state untouched.
     for up in config.upstreams.values() {
         Upstream::check(up)?;
@@ -169,7 +177,11 @@ fn build_state(config: Config, prev: Option<&State>) -> Result<State> {
     let mut upstreams = BTreeMap::new();
     for (name, cfg) in &config.upstreams {
         let old = prev.and_then(|p| p.upstreams.get(name)).map(|u| &**u);
-        upstreams.insert(name.clone(), Arc::new(Upstream::build(name, cfg, old)?));
+        let up = match excluded.get(name) {
+            Some(out) => Upstream::build_excluding(name, cfg, old, Some(out))?,
+            None => Upstream::build(name, cfg, old)?,
+        };
+        upstreams.insert(name.clone(), Arc::new(up));
     }
     let routes = config
         .routes
@@ -235,13 +247,14 @@ impl Proxy {
             .then(|| Arc::new(FleetStatus::default()));
         let running_cluster = config.cluster.clone();
         let running = config.server.clone();
-        let state = build_state(config, None)?;
+        let state = build_state(config, None, &BTreeMap::new())?;
         let shared = Arc::new(Shared {
             running,
             state: ArcSwap::from_pointee(state),
             metrics: Metrics::default(),
             ids,
             fleet,
+            verdicts: Arc::new(Verdicts::default()),
             reloaded: watch::Sender::new(0),
             running_cluster,
             health_tasks: Mutex::new(BTreeMap::new()),
@@ -267,7 +280,10 @@ impl Proxy {
         });
         for (name, up) in &state.upstreams {
             if only.is_none_or(|o| o == name) {
-                tasks.insert(name.clone(), health::spawn_checks(up));
+                tasks.insert(
+                    name.clone(),
+                    health::spawn_checks(up, &self.shared.verdicts),
+                );
             }
         }
     }
@@ -293,7 +309,8 @@ impl Proxy {
                 }
             }
         }
-        let state = match build_state(config, Some(&old)) {
+        let excluded = self.shared.verdicts.all_excluded();
+        let state = match build_state(config, Some(&old), &excluded) {
             Ok(s) => s,
             Err(e) => {
                 self.shared.metrics.reload_failures.fetch_add(1, Relaxed);
@@ -357,7 +374,7 @@ impl Proxy {
         };
         up.backends = backends.clone();
         let n = backends.len();
-        let state = build_state(config, Some(&old))?;
+        let state = build_state(config, Some(&old), &self.shared.verdicts.all_excluded())?;
         self.shared
             .membership
             .lock()
@@ -367,6 +384,30 @@ impl Proxy {
         self.shared.metrics.membership_updates.fetch_add(1, Relaxed);
         tracing::info!(upstream, backends = n, "membership applied");
         Ok(())
+    }
+
+    /// Leave `excluded` (backends the fleet holds objectively down) out of `upstream`'s
+    /// balancer, and put back those no longer in it: the snapshot is rebuilt as a
+    /// membership change does (backends that stay keep their statistics), and the
+    /// health checks go on, of every configured backend. Whether anything changed.
+    pub(crate) fn set_excluded(&self, upstream: &str, excluded: BTreeSet<String>) -> Result<bool> {
+        let _apply = self.shared.apply.lock();
+        let before = self.shared.verdicts.excluded(upstream);
+        if !self.shared.verdicts.set_excluded(upstream, excluded) {
+            return Ok(false);
+        }
+        let old = self.shared.state.load_full();
+        let all = self.shared.verdicts.all_excluded();
+        match build_state(Config::clone(&old.config), Some(&old), &all) {
+            Ok(state) => {
+                self.shared.state.store(Arc::new(state));
+                Ok(true)
+            }
+            Err(e) => {
+                self.shared.verdicts.set_excluded(upstream, before);
+                Err(e)
+            }
+        }
     }
 
     /// `[server]` settings of the loaded config that differ from the running ones

@@ -7,6 +7,7 @@ use ringleader_balancer::{
     BackendSpec, Balancer, BalancerConfig, EjectionPolicy, HealthPolicy, StrategyKind,
 };
 use rustls_pki_types::ServerName;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,7 +235,22 @@ impl Upstream {
     /// Call [`Upstream::check`] for every upstream first: `update` is applied
     /// here and is not undone if a later upstream fails.
     pub fn build(name: &str, cfg: &UpstreamConfig, prev: Option<&Upstream>) -> Result<Upstream> {
-        let (specs, bconfig, strategy) = balancer_parts(cfg)?;
+        Upstream::build_excluding(name, cfg, prev, None)
+    }
+
+    /// [`Upstream::build`], with the backends in `excluded` (objectively down) still
+    /// configured (pools, health checks) but out of the balancer, unless that would
+    /// leave it empty.
+    pub fn build_excluding(
+        name: &str,
+        cfg: &UpstreamConfig,
+        prev: Option<&Upstream>,
+        excluded: Option<&BTreeSet<String>>,
+    ) -> Result<Upstream> {
+        let (mut specs, bconfig, strategy) = balancer_parts(cfg)?;
+        if let Some(ex) = excluded.filter(|ex| specs.iter().any(|s| !ex.contains(&s.id))) {
+            specs.retain(|s| !ex.contains(&s.id));
+        }
         let budget = match prev {
             Some(p) if p.config.retry.budget_percent == cfg.retry.budget_percent => {
                 p.budget.clone()

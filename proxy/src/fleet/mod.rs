@@ -1,6 +1,7 @@
 //! The proxy's side of a cluster (`[cluster]`): connect to etcd, feed each cluster-fed
-//! upstream's membership into [`Proxy::set_backends`] from a watcher of its own, and
-//! lease the X-Request-Id worker id.
+//! upstream's membership into [`Proxy::set_backends`] from a watcher of its own, lease
+//! the X-Request-Id worker id, and share health verdicts (`objective`: a backend a
+//! quorum of the live proxies holds down leaves every proxy's consistent-hash ring).
 use crate::config::{
     backend_name_problem, backends_problem, is_host_port, BackendConfig, ClusterConfig,
 };
@@ -12,7 +13,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod objective;
 pub(crate) mod status;
+pub(crate) mod verdicts;
 
 use status::Feed;
 
@@ -77,6 +80,12 @@ async fn run(proxy: Proxy, cfg: ClusterConfig, startup: watch::Sender<Startup>) 
         return;
     };
     let ccfg = cluster_config(&cfg);
+    let quorum = cfg.health_quorum.as_ref().map(|q| *q.get_ref());
+    let _verdicts = AbortOnDrop(tokio::spawn(objective::run(
+        proxy.clone(),
+        ccfg.clone(),
+        quorum,
+    )));
     let cluster = connect(&ccfg).await;
     status.reached.store(true, Relaxed);
     let _lease = AbortOnDrop(tokio::spawn(lease_worker(proxy.clone(), cluster.clone())));

@@ -14,6 +14,7 @@ mod health;
 mod limits;
 mod membership;
 mod names;
+mod objective;
 mod pool;
 mod reload;
 mod retries;

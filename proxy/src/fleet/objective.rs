@@ -1,0 +1,191 @@
+//! Objective down across a fleet (issue #16): publish this proxy's own verdicts, watch
+//! every proxy's, and take a backend that a quorum of the live proxies holds down out
+//! of each consistent-hash ring, on every proxy at once. While etcd is unreachable, each
+//! proxy's own verdicts stand in for the fleet's (one WARN, `"source": "local"`).
+use super::verdicts::{FleetView, Own, Source, UpstreamView};
+use super::{chain, RETRY};
+use crate::state::{Proxy, State};
+use ringleader_balancer::StrategyKind;
+use ringleader_cluster::{
+    live_proxies, objective, Cluster, OwnVerdicts, Quorum, UpstreamVerdicts, VerdictPublisher,
+    VerdictWatch,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Longest wait between two looks at the fleet (the watch and this proxy's verdicts
+/// wake the loop at once; this bounds noticing that etcd went away).
+const POLL: Duration = Duration::from_millis(250);
+
+/// Run the fleet's verdicts for `proxy` until aborted.
+pub(crate) async fn run(
+    proxy: Proxy,
+    ccfg: ringleader_cluster::ClusterConfig,
+    quorum: Option<u32>,
+) {
+    let verdicts = proxy.shared.verdicts.clone();
+    let mut own_rx = verdicts.subscribe();
+    let mut reloads = proxy.shared.reloaded.subscribe();
+    let quorum_rule = quorum.map_or(Quorum::Majority, Quorum::Fixed);
+    let mut cluster: Option<Cluster> = None;
+    let mut publisher: Option<VerdictPublisher> = None;
+    let mut watch: Option<VerdictWatch> = None;
+    let mut source = Source::Standalone;
+    let mut all_down_warned: BTreeSet<String> = BTreeSet::new();
+    loop {
+        // Connect, lease, watch: whatever is missing (each attempt is bounded by the
+        // request timeout).
+        if cluster.is_none() {
+            cluster = Cluster::connect(&ccfg).await.ok();
+        }
+        if let Some(c) = &cluster {
+            if publisher.is_none() {
+                match c.publish_verdicts().await {
+                    Ok(p) => publisher = Some(p),
+                    Err(e) => {
+                        tracing::debug!(error = %chain(&e), "cannot take the verdicts' lease yet")
+                    }
+                }
+            }
+            if watch.is_none() {
+                match c.watch_verdicts().await {
+                    Ok(w) => watch = Some(w),
+                    Err(e) => tracing::debug!(error = %chain(&e), "cannot watch the verdicts yet"),
+                }
+            }
+        }
+        let state = proxy.shared.state.load_full();
+        let own = verdicts.own();
+        if let Some(p) = &publisher {
+            p.publish(publishable(&state, &own));
+        }
+        let fleet = watch.as_ref().filter(|w| w.is_connected());
+        let now = if fleet.is_some() {
+            Source::Fleet
+        } else {
+            Source::Local
+        };
+        if now != source {
+            match now {
+                Source::Local => tracing::warn!(
+                    endpoints = ?ccfg.endpoints,
+                    "etcd unreachable: health verdicts are this proxy's own until it answers \
+                     (a backend it sees down leaves its consistent-hash rings)"
+                ),
+                _ if source == Source::Local => {
+                    tracing::info!("etcd answers: health verdicts are the fleet's again")
+                }
+                _ => {}
+            }
+            source = now;
+        }
+        let fleet_verdicts = fleet.map(|w| w.verdicts());
+        let mut view = FleetView {
+            source,
+            proxy_id: publisher.as_ref().map(VerdictPublisher::proxy_id),
+            quorum,
+            upstreams: BTreeMap::new(),
+        };
+        for (name, up) in &state.upstreams {
+            if up.config.health.is_none() {
+                continue;
+            }
+            let me = view.proxy_id.clone().unwrap_or_else(|| "self".into());
+            let uv: UpstreamVerdicts = match &fleet_verdicts {
+                Some(v) => v.upstreams.get(name).cloned().unwrap_or_default(),
+                // Local: this proxy's own verdicts, as a fleet of one.
+                None => own
+                    .iter()
+                    .filter(|((u, _), _)| u == name)
+                    .map(|((_, b), d)| (b.clone(), BTreeMap::from([(me.clone(), *d)])))
+                    .collect(),
+            };
+            let live = live_proxies(&uv);
+            let rule = if fleet_verdicts.is_some() {
+                quorum_rule
+            } else {
+                Quorum::Majority
+            };
+            let o = objective(&uv, &live, rule);
+            let configured: BTreeSet<String> =
+                up.authorities.iter().map(|(id, _)| id.clone()).collect();
+            let down: BTreeSet<String> = o.down.intersection(&configured).cloned().collect();
+            // Placement changes only for consistent hashing (every proxy must agree on
+            // key -> backend); never all backends out (that would be no ring at all).
+            let mut out = if up.strategy == StrategyKind::ConsistentHash {
+                down.clone()
+            } else {
+                BTreeSet::new()
+            };
+            if !out.is_empty() && out == configured {
+                if all_down_warned.insert(name.clone()) {
+                    tracing::warn!(upstream = %name, "every backend is objectively down: the ring keeps them all");
+                }
+                out.clear();
+            } else {
+                all_down_warned.remove(name);
+            }
+            let before = verdicts.excluded(name);
+            if before != out {
+                for b in out.difference(&before) {
+                    tracing::warn!(upstream = %name, backend = %b, live = o.live.len(), quorum = o.needed, source = source.as_str(),
+                        "backend {b} objectively down ({} of {} live proxies agree): out of the ring on every proxy", o.needed, o.live.len());
+                }
+                for b in before.difference(&out) {
+                    tracing::info!(upstream = %name, backend = %b, source = source.as_str(), "backend {b} no longer objectively down: back in the ring");
+                }
+                if let Err(e) = proxy.set_excluded(name, out) {
+                    tracing::warn!(upstream = %name, error = %e, "objective verdicts not applied");
+                }
+            }
+            view.upstreams.insert(
+                name.clone(),
+                UpstreamView {
+                    live: o.live.len(),
+                    needed: o.needed,
+                    by_proxy: uv,
+                    down,
+                },
+            );
+        }
+        // Upstreams gone or no longer checked: nothing out of their rings.
+        for name in state.upstreams.keys() {
+            if !view.upstreams.contains_key(name) && !verdicts.excluded(name).is_empty() {
+                let _ = proxy.set_excluded(name, BTreeSet::new());
+            }
+        }
+        verdicts.set_view(view);
+        let missing = cluster.is_none() || publisher.is_none() || watch.is_none();
+        tokio::select! {
+            r = own_rx.changed() => if r.is_err() { return },
+            r = reloads.changed() => if r.is_err() { return },
+            _ = changed(&mut watch) => {}
+            _ = tokio::time::sleep(if missing { RETRY } else { POLL }) => {}
+        }
+    }
+}
+
+/// The next change of the fleet's verdicts (never, without a watch).
+async fn changed(watch: &mut Option<VerdictWatch>) {
+    match watch {
+        Some(w) => {
+            if w.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// This proxy's verdicts on backends still configured in checked upstreams.
+fn publishable(state: &State, own: &Own) -> OwnVerdicts {
+    own.iter()
+        .filter(|((u, b), _)| {
+            state
+                .upstreams
+                .get(u)
+                .is_some_and(|up| up.config.health.is_some() && up.index_of(b).is_some())
+        })
+        .map(|(k, d)| (k.clone(), *d))
+        .collect()
+}
