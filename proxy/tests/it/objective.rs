@@ -51,6 +51,10 @@ impl Backend {
         self.sick.lock().insert(path.to_string());
     }
 
+    fn heal(&self) {
+        self.sick.lock().clear();
+    }
+
     fn kill(&self) {
         self.killed.store(true, Relaxed);
         for t in self.tasks.lock().drain(..) {
@@ -302,6 +306,51 @@ async fn a_killed_backend_is_objectively_down_and_every_proxy_moves_exactly_its_
         "b1 killed: objectively down on all three proxies after {took:?}; \
          {moved} of 1000 keys moved, to the same owners through every proxy"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_majority_takes_a_backend_out_of_every_ring_and_it_comes_back_with_its_keys() {
+    let Some((_etcd, b, servers)) = fleet("majority", "").await else {
+        return;
+    };
+    until_all(&servers, "three live proxies, all up", |v| {
+        let ups = &v["upstreams"]["app"]["verdicts"];
+        ups["live_proxies"] == 3 && b.iter().all(|x| backend(v, x)["objective"] == "up")
+    })
+    .await;
+    let before = agreed_owners(&servers, 300).await;
+    // b0 fails p0's and p1's checks: two of three, objectively down. p2 still sees it
+    // up, and takes it out of its ring all the same (placement follows the fleet).
+    b[0].set_sick("/healthz/p0");
+    b[0].set_sick("/healthz/p1");
+    until_all(&servers, "b0 objectively down everywhere", |v| {
+        let e = backend(v, &b[0]);
+        e["objective"] == "down" && e["in_ring"] == false
+    })
+    .await;
+    let v = status(servers[2].admin_addr()).await;
+    assert_eq!(
+        backend(&v, &b[0])["subjective"],
+        "up",
+        "p2 alone sees it up"
+    );
+    let during = agreed_owners(&servers, 300).await;
+    for k in 0..300 {
+        if before[k] == "b0" {
+            assert_ne!(during[k], "b0");
+        } else {
+            assert_eq!(during[k], before[k], "key {k} stays where it was");
+        }
+    }
+    // Healed: up again after `rise` passes, back in every ring, its keys back.
+    b[0].heal();
+    until_all(&servers, "b0 back in every ring", |v| {
+        let e = backend(v, &b[0]);
+        e["objective"] == "up" && e["in_ring"] == true && e["subjective"] == "up"
+    })
+    .await;
+    let after = agreed_owners(&servers, 300).await;
+    assert_eq!(after, before, "every key back with its owner");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
