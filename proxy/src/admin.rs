@@ -1,6 +1,7 @@
-//! The admin endpoints: `GET /metrics` (Prometheus text) and `GET /status` (JSON).
+//! The admin endpoints: `GET /metrics` (Prometheus text), `GET /status` (JSON), the status page at `/` and `GET /ring` (key lookup).
 use crate::response::ProxyBody;
 use crate::state::Proxy;
+use crate::status_fields;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
@@ -17,11 +18,9 @@ pub(crate) fn handle<B>(proxy: &Proxy, req: &Request<B>) -> Response<ProxyBody> 
             "application/json",
             proxy.status_json().to_string(),
         ),
-        (&Method::GET, "/") => (
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "ringleader admin: GET /metrics (Prometheus), GET /status (JSON)\n".to_string(),
-        ),
+        // The live status page, and the key lookup its consistent-hash upstreams use.
+        (&Method::GET, "/") => return crate::status_page::page(),
+        (&Method::GET, "/ring") => return crate::status_page::ring(proxy, req.uri().query()),
         (&Method::GET, _) => (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
@@ -73,6 +72,9 @@ impl Proxy {
                         "idle_connections": up.index_of(b.id()).map_or(0, |i| up.conns[i].idle()),
                         // Upgraded connections (WebSocket and other tunnels) open to it now.
                         "upgraded": up.index_of(b.id()).map_or(0, |i| up.conns[i].upgraded()),
+                        "last_check": status_fields::last_check(b),
+                        "check_progress": status_fields::check_progress(b, up.config.health.as_ref()),
+                        "ejection_left_ms": status_fields::ejection_left_ms(b),
                     })
                 })
                 .collect();
@@ -102,12 +104,17 @@ impl Proxy {
                     // Health verdicts per backend: this proxy's (subjective), the fleet's
                     // (objective, by quorum), every proxy's, and whether it is in the ring.
                     "verdicts": self.shared.verdicts.status(name, up.config.health.is_some()),
+                    "retry_budget": status_fields::retry_budget(up),
+                    "hash_key": status_fields::hash_key(up),
                     "backends": backends,
                 }),
             );
         }
         serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": self.shared.started.elapsed().as_secs(),
+            "last_reload": status_fields::last_reload(self.shared.last_reload.lock().as_ref()),
+            "listeners": status_fields::listeners(&self.shared.running),
             // X-Request-Id's Snowflake worker (null: none held, see request_ids);
             // `worker_id_defaulted` is true when RINGLEADER_WORKER_ID was unset (then
             // replicas may share request IDs).

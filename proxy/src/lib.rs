@@ -47,8 +47,11 @@ mod metrics;
 mod pool;
 mod request_id;
 mod response;
+mod ring_lookup;
 mod server;
 mod state;
+mod status_fields;
+mod status_page;
 mod tls;
 mod upstream;
 

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -72,6 +72,29 @@ pub(crate) struct Shared {
     /// The `[server]` settings the process started with: those a reload cannot
     /// change ([`restart_settings`]) keep these values until a restart.
     pub(crate) running: ServerConfig,
+    /// The last reload attempt (none yet: `None`), for /status and the status page.
+    pub(crate) last_reload: Mutex<Option<LastReload>>,
+}
+
+/// When the last reload was attempted and how it ended.
+#[derive(Debug, Clone)]
+pub(crate) struct LastReload {
+    /// Wall-clock time, for display.
+    pub(crate) at: SystemTime,
+    /// The same instant on the monotonic clock, for "how long ago".
+    pub(crate) since: Instant,
+    /// Why it was rejected (`None`: applied).
+    pub(crate) error: Option<String>,
+}
+
+impl LastReload {
+    fn now(error: Option<&Error>) -> LastReload {
+        LastReload {
+            at: SystemTime::now(),
+            since: Instant::now(),
+            error: error.map(ToString::to_string),
+        }
+    }
 }
 
 /// A `[server]` setting that a reload changed but that applies only after a restart.
@@ -261,6 +284,7 @@ impl Proxy {
             apply: Mutex::new(()),
             membership: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
+            last_reload: Mutex::new(None),
         });
         let p = Proxy { shared };
         p.restart_health(None);
@@ -314,6 +338,7 @@ impl Proxy {
             Ok(s) => s,
             Err(e) => {
                 self.shared.metrics.reload_failures.fetch_add(1, Relaxed);
+                self.note_reload(Some(&e));
                 return Err(e);
             }
         };
@@ -321,6 +346,7 @@ impl Proxy {
         self.restart_health(None);
         self.shared.reloaded.send_modify(|n| *n += 1);
         self.shared.metrics.reloads.fetch_add(1, Relaxed);
+        self.note_reload(None);
         tracing::info!("config reloaded");
         for p in &pending {
             tracing::warn!(
@@ -443,6 +469,11 @@ impl Proxy {
         pending
     }
 
+    /// Record a reload attempt for /status (`error`: why it was rejected).
+    fn note_reload(&self, error: Option<&Error>) {
+        *self.shared.last_reload.lock() = Some(LastReload::now(error));
+    }
+
     /// Drop the membership kept for `upstream` (no longer fed from the cluster).
     pub(crate) fn forget_membership(&self, upstream: &str) {
         self.shared.membership.lock().remove(upstream);
@@ -474,6 +505,7 @@ impl Proxy {
             if matches!(e, Error::Config { .. } | Error::ReadConfig { .. }) {
                 self.shared.metrics.reload_failures.fetch_add(1, Relaxed);
             }
+            self.note_reload(Some(e));
             tracing::warn!(error = %e, "reload rejected; the previous config keeps serving");
         }
         res

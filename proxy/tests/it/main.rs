@@ -20,4 +20,5 @@ mod reload;
 mod retries;
 mod streaming;
 mod tls;
+mod ui;
 mod upgrade;
