@@ -203,8 +203,20 @@ pub(crate) fn balancer_parts(
         .collect();
     let health = cfg.health.clone().unwrap_or_default();
     let p = &cfg.passive;
+    // hash_compat: backends placed by address and weight as nginx / libketama do
+    // (issue #18); the balancer's type is named by the same lowercase names.
+    let hash_compat = match &cfg.hash_compat {
+        Some(c) => Some(
+            c.get_ref()
+                .name()
+                .parse()
+                .map_err(|e| Error::Balancer(ringleader_balancer::Error::Ring(format!("{e}"))))?,
+        ),
+        None => None,
+    };
     let config = BalancerConfig {
         strategy,
+        hash_compat,
         health: HealthPolicy {
             rise: health.rise,
             fall: health.fall,
@@ -404,6 +416,28 @@ mod tests {
         assert!(tls_client(&up).unwrap().is_some());
         let target = h2_target(&up, "127.0.0.1:9101", tls_client(&up).unwrap().as_ref());
         assert!(target.unwrap().tls.is_some(), "never cleartext for h2");
+    }
+
+    #[test]
+    fn hash_compat_reaches_the_balancer() {
+        let toml = |compat: &str| {
+            format!(
+                "[upstream.app]\nstrategy = \"consistent_hash\"\nhash_key = \"query:k\"\n{compat}\
+                 backends = [{{ addr = \"127.0.0.1:9101\" }}, {{ addr = \"127.0.0.1:9102\", weight = 2 }}]\n"
+            )
+        };
+        for (line, want) in [
+            ("hash_compat = \"nginx\"\n", Some("nginx")),
+            ("hash_compat = \"ketama\"\n", Some("ketama")),
+            ("", None),
+        ] {
+            let cfg = crate::Config::from_toml_str(&toml(line), "t.toml").unwrap();
+            let (specs, b, _) = balancer_parts(&cfg.upstreams["app"]).unwrap();
+            assert_eq!(b.hash_compat.map(|c| c.to_string()).as_deref(), want);
+            // Placed by the server address as written, with its weight.
+            assert_eq!(specs[1].addr, "127.0.0.1:9102");
+            assert_eq!(specs[1].weight, 2);
+        }
     }
 
     #[test]
