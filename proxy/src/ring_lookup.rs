@@ -8,6 +8,9 @@
 //! comes from the balancer's own consistent-hash strategy over the live backends,
 //! their health and (with bounded load) their in-flight counts: the backend a
 //! request with that key would be sent to now, then the ones it would fail over to.
+//! One exception: with `hash_compat = "nginx"`, when nginx's walk of 20 points finds
+//! no available backend, nginx (and the proxy) go round robin; requests then rotate
+//! while `/ring` names the round robin's first choice.
 use crate::config::HashKey;
 use crate::state::Proxy;
 use http::StatusCode;

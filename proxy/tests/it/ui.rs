@@ -18,9 +18,14 @@ use std::time::{Duration, Instant};
 use tokio::task::block_in_place;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
-/// Three named backends with different latencies, consistent hashing on a header,
-/// active checks every 100 ms (rise 2, fall 2).
+/// Named backends, consistent hashing on a header, active checks every 100 ms
+/// (rise 2, fall 2).
 fn hashed_three(b: &[DemoBackend]) -> Config {
+    hashed(b, "")
+}
+
+/// [`hashed_three`] with `extra` in `[upstream.app]` (a `hash_compat`).
+fn hashed(b: &[DemoBackend], extra: &str) -> Config {
     let entries: Vec<String> = b
         .iter()
         .map(|b| format!("{{ addr = \"{}\", name = \"{}\" }}", b.addr(), b.name()))
@@ -28,7 +33,7 @@ fn hashed_three(b: &[DemoBackend]) -> Config {
     config_of(
         "",
         &entries,
-        "strategy = \"consistent_hash\"\nhash_key = \"header:x-user-id\"",
+        &format!("strategy = \"consistent_hash\"\nhash_key = \"header:x-user-id\"\n{extra}"),
         "[upstream.app.health]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"500ms\"\nrise = 2\nfall = 2\n",
     )
 }
@@ -78,15 +83,27 @@ fn key(i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_agrees_with_the_proxys_routing_for_1000_keys() {
+    ring_agrees_with_routing("", 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_agrees_with_routing_on_nginx_and_ketama_placements() {
+    ring_agrees_with_routing("hash_compat = \"nginx\"", 300).await;
+    ring_agrees_with_routing("hash_compat = \"ketama\"", 300).await;
+}
+
+/// For `keys` keys, the backend a request with the key reaches is /ring's owner;
+/// then with one backend down, for a fifth of them, the next in their order.
+async fn ring_agrees_with_routing(extra: &str, keys: usize) {
     let b = named_backends(&[("alpha", 0), ("beta", 0), ("gamma", 0), ("delta", 0)]).await;
-    let s = start(hashed_three(&b)).await;
+    let s = start(hashed(&b, extra)).await;
     let (proxy, admin) = (s.proxy_addr(), s.admin_addr());
     let name_of: HashMap<String, &str> =
         b.iter().map(|b| (b.addr().to_string(), b.name())).collect();
     let c = client();
     let mut owners = HashMap::new();
     let mut per_backend: HashMap<&str, usize> = HashMap::new();
-    for i in 0..1000 {
+    for i in 0..keys {
         let k = key(i);
         let routed = send(&c, proxy, "GET", "/", &[("x-user-id", &k)], "").await;
         assert_eq!(routed.status, 200);
@@ -112,7 +129,10 @@ async fn ring_agrees_with_the_proxys_routing_for_1000_keys() {
     }
     // The keys spread over all four (each gets a fair share, give or take).
     assert_eq!(per_backend.len(), 4, "{per_backend:?}");
-    assert!(per_backend.values().all(|&n| n > 100), "{per_backend:?}");
+    assert!(
+        per_backend.values().all(|&n| n > keys / 10),
+        "{extra}: {per_backend:?}"
+    );
 
     // One backend down: its keys go to the next in their failover order, and /ring
     // says so; the others stay.
@@ -122,7 +142,7 @@ async fn ring_agrees_with_the_proxys_routing_for_1000_keys() {
         health_of(admin, b[1].addr()).await.as_deref() == Some("down")
     })
     .await;
-    for i in 0..200 {
+    for i in 0..keys / 5 {
         let k = key(i);
         let before = &owners[&k];
         let expect: Vec<&String> = before.iter().filter(|a| **a != dead).collect();
