@@ -641,3 +641,41 @@ async fn the_status_page_shows_a_backend_going_down_live_in_a_real_browser() {
     drop(page);
     drop(chromium);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_checks_counting_towards_fall() {
+    let b = named_backends(&[("alpha", 0)]).await;
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [upstream.app]\nbackends = [{{ addr = \"{}\" }}]\n\
+         [upstream.app.health]\npath = \"/healthz\"\ninterval = \"100ms\"\nrise = 2\nfall = 50\n",
+        b[0].addr()
+    );
+    let s = start(Config::from_toml_str(&text, "t.toml").unwrap()).await;
+    let admin = s.admin_addr();
+    wait_until(Duration::from_secs(10), "a first check", || async {
+        backend_status(admin, b[0].addr()).await.unwrap()["last_check"]["ok"] == true
+    })
+    .await;
+    assert_eq!(
+        backend_status(admin, b[0].addr()).await.unwrap()["check_progress"],
+        Value::Null
+    );
+    // Failing checks count towards fall = 50 (about 5 s away): "going down n/50".
+    b[0].set_healthy(false);
+    wait_until(Duration::from_secs(4), "going down", || async {
+        let p = &backend_status(admin, b[0].addr()).await.unwrap()["check_progress"];
+        p["towards"] == "down" && p["count"].as_u64().is_some_and(|n| n >= 2) && p["of"] == 50
+    })
+    .await;
+    b[0].set_healthy(true);
+    wait_until(
+        Duration::from_secs(4),
+        "the count reset by a pass",
+        || async {
+            backend_status(admin, b[0].addr()).await.unwrap()["check_progress"] == Value::Null
+        },
+    )
+    .await;
+    assert_eq!(health_of(admin, b[0].addr()).await.as_deref(), Some("up"));
+}
