@@ -318,6 +318,14 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
                     b.record_last_check(ok, &outcome.to_string(), took);
                 }
                 det.get().on_check(ok, took, now());
+                // Accrual's phi stays 0 until a first check passes, so a backend that
+                // never answered would never be suspected: its failed checks count as
+                // failures on live traffic do (confirmation probes decide).
+                if let (false, false, Det::Accrual(a)) = (ok, confirm, &mut det) {
+                    if a.is_up() && a.suspect_at().is_none() {
+                        a.on_passive_failure(now());
+                    }
+                }
                 published = true;
                 if let Some(n) = &mut restored_passes {
                     *n = if ok { *n + 1 } else { 0 };
@@ -615,6 +623,109 @@ mod tests {
         let slow = Outcome::TimedOut(Duration::from_millis(1500));
         assert_eq!(slow.to_string(), "timed out after 1s 500ms");
         assert!(!slow.passed() && !reset.passed());
+    }
+
+    /// A check task of the backend at `addr` (one backend, upstream "app") with
+    /// `h`; its balancer and the verdicts it writes.
+    fn accrual_task(
+        addr: &str,
+        h: HealthConfig,
+    ) -> (Arc<Balancer>, Arc<Verdicts>, tokio::task::JoinHandle<()>) {
+        let lb = Arc::new(
+            Balancer::new(
+                vec![ringleader_balancer::BackendSpec::new(addr, 1)],
+                ringleader_balancer::BalancerConfig::default(),
+            )
+            .unwrap(),
+        );
+        let verdicts = Arc::new(Verdicts::default());
+        let t = Target {
+            lb: lb.clone(),
+            id: addr.to_string(),
+            label: addr.into(),
+            upstream: "app".into(),
+            h2: None,
+            connect_timeout: Duration::from_secs(1),
+            verdicts: verdicts.clone(),
+        };
+        (lb, verdicts, tokio::spawn(check_loop(t, Arc::new(h))))
+    }
+
+    /// Wait (5 s at most) until this proxy's verdict on `addr` is `down`.
+    async fn verdict_becomes(verdicts: &Verdicts, addr: &str, down: bool) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if verdicts.own_verdict("app", addr) == Some(down) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// A port nothing listens on (bound, then closed).
+    async fn closed_port() -> String {
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn accrual_marks_down_a_backend_that_never_answered() {
+        let addr = closed_port().await;
+        let h = HealthConfig {
+            detector: DetectorKind::Accrual,
+            interval: Duration::from_millis(50),
+            confirm: 2,
+            confirm_interval: Duration::from_millis(20),
+            ..HealthConfig::default()
+        };
+        let (lb, verdicts, task) = accrual_task(&addr, h);
+        assert!(
+            verdict_becomes(&verdicts, &addr, true).await,
+            "never marked down"
+        );
+        // The balancer follows the detector.
+        assert_eq!(lb.backends()[0].health(), Health::Down);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn accrual_is_fed_by_failures_on_live_traffic() {
+        // A backend that answers one check, then is gone.
+        let (addr, first) = backend("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        // Regular checks every 10 s and a 1 s deviation floor: silence alone would take
+        // more than 10 s to raise suspicion.
+        let h = HealthConfig {
+            detector: DetectorKind::Accrual,
+            interval: Duration::from_secs(10),
+            min_std_dev: Duration::from_secs(1),
+            confirm: 2,
+            confirm_interval: Duration::from_millis(20),
+            ..HealthConfig::default()
+        };
+        let (lb, verdicts, task) = accrual_task(&addr, h);
+        first.await.unwrap();
+        assert!(
+            verdict_becomes(&verdicts, &addr, false).await,
+            "first check"
+        );
+        // Requests keep failing: the probes confirm, long before the next regular check.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while verdicts.own_verdict("app", &addr) != Some(true) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not down within 5 s of failing requests"
+            );
+            lb.pick(&ringleader_balancer::RequestCtx::new())
+                .unwrap()
+                .failure();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        task.abort();
     }
 
     #[test]
