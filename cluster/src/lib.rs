@@ -30,6 +30,12 @@
 //! | a backend value is not valid JSON | - | that backend is left out, with a warning |
 //! | process killed | its worker id is free once its lease expires (TTL); the next holder starts after its high-water | a registered backend disappears after the TTL |
 //!
+//! Verdicts ([`Cluster::publish_verdicts`], [`Cluster::watch_verdicts`]): while etcd is
+//! unreachable a [`VerdictWatch`] keeps the last verdicts and says it is not connected
+//! (the proxy then falls back to its own), and a [`VerdictPublisher`] retries; a lease
+//! that expired meanwhile is replaced (a new proxy id) and every verdict written again;
+//! a killed publisher's verdicts disappear with its lease, after the TTL.
+//!
 //! The client is `etcdv3client`, which ships its generated gRPC code: building needs no
 //! `protoc`. etcd 3.5 or later is the production minimum (3.4 is end-of-life; the tests
 //! also run against Debian's 3.4).
