@@ -552,6 +552,16 @@ async fn the_status_page_shows_a_backend_going_down_live_in_a_real_browser() {
             page.eval("document.getElementById('version').textContent"),
             env!("CARGO_PKG_VERSION")
         );
+        // The page's CSP keeps it on its own listener: a fetch of another origin (the
+        // proxy's listener) is refused by the browser as a connect-src violation.
+        let violated = page.eval(&format!(
+            "new Promise(done => {{ \
+               document.addEventListener('securitypolicyviolation', \
+                 e => done(e.violatedDirective), {{ once: true }}); \
+               fetch('http://{proxy}/').then(() => done('fetched'), () => {{}}); \
+               setTimeout(() => done('no violation in 5 s'), 5000); }})"
+        ));
+        assert_eq!(violated, "connect-src");
         // A mark that a reload of the page would lose.
         page.eval("window.__ringleaderMark = 17");
 
