@@ -645,6 +645,24 @@ async fn the_status_page_shows_a_backend_going_down_live_in_a_real_browser() {
                 Path::new(&path).display()
             );
         }
+    });
+
+    // A reload shows in the header, and so does a setting it changed that waits for
+    // a restart.
+    let mut cfg = hashed_three(&b);
+    cfg.server.listen = "127.0.0.1:1".parse().unwrap();
+    s.proxy().reload(cfg).unwrap();
+    block_in_place(|| {
+        page.eval_until(
+            "[document.getElementById('reload').textContent, \
+              document.getElementById('restart').textContent]",
+            Duration::from_secs(5),
+            "the reload in the header",
+            |v| {
+                v[0].as_str().is_some_and(|t| t.starts_with("ok at "))
+                    && v[1] == "restart required: server.listen"
+            },
+        );
         page.close_browser();
     });
     traffic.abort();
