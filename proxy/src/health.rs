@@ -241,13 +241,11 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
     // A task restarted by a reload or a membership change starts from this proxy's
     // last verdict (or the balancer's state): a fresh detector holds the backend up,
     // so `rise` passes counted here bring it up again.
-    let known = t
-        .verdicts
-        .own_verdict(&t.upstream, &t.id)
-        .or_else(|| t.down());
-    let mut down = known == Some(true);
+    let own = t.verdicts.own_verdict(&t.upstream, &t.id);
+    let mut down = own.or_else(|| t.down()) == Some(true);
     let mut restored_passes: Option<u32> = down.then_some(0);
-    let mut published = known.is_some();
+    // Nothing is published before a first check unless something is known.
+    let mut published = own.is_some() || down;
     // Consecutive results of this task, for the log lines.
     let (mut passes, mut fails, mut probes_failed) = (0u32, 0u32, 0u32);
     let mut seen_failures = t.failures();
@@ -725,6 +723,55 @@ mod tests {
                 .failure();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_restarted_task_keeps_its_backend_down_until_rise_passes() {
+        // One passing check, then refused: rise = 2 is never reached.
+        let (addr, first) = backend("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        let h = HealthConfig {
+            interval: Duration::from_millis(30),
+            rise: 2,
+            fall: 2,
+            ..HealthConfig::default()
+        };
+        // What an earlier task concluded (a reload or a membership change restarts
+        // tasks; a backend put back in a ring is a fresh one in the balancer).
+        let (lb, verdicts) = (
+            Arc::new(
+                Balancer::new(
+                    vec![ringleader_balancer::BackendSpec::new(&addr, 1)],
+                    ringleader_balancer::BalancerConfig::default(),
+                )
+                .unwrap(),
+            ),
+            Arc::new(Verdicts::default()),
+        );
+        verdicts.set_own("app", &addr, true);
+        let t = Target {
+            lb: lb.clone(),
+            id: addr.clone(),
+            label: addr.as_str().into(),
+            upstream: "app".into(),
+            h2: None,
+            connect_timeout: Duration::from_secs(1),
+            verdicts: verdicts.clone(),
+        };
+        let task = tokio::spawn(check_loop(t, Arc::new(h)));
+        first.await.unwrap();
+        // Wait for a later, refused check.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while lb.backends()[0].last_check().is_none_or(|(ok, ..)| ok) {
+            assert!(tokio::time::Instant::now() < deadline, "no second check");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(verdicts.own_verdict("app", &addr), Some(true));
+        assert_eq!(
+            lb.backends()[0].health(),
+            Health::Down,
+            "the balancer follows"
+        );
         task.abort();
     }
 
