@@ -62,6 +62,7 @@
 
 mod accrual;
 mod rise_fall;
+pub mod sim;
 
 pub use accrual::{phi, Accrual, AccrualConfig};
 pub use rise_fall::{RiseFall, RiseFallConfig};

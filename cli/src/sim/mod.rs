@@ -4,6 +4,7 @@ use clap::Subcommand;
 use crate::CliError;
 
 pub mod balance;
+pub mod detect;
 mod plot;
 pub mod reshard;
 
@@ -14,6 +15,8 @@ pub enum SimCommand {
     Reshard(reshard::ReshardArgs),
     /// Latency simulation of balancing strategies.
     Balance(balance::BalanceArgs),
+    /// Failure-detection simulation: rise/fall against phi accrual.
+    Detect(detect::DetectArgs),
 }
 
 /// Run a parsed `ringleader sim` subcommand.
@@ -21,5 +24,6 @@ pub fn run(command: SimCommand) -> Result<(), CliError> {
     match command {
         SimCommand::Reshard(args) => reshard::run(args),
         SimCommand::Balance(args) => balance::run(args),
+        SimCommand::Detect(args) => detect::run(args),
     }
 }
