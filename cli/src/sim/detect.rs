@@ -150,7 +150,8 @@ fn write_svg(
                 (
                     r.detect_mean_s,
                     y(r.false_downs_per_hour),
-                    r.default,
+                    // Ring and label the default once, on its own curve.
+                    r.default && r.curve == curve,
                     r.setting.as_str(),
                 )
             })
