@@ -1,4 +1,6 @@
 //! The request handler: check and route a client's request, forward it, and shape the answer.
+use crate::access_log::{self, counting_attempts};
+use crate::config::AccessLog;
 use crate::error::{Error, Result};
 use crate::forward::forward;
 use crate::forward::tunnel::{self, Tunnel};
@@ -15,7 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Handle one client request.
 pub(crate) async fn handle(
@@ -53,7 +55,7 @@ pub(crate) async fn handle(
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let trailers_ok = parts.headers.get_all(TE).iter().any(te_trailers);
-    let access_log = state.config.server.access_log.is_on();
+    let access_log = state.config.server.access_log;
     let request_timeout = state.config.server.request_timeout;
     let routed: Result<Arc<Upstream>> = (|| {
         head_checked?;
@@ -100,6 +102,8 @@ pub(crate) async fn handle(
 
     // Where a relayed 101 leads: the client's side of the upgrade and the upstream.
     let mut switching = None;
+    // What the access log needs of the request, when it is on.
+    let mut logged: Option<Logged> = None;
     let result = match routed {
         Ok(up) => {
             if let Some(a) = parts.uri.authority() {
@@ -128,45 +132,33 @@ pub(crate) async fn handle(
             }
             let host = parts.headers.get(HOST).cloned();
             headers::set_forwarded(&mut parts.headers, peer_ip, scheme, host);
-            let method = access_log.then(|| parts.method.clone());
-            let path = access_log.then(|| parts.uri.path().to_string());
-            let res = forward(&up, parts, body, peer, request_timeout, m).await;
-            if access_log {
-                let (status, backend, addr) = match &res {
-                    Ok((r, i, _)) => (
-                        r.status().as_u16(),
-                        &*up.labels[*i],
-                        up.authorities[*i].0.as_str(),
-                    ),
-                    Err(e) => (e.status().as_u16(), "-", "-"),
-                };
-                tracing::info!(
-                    target: "ringleader::access",
-                    method = %method.unwrap_or_default(),
-                    path = %path.unwrap_or_default(),
-                    status,
-                    upstream = %up.name,
-                    backend,
-                    addr,
-                    latency_us = start.elapsed().as_micros() as u64,
-                    request_id = req_id.to_str().unwrap_or("-"),
-                );
+            if access_log.is_on() {
+                logged = Some(Logged::new(
+                    &parts,
+                    body.is_end_stream(),
+                    Some(up.clone()),
+                    &req_id,
+                ));
+            }
+            let (res, attempts) =
+                counting_attempts(forward(&up, parts, body, peer, request_timeout, m)).await;
+            if let Ok((r, i, _)) = &res {
+                m.backend_responses
+                    .with(&up.name, &up.authorities[*i].0, |c| {
+                        c.count(r.status().as_u16())
+                    });
+                if let Some(l) = &mut logged {
+                    l.backend = Some(*i);
+                }
+            }
+            if let Some(l) = &mut logged {
+                l.attempts = attempts;
             }
             res.map(|(r, _, c)| (r, c))
         }
         Err(e) => {
-            if access_log {
-                tracing::info!(
-                    target: "ringleader::access",
-                    method = %parts.method,
-                    path = %parts.uri.path(),
-                    status = e.status().as_u16(),
-                    upstream = "-",
-                    backend = "-",
-                    addr = "-",
-                    latency_us = start.elapsed().as_micros() as u64,
-                    request_id = req_id.to_str().unwrap_or("-"),
-                );
+            if access_log.is_on() {
+                logged = Some(Logged::new(&parts, body.is_end_stream(), None, &req_id));
             }
             Err(e)
         }
@@ -232,7 +224,79 @@ pub(crate) async fn handle(
         }
     };
     m.observe(resp.status().as_u16(), start.elapsed());
+    if let Some(l) = logged {
+        l.emit(access_log, &resp, peer, start);
+    }
     resp
+}
+
+/// The parts of a request the access log reports, kept while the request goes on.
+struct Logged {
+    request_id: HeaderValue,
+    method: Method,
+    path: String,
+    host: Option<HeaderValue>,
+    bytes_in: Option<u64>,
+    upstream: Option<Arc<Upstream>>,
+    /// Index of the backend that answered, in the upstream.
+    backend: Option<usize>,
+    attempts: u32,
+}
+
+impl Logged {
+    fn new(
+        parts: &http::request::Parts,
+        no_body: bool,
+        upstream: Option<Arc<Upstream>>,
+        request_id: &HeaderValue,
+    ) -> Self {
+        Logged {
+            request_id: request_id.clone(),
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            host: match parts.uri.authority() {
+                Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+                None => parts.headers.get(HOST).cloned(),
+            },
+            bytes_in: access_log::declared_length(&parts.headers, no_body),
+            upstream,
+            backend: None,
+            attempts: 0,
+        }
+    }
+
+    fn emit(self, kind: AccessLog, resp: &Response<ProxyBody>, client: SocketAddr, start: Instant) {
+        let status = resp.status();
+        // RFC 9110 §6.4.1: no content in answers to HEAD, nor in 1xx, 204 or 304.
+        let no_body = self.method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let bytes_out = access_log::declared_length(resp.headers(), no_body)
+            .or_else(|| resp.body().size_hint().exact());
+        let duration = start.elapsed();
+        let up = self.upstream.as_deref();
+        access_log::Entry {
+            start: SystemTime::now()
+                .checked_sub(duration)
+                .unwrap_or(UNIX_EPOCH),
+            request_id: &self.request_id,
+            method: &self.method,
+            path: &self.path,
+            host: self.host.as_ref().and_then(|h| h.to_str().ok()),
+            status: status.as_u16(),
+            upstream: up.map(|u| u.name.as_str()),
+            backend: up
+                .zip(self.backend)
+                .map(|(u, i)| (&*u.labels[i], u.authorities[i].0.as_str())),
+            attempts: self.attempts,
+            bytes_in: self.bytes_in,
+            bytes_out,
+            duration,
+            client,
+        }
+        .emit(kind);
+    }
 }
 
 /// The protocols of an upgrade the client asks for (RFC 9110 §7.8): an HTTP/1.1

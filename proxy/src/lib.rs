@@ -31,6 +31,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod admin;
 mod config;
 mod demo;

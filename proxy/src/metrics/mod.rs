@@ -1,10 +1,12 @@
 //! Proxy-wide counters and the latency histogram (Relaxed atomics), rendered as Prometheus text.
 pub(crate) mod exposition;
 
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// Upper bounds of the latency histogram buckets, in seconds (Prometheus `le`).
@@ -21,7 +23,7 @@ pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
 /// m.observe(503, std::time::Duration::from_millis(2));
 /// let mut text = String::new();
 /// m.render(&mut text);
-/// assert!(text.contains("ringleader_responses_total{class=\"5xx\"} 1"));
+/// assert!(text.contains("ringleader_http_responses_total{code=\"5xx\"} 1"));
 /// ```
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -50,7 +52,21 @@ pub struct Metrics {
     pub request_id_fallbacks: AtomicU64,
     /// Upgraded connections (WebSocket and other tunnels): opened and open now.
     pub(crate) tunnels: Tunnels,
+    /// Responses relayed from each backend, by status class.
+    pub(crate) backend_responses: PerBackend<Classes>,
     latency: Histogram,
+    /// The process's start, read when the first proxy is made.
+    start: ProcessStart,
+}
+
+/// `process_start_time_seconds`, taken at construction (see [`process_start_time`]).
+#[derive(Debug)]
+struct ProcessStart(f64);
+
+impl Default for ProcessStart {
+    fn default() -> Self {
+        ProcessStart(process_start_time())
+    }
 }
 
 /// The upgraded connections (tunnels) of the proxy: how many were opened, how many
@@ -127,11 +143,52 @@ impl Drop for TunnelGuard {
     }
 }
 
+/// A histogram over [`LATENCY_BUCKETS`]: non-cumulative bucket counts (summed when
+/// rendered), the count and the sum in microseconds, all `Relaxed`.
 #[derive(Debug, Default)]
-struct Histogram {
+pub(crate) struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Count one observation of `d`.
+    pub(crate) fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| secs <= le) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
+    }
+
+    /// Append the `_bucket`, `_sum` and `_count` series of `name`, each with `labels`
+    /// (`k="v",...`, may be empty) before `le`. No HELP/TYPE lines.
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (le, b) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += b.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let braces = |out: &mut String, suffix: &str, v: &dyn std::fmt::Display| {
+            let _ = if labels.is_empty() {
+                writeln!(out, "{name}_{suffix} {v}")
+            } else {
+                writeln!(out, "{name}_{suffix}{{{labels}}} {v}")
+            };
+        };
+        braces(out, "sum", &sum);
+        braces(out, "count", &count);
+    }
 }
 
 impl Metrics {
@@ -139,16 +196,7 @@ impl Metrics {
     pub fn observe(&self, status: u16, latency: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.responses[class].fetch_add(1, Relaxed);
-        let secs = latency.as_secs_f64();
-        // Non-cumulative buckets; summed when rendered.
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| secs <= le) {
-            self.latency.buckets[i].fetch_add(1, Relaxed);
-        }
-        self.latency.count.fetch_add(1, Relaxed);
-        self.latency.sum_micros.fetch_add(
-            latency.as_micros().min(u128::from(u64::MAX)) as u64,
-            Relaxed,
-        );
+        self.latency.observe(latency);
     }
 
     /// Responses counted so far in status class `class` (1..=5).
@@ -158,24 +206,49 @@ impl Metrics {
 
     /// Append the proxy-wide metrics in Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        family(
+            out,
+            "ringleader_build_info",
+            "gauge",
+            "Always 1; the version of ringleader in a label.",
+        );
+        let _ = writeln!(
+            out,
+            "ringleader_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        gauge(
+            out,
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+            self.start.0,
+        );
         counter(
             out,
             "ringleader_requests_total",
             "Requests received.",
             self.requests.load(Relaxed),
         );
-        let _ = writeln!(
+        family(
             out,
-            "# HELP ringleader_responses_total Responses sent, by status class."
+            "ringleader_http_responses_total",
+            "counter",
+            "Responses sent, by status class (code).",
         );
-        let _ = writeln!(out, "# TYPE ringleader_responses_total counter");
         for (i, c) in self.responses.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "ringleader_responses_total{{class=\"{}xx\"}} {}",
-                i + 1,
-                c.load(Relaxed)
-            );
+            let (n, v) = (i + 1, c.load(Relaxed));
+            let _ = writeln!(out, "ringleader_http_responses_total{{code=\"{n}xx\"}} {v}");
+        }
+        // The same counts under the name and label they had before `code` (deprecated).
+        family(
+            out,
+            "ringleader_responses_total",
+            "counter",
+            "Responses sent, by status class (deprecated: ringleader_http_responses_total{code}).",
+        );
+        for (i, c) in self.responses.iter().enumerate() {
+            let (n, v) = (i + 1, c.load(Relaxed));
+            let _ = writeln!(out, "ringleader_responses_total{{class=\"{n}xx\"}} {v}");
         }
         counter(
             out,
@@ -243,27 +316,14 @@ impl Metrics {
             "X-Request-Ids issued as random UUIDs because no Snowflake ID could be (worker lease not confirmed).",
             self.request_id_fallbacks.load(Relaxed),
         );
-        let _ = writeln!(
+        family(
             out,
-            "# HELP ringleader_request_duration_seconds Time from request to response head."
+            "ringleader_request_duration_seconds",
+            "histogram",
+            "Time from request to response head.",
         );
-        let _ = writeln!(out, "# TYPE ringleader_request_duration_seconds histogram");
-        let mut cumulative = 0;
-        for (le, b) in LATENCY_BUCKETS.iter().zip(&self.latency.buckets) {
-            cumulative += b.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "ringleader_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let count = self.latency.count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "ringleader_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.latency.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "ringleader_request_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "ringleader_request_duration_seconds_count {count}");
+        self.latency
+            .render(out, "ringleader_request_duration_seconds", "");
     }
 }
 
@@ -278,6 +338,151 @@ pub(crate) fn counter(out: &mut String, name: &str, help: &str, v: u64) {
 /// Write one gauge with HELP and TYPE lines.
 pub(crate) fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+/// Write the HELP and TYPE lines of a family whose samples follow.
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Responses by status class (index 0 = 1xx ... 4 = 5xx), `Relaxed`.
+#[derive(Debug, Default)]
+pub(crate) struct Classes([AtomicU64; 5]);
+
+impl Classes {
+    /// Count one response with `status`.
+    pub(crate) fn count(&self, status: u16) {
+        self.0[usize::from(status / 100).clamp(1, 5) - 1].fetch_add(1, Relaxed);
+    }
+
+    /// `(code label, count)` per class: `("1xx", n)` ... `("5xx", n)`.
+    pub(crate) fn get(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .into_iter()
+            .zip(&self.0)
+            .map(|(code, n)| (code, n.load(Relaxed)))
+    }
+}
+
+/// Per-backend statistics the balancer does not keep, by upstream name and backend id:
+/// looked up without a lock (an `ArcSwap` snapshot, copied whole on the rare insert of
+/// a backend seen for the first time), counted with `Relaxed` atomics. Entries outlive
+/// reloads, as the balancer's own statistics do; only present backends are exposed.
+#[derive(Debug)]
+pub(crate) struct PerBackend<T> {
+    map: ArcSwap<ByUpstream<T>>,
+}
+
+/// Upstream name -> backend id -> entry.
+type ByUpstream<T> = HashMap<Box<str>, HashMap<Box<str>, Arc<T>>>;
+
+impl<T> Default for PerBackend<T> {
+    fn default() -> Self {
+        PerBackend {
+            map: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+}
+
+impl<T: Default> PerBackend<T> {
+    /// The entry of `backend` (its id) in `upstream`, made on first use.
+    pub(crate) fn entry(&self, upstream: &str, backend: &str) -> Arc<T> {
+        if let Some(t) = self.get(upstream, backend) {
+            return t;
+        }
+        let mut made = None;
+        self.map.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            let t = m
+                .entry(upstream.into())
+                .or_default()
+                .entry(backend.into())
+                .or_default()
+                .clone();
+            made = Some(t);
+            m
+        });
+        made.unwrap_or_default()
+    }
+
+    /// Run `f` on the entry of `backend` in `upstream` (made on first use), without
+    /// touching the entry's reference count: the request path's way in.
+    pub(crate) fn with<R>(&self, upstream: &str, backend: &str, f: impl FnOnce(&T) -> R) -> R {
+        if let Some(t) = self.map.load().get(upstream).and_then(|m| m.get(backend)) {
+            return f(t);
+        }
+        f(&self.entry(upstream, backend))
+    }
+
+    /// The entry of `backend` in `upstream`, if it was ever made.
+    pub(crate) fn get(&self, upstream: &str, backend: &str) -> Option<Arc<T>> {
+        self.map.load().get(upstream)?.get(backend).cloned()
+    }
+}
+
+/// Active health checks of one backend: how many ran, how many failed, how long they took.
+#[derive(Debug, Default)]
+pub(crate) struct CheckStats {
+    pub(crate) total: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) duration: Histogram,
+}
+
+/// Every backend's active-check statistics. Process-wide, because the check tasks know
+/// their upstream and backend but not the proxy; keyed by upstream name and backend id
+/// (its address), so two proxies in one process share an entry only for the same
+/// upstream name and backend address.
+pub(crate) static CHECKS: LazyLock<PerBackend<CheckStats>> = LazyLock::new(PerBackend::default);
+
+/// Record one active check of `backend_id` in `upstream`: passed or not, and how long it took.
+#[allow(dead_code)] // called by the check loop in health.rs
+pub(crate) fn record_check(upstream: &str, backend_id: &str, ok: bool, took: Duration) {
+    let s = CHECKS.entry(upstream, backend_id);
+    s.total.fetch_add(1, Relaxed);
+    if !ok {
+        s.failures.fetch_add(1, Relaxed);
+    }
+    s.duration.observe(took);
+}
+
+/// When this process started, in seconds since the Unix epoch (`process_start_time_seconds`).
+///
+/// On Linux from procfs: the boot time (`btime` in `/proc/stat`) plus the process's
+/// `starttime` (field 22 of `/proc/self/stat`, in clock ticks since boot, proc(5)).
+/// Ticks are taken as 100 per second: USER_HZ is 100 on Linux (prometheus/procfs,
+/// `proc_stat.go`, hard-codes `userHZ = 100` for the same computation, the value "used
+/// in all versions of Linux"). Elsewhere, or if procfs cannot be read, the time this
+/// was first asked (when the first proxy of the process was made).
+pub(crate) fn process_start_time() -> f64 {
+    static START: LazyLock<f64> = LazyLock::new(|| {
+        procfs_start_time().unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        })
+    });
+    *START
+}
+
+fn procfs_start_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let btime = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_start_time(&stat, &btime)
+}
+
+/// `btime + starttime / 100` from the texts of `/proc/self/stat` and `/proc/stat`.
+fn parse_start_time(self_stat: &str, stat: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may hold spaces or ')':
+    // the fields after the last ')' start at field 3.
+    let after = &self_stat[self_stat.rfind(')')? + 1..];
+    let ticks: u64 = after.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let btime: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(btime as f64 + ticks as f64 / 100.0)
 }
 
 #[cfg(test)]
@@ -312,6 +517,37 @@ mod tests {
     }
 
     #[test]
+    fn process_start_from_procfs_texts() {
+        // A command name with spaces and a ')' (field 2 of /proc/self/stat).
+        let stat = "4242 (we ird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    1 2 0 0 20 0 1 0 12345 1000000 200 18446744073709551615";
+        let boot = "cpu  1 2 3\nintr 5\nbtime 1700000000\nprocesses 9\n";
+        let t = parse_start_time(stat, boot).unwrap();
+        assert!((t - 1_700_000_123.45).abs() < 1e-6, "{t}");
+        assert_eq!(parse_start_time(stat, "cpu 1\n"), None);
+        assert_eq!(parse_start_time("4242 (x) S 1", boot), None);
+        // This process: after boot, not in the future.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let start = process_start_time();
+        assert!(start <= now && start > 1_000_000_000.0, "{start}");
+    }
+
+    #[test]
+    fn per_backend_entries_are_made_once_and_found() {
+        let p = PerBackend::<Classes>::default();
+        assert!(p.get("app", "a:1").is_none());
+        p.with("app", "a:1", |c| c.count(204));
+        p.with("app", "a:1", |c| c.count(503));
+        p.with("app", "b:1", |c| c.count(200));
+        let counts: Vec<u64> = p.get("app", "a:1").unwrap().get().map(|(_, n)| n).collect();
+        assert_eq!(counts, [0, 1, 0, 0, 1]);
+        assert!(p.get("other", "a:1").is_none());
+    }
+
+    #[test]
     fn histogram_is_cumulative_and_classes_counted() {
         let m = Metrics::default();
         m.observe(200, Duration::from_micros(300));
@@ -320,7 +556,7 @@ mod tests {
         let mut s = String::new();
         m.render(&mut s);
         assert!(
-            s.contains("ringleader_responses_total{class=\"2xx\"} 2"),
+            s.contains("ringleader_http_responses_total{code=\"2xx\"} 2"),
             "{s}"
         );
         assert!(
