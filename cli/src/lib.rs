@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 pub mod cluster;
 pub mod demo_cluster;
 pub mod id;
+pub mod logfmt;
 pub mod out;
 pub mod serve;
 pub mod sim;
@@ -91,14 +92,21 @@ pub fn init_tracing(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // The JSON access log lines go out bare in both formats (see `logfmt`).
+    let fmt = tracing_subscriber::fmt::format;
     let _ = match cli.log_format {
         LogFormat::Text => builder
             .with_ansi(colour_logs(
                 std::io::stderr().is_terminal(),
                 std::env::var_os("NO_COLOR").as_deref(),
             ))
+            .event_format(logfmt::RawAccessLines(fmt()))
             .try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .event_format(logfmt::RawAccessLines(fmt().json()))
+            .try_init(),
     };
 }
 
