@@ -1,7 +1,9 @@
-//! `ringleader sim balance`: latency simulation of balancing strategies.
+//! `ringleader sim balance`: latency simulation of balancing strategies (table or JSON; optional SVG plot).
+use super::plot;
 use crate::CliError;
 use ringleader_balancer::sim::{simulate, Scenario};
 use ringleader_balancer::StrategyKind;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Arguments of `ringleader sim balance`.
@@ -25,6 +27,9 @@ pub struct BalanceArgs {
     /// Bounded-load epsilon for consistent_hash (e.g. 0.25); plain consistent hashing if absent.
     #[arg(long)]
     pub bounded_load: Option<f64>,
+    /// Also write an SVG plot to this file: latency percentiles and backend shares per strategy.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// Run `ringleader sim balance`.
@@ -54,6 +59,12 @@ pub fn run(args: BalanceArgs) -> Result<(), CliError> {
     scenario.config.bounded_load = args.bounded_load;
     scenario.config.validate()?;
     let report = simulate(&scenario, &strategies)?;
+    // The plot first: `ringleader sim balance --svg p.svg | head` still writes it.
+    if let Some(path) = &args.svg {
+        plot::write_balance_svg(&report, path)
+            .map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "plot written");
+    }
     let text = match format {
         "json" => serde_json::to_string_pretty(&report)? + "\n",
         _ => report.to_table(),

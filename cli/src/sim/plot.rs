@@ -388,3 +388,163 @@ where
     }
     Ok(())
 }
+
+/// A fixed colour per balancing strategy (its place in `StrategyKind::ALL`).
+fn strategy_color(kind: ringleader_balancer::StrategyKind) -> RGBColor {
+    const PALETTE: [RGBColor; 7] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(23, 190, 207),
+    ];
+    ringleader_balancer::StrategyKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(RGBColor(127, 127, 127), |i| PALETTE[i % PALETTE.len()])
+}
+
+/// Write the plot of `ringleader sim balance`: per strategy, its latency percentiles
+/// (left, log scale) and the share of requests each backend served (right); one line
+/// per strategy in both, named in the legend.
+pub(super) fn write_balance_svg(
+    report: &ringleader_balancer::sim::SimReport,
+    path: &Path,
+) -> PlotResult {
+    if report.results.is_empty() {
+        return Err("no strategies to plot".into());
+    }
+    let root = SVGBackend::new(path, (1400, 620)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let s = &report.scenario;
+    let title = format!(
+        "Balancing {}: {} backends, {:.0} req/s for {:.0} s, seed {}",
+        s.name,
+        s.backends.len(),
+        s.rate,
+        s.duration.as_secs_f64(),
+        s.seed
+    );
+    let root = root.titled(&title, ("sans-serif", 26))?;
+    let (left, right) = root.split_horizontally(700);
+    let percentiles = ["p50", "p99", "p99.9", "max"];
+    let latency: Vec<(&str, RGBColor, Vec<f64>)> = report
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r.strategy.name(),
+                strategy_color(r.strategy),
+                vec![r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms],
+            )
+        })
+        .collect();
+    strategy_lines(
+        &left,
+        "Response time percentiles (log scale)",
+        "ms",
+        &percentiles,
+        &latency,
+        true,
+    )?;
+    let ids: Vec<&str> = s.backends.iter().map(|b| b.id.as_str()).collect();
+    let shares: Vec<(&str, RGBColor, Vec<f64>)> = report
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r.strategy.name(),
+                strategy_color(r.strategy),
+                r.shares.clone(),
+            )
+        })
+        .collect();
+    strategy_lines(
+        &right,
+        "Requests served per backend",
+        "% of requests",
+        &ids,
+        &shares,
+        false,
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// One line per strategy over the categories `xs` (values aligned with them).
+fn strategy_lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    xs: &[&str],
+    series: &[(&str, RGBColor, Vec<f64>)],
+    log: bool,
+) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    let all = series.iter().flat_map(|s| s.2.iter().copied());
+    let (lo, hi) = all
+        .filter(|v| v.is_finite() && (*v > 0.0 || !log))
+        .fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let lo = if lo.is_finite() && lo > 0.0 { lo } else { 1e-3 };
+    let hi = hi.max(lo * 1.01);
+    let x_fmt = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            xs.get(i as usize)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let x1 = xs.len().saturating_sub(1) as f64 + 0.3;
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .y_desc(y_desc)
+                .axis_desc_style(("sans-serif", 18))
+                .label_style(("sans-serif", 14))
+                .x_labels(xs.len() + 1)
+                .x_label_formatter(&x_fmt)
+                .draw()?;
+            for (name, col, values) in series {
+                let col = *col;
+                let pts: Vec<(f64, f64)> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as f64, if log { v.max(lo) } else { *v }))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts, col.stroke_width(3)).point_size(4))?
+                    .label(*name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .label_font(("sans-serif", 15))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()?;
+        }};
+    }
+    let mut b = ChartBuilder::on(area);
+    b.caption(caption, ("sans-serif", 20))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(80);
+    if log {
+        draw!(b.build_cartesian_2d(-0.3..x1, ((lo / 1.5)..(hi * 2.0)).log_scale())?);
+    } else {
+        draw!(b.build_cartesian_2d(-0.3..x1, 0.0..hi * 1.2)?);
+    }
+    Ok(())
+}
