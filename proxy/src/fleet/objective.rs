@@ -110,20 +110,11 @@ pub(crate) async fn run(
             let configured: BTreeSet<String> =
                 up.authorities.iter().map(|(id, _)| id.clone()).collect();
             let down: BTreeSet<String> = o.down.intersection(&configured).cloned().collect();
-            // Placement changes only for consistent hashing (every proxy must agree on
-            // key -> backend); never all backends out (that would be no ring at all).
-            let mut out = if up.strategy == StrategyKind::ConsistentHash {
-                down.clone()
-            } else {
-                BTreeSet::new()
-            };
-            if !out.is_empty() && out == configured {
-                if all_down_warned.insert(name.clone()) {
-                    tracing::warn!(upstream = %name, "every backend is objectively down: the ring keeps them all");
-                }
-                out.clear();
-            } else {
+            let (out, all_down) = out_of_ring(up.strategy, &down, &configured);
+            if !all_down {
                 all_down_warned.remove(name);
+            } else if all_down_warned.insert(name.clone()) {
+                tracing::warn!(upstream = %name, "every backend is objectively down: the ring keeps them all");
             }
             let before = verdicts.excluded(name);
             if before != out {
@@ -165,6 +156,25 @@ pub(crate) async fn run(
     }
 }
 
+/// The backends to take out of an upstream's balancer: the objectively down ones of a
+/// consistent-hash upstream (every proxy must agree on key -> backend; other strategies
+/// never change their set on verdicts), but none when that would be all of them (no
+/// ring at all: it keeps them all, and `true` says so).
+fn out_of_ring(
+    strategy: StrategyKind,
+    down: &BTreeSet<String>,
+    configured: &BTreeSet<String>,
+) -> (BTreeSet<String>, bool) {
+    let out: BTreeSet<String> = down.intersection(configured).cloned().collect();
+    if strategy != StrategyKind::ConsistentHash || out.is_empty() {
+        (BTreeSet::new(), false)
+    } else if out.len() == configured.len() {
+        (BTreeSet::new(), true)
+    } else {
+        (out, false)
+    }
+}
+
 /// The next change of the fleet's verdicts (never, without a watch).
 async fn changed(watch: &mut Option<VerdictWatch>) {
     match watch {
@@ -188,4 +198,35 @@ fn publishable(state: &State, own: &Own) -> OwnVerdicts {
         })
         .map(|(k, d)| (k.clone(), *d))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_consistent_hash_rings_lose_backends_and_never_all_of_them() {
+        let all = set(&["a", "b", "c"]);
+        let ch = StrategyKind::ConsistentHash;
+        assert_eq!(out_of_ring(ch, &set(&["b"]), &all), (set(&["b"]), false));
+        assert_eq!(out_of_ring(ch, &set(&[]), &all), (set(&[]), false));
+        // Every backend down: the ring keeps them all, and says so.
+        assert_eq!(out_of_ring(ch, &all, &all), (set(&[]), true));
+        // Verdicts on backends no longer configured are ignored.
+        assert_eq!(
+            out_of_ring(ch, &set(&["b", "gone"]), &all),
+            (set(&["b"]), false)
+        );
+        assert_eq!(
+            out_of_ring(ch, &set(&["gone"]), &set(&[])),
+            (set(&[]), false)
+        );
+        for other in [StrategyKind::RoundRobin, StrategyKind::LeastConnections] {
+            assert_eq!(out_of_ring(other, &set(&["b"]), &all), (set(&[]), false));
+        }
+    }
 }
