@@ -69,6 +69,7 @@ impl Nginx {
 
 /// One server line of the upstream.
 struct Server {
+    host: String,
     port: u16,
     weight: u32,
     down: bool,
@@ -76,7 +77,7 @@ struct Server {
 
 impl Server {
     fn name(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 }
 
@@ -92,7 +93,7 @@ fn start_nginx(bin: &Path, front: u16, servers: &[Server]) -> Nginx {
             s.weight,
             if s.down { " down" } else { "" }
         ));
-        listens.push_str(&format!("        listen 127.0.0.1:{};\n", s.port));
+        listens.push_str(&format!("        listen {};\n", s.name()));
     }
     upstream.push_str("        keepalive 8;\n    }\n");
     let conf = format!(
@@ -106,7 +107,7 @@ fn start_nginx(bin: &Path, front: u16, servers: &[Server]) -> Nginx {
          server {{\n        listen 127.0.0.1:{front};\n        keepalive_requests 100000;\n\
                  location / {{\n            proxy_pass http://app;\n            proxy_http_version 1.1;\n\
                  proxy_set_header Connection \"\";\n        }}\n    }}\n\
-         server {{\n{listens}        keepalive_requests 100000;\n        return 200 \"$server_port\";\n    }}\n\
+         server {{\n{listens}        keepalive_requests 100000;\n        return 200 \"$server_addr:$server_port\";\n    }}\n\
          }}\n"
     );
     let conf_path = dir.path().join("nginx.conf");
@@ -126,12 +127,12 @@ fn start_nginx(bin: &Path, front: u16, servers: &[Server]) -> Nginx {
     let mut nginx = Nginx { child, dir };
     // Wait until the front and every backend port accept connections.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let ports: Vec<u16> = std::iter::once(front)
-        .chain(servers.iter().map(|s| s.port))
+    let addrs: Vec<String> = std::iter::once(format!("127.0.0.1:{front}"))
+        .chain(servers.iter().map(Server::name))
         .collect();
-    for port in ports {
+    for port in addrs {
         loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if TcpStream::connect(port.as_str()).is_ok() {
                 break;
             }
             if let Ok(Some(status)) = nginx.child.try_wait() {
@@ -149,8 +150,8 @@ fn start_nginx(bin: &Path, front: u16, servers: &[Server]) -> Nginx {
 }
 
 /// Send `GET /?k=<key>` for every key over one keep-alive connection
-/// (pipelined in batches) and return the port each answer names.
-fn ask(front: u16, keys: &[String]) -> Vec<u16> {
+/// (pipelined in batches) and return the backend (`addr:port`) each answer names.
+fn ask(front: u16, keys: &[String]) -> Vec<String> {
     let stream = TcpStream::connect(("127.0.0.1", front)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -184,7 +185,7 @@ fn ask(front: u16, keys: &[String]) -> Vec<u16> {
             }
             let mut body = vec![0; len.expect("content-length")];
             reader.read_exact(&mut body).unwrap();
-            out.push(String::from_utf8(body).unwrap().parse().unwrap());
+            out.push(String::from_utf8(body).unwrap());
         }
     }
     out
@@ -212,6 +213,7 @@ fn check(bin: &Path, weights: &[u32], down: &[usize]) {
         .zip(&ports[1..])
         .enumerate()
         .map(|(i, (&weight, &port))| Server {
+            host: "127.0.0.1".into(),
             port,
             weight,
             down: down.contains(&i),
@@ -230,15 +232,15 @@ fn check(bin: &Path, weights: &[u32], down: &[usize]) {
         .collect();
     let mut agree = 0;
     let mut first_mismatch = None;
-    for (k, &port) in keys.iter().zip(&answers) {
+    for (k, got) in keys.iter().zip(&answers) {
         let expect = match placement.pick(k.as_bytes(), |n| !down_names.contains(n)) {
             NginxPick::Hashed(n) => n.clone(),
             NginxPick::RoundRobin => panic!("key {k}: no usable server within 21 points"),
         };
-        if expect == format!("127.0.0.1:{port}") {
+        if expect == *got {
             agree += 1;
         } else if first_mismatch.is_none() {
-            first_mismatch = Some((k.clone(), expect, port));
+            first_mismatch = Some((k.clone(), expect, got.clone()));
         }
     }
     assert_eq!(
@@ -249,7 +251,11 @@ fn check(bin: &Path, weights: &[u32], down: &[usize]) {
     );
     // Every server that is up got keys (the test is not vacuous).
     for s in servers.iter().filter(|s| !s.down) {
-        assert!(answers.contains(&s.port), "server {} got no keys", s.name());
+        assert!(
+            answers.contains(&s.name()),
+            "server {} got no keys",
+            s.name()
+        );
     }
 }
 
@@ -265,4 +271,103 @@ fn nginx_hash_consistent_picks_the_same_servers() {
     // Down servers keep their points; nginx walks on to the next points.
     check(&bin, &[1, 2, 3, 1, 5], &[2]);
     check(&bin, &[1, 1, 2, 2, 3, 1, 1, 4, 1, 2], &[0, 7]);
+}
+
+/// The 160 points of one server, re-derived here from nginx's rule
+/// (CRC32 of host, NUL, port, then the previous point's little-endian bytes).
+fn points_of(host: &str, port: u16) -> Vec<u32> {
+    let mut base = crc32fast::Hasher::new();
+    base.update(host.as_bytes());
+    base.update(&[0]);
+    base.update(port.to_string().as_bytes());
+    let mut prev = 0u32;
+    (0..160)
+        .map(|_| {
+            let mut h = base.clone();
+            h.update(&prev.to_le_bytes());
+            prev = h.finalize();
+            prev
+        })
+        .collect()
+}
+
+/// Two servers with one equal point: nginx keeps one of them (its qsort, then
+/// "keep the first of equal hashes"); ringleader keeps the one listed first.
+/// The pair is found at run time (a birthday search over loopback hosts
+/// 127.0.y.z on one free port: about 600 hosts until two share a point).
+#[test]
+fn nginx_and_ringleader_resolve_an_equal_point_the_same_way() {
+    let Some(bin) = nginx_binary() else {
+        skip_or_fail();
+        return;
+    };
+    let ports = free_ports(2);
+    let (front, port) = (ports[0], ports[1]);
+    let mut owner_of: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
+    let mut found = None;
+    'search: for y in 0..=255u32 {
+        for z in 1..=254u32 {
+            let host = format!("127.0.{y}.{z}");
+            for p in points_of(&host, port) {
+                match owner_of.get(&p) {
+                    Some(other) if *other != host => {
+                        found = Some((other.clone(), host, p));
+                        break 'search;
+                    }
+                    _ => {
+                        owner_of.insert(p, host.clone());
+                    }
+                }
+            }
+        }
+    }
+    let (host_a, host_b, shared) = found.expect("two loopback hosts sharing a point");
+    let points: Vec<u32> = {
+        let mut all = points_of(&host_a, port);
+        all.extend(points_of(&host_b, port));
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    // Keys whose CRC32 falls in (previous point, shared point]: the shared point's.
+    let at = points.binary_search(&shared).unwrap();
+    let owned = |h: u32| {
+        if at == 0 {
+            h <= shared || h > *points.last().unwrap()
+        } else {
+            h > points[at - 1] && h <= shared
+        }
+    };
+    let mut keys: Vec<String> = (0u64..)
+        .map(|i| format!("tie-{i}"))
+        .filter(|k| owned(ringleader_ring::nginx_crc32(k.as_bytes())))
+        .take(8)
+        .collect();
+    keys.extend((0..500).map(|i| format!("user-{i}")));
+    let server = |host: &str| Server {
+        host: host.to_string(),
+        port,
+        weight: 1,
+        down: false,
+    };
+    for servers in [
+        vec![server(&host_a), server(&host_b)],
+        vec![server(&host_b), server(&host_a)],
+    ] {
+        let nginx = start_nginx(&bin, front, &servers);
+        let answers = ask(front, &keys);
+        drop(nginx);
+        let placement =
+            NginxHash::new(servers.iter().map(|s| (s.name(), s.weight)).collect()).unwrap();
+        for (k, got) in keys.iter().zip(&answers) {
+            assert_eq!(
+                Some(got),
+                placement.get(k.as_bytes()),
+                "key {k} (point {shared:#x} shared by {host_a} and {host_b} on port {port}), order {:?}",
+                servers.iter().map(Server::name).collect::<Vec<_>>()
+            );
+        }
+        // The keys of the shared point all went to the server listed first.
+        assert!(answers[..8].iter().all(|a| *a == servers[0].name()));
+    }
 }
