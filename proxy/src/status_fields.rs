@@ -53,6 +53,7 @@ pub(crate) fn retry_budget(up: &Upstream) -> Value {
     json!({
         "percent": up.config.retry.budget_percent,
         "reserve": crate::upstream::RetryBudget::RESERVE,
+        "tokens": up.budget.tokens(),
     })
 }
 

@@ -87,6 +87,11 @@ impl RetryBudget {
         });
     }
 
+    /// Whole retry tokens in the budget now (at most [`RetryBudget::RESERVE`]).
+    pub fn tokens(&self) -> f64 {
+        self.milli.load(Relaxed) as f64 / 1000.0
+    }
+
     /// Take one retry token; `false` when the budget is spent.
     pub fn try_withdraw(&self) -> bool {
         self.deposit > 0
@@ -464,6 +469,16 @@ mod tests {
         let b = RetryBudget::new(0);
         b.deposit();
         assert!(!b.try_withdraw());
+    }
+
+    #[test]
+    fn tokens_show_what_is_left() {
+        let b = RetryBudget::new(20);
+        assert_eq!(b.tokens(), RetryBudget::RESERVE as f64);
+        assert!(b.try_withdraw());
+        assert_eq!(b.tokens(), RetryBudget::RESERVE as f64 - 1.0);
+        b.deposit();
+        assert!((b.tokens() - (RetryBudget::RESERVE as f64 - 0.8)).abs() < 1e-9);
     }
 
     #[test]
