@@ -512,6 +512,13 @@ where
                 .label_style(("sans-serif", 14))
                 .x_labels(xs.len() + 1)
                 .x_label_formatter(&x_fmt)
+                .y_label_formatter(&|y| {
+                    if *y >= 10.0 {
+                        format!("{y:.0}")
+                    } else {
+                        format!("{y:.1}")
+                    }
+                })
                 .draw()?;
             for (name, col, values) in series {
                 let col = *col;
