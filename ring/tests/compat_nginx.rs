@@ -371,3 +371,71 @@ fn nginx_and_ringleader_resolve_an_equal_point_the_same_way() {
         assert!(answers[..8].iter().all(|a| *a == servers[0].name()));
     }
 }
+
+/// nginx walks at most 20 points past a key's own before giving up to round
+/// robin: with a heavy `down` server, keys whose first usable point is within
+/// 21 points get it, and the others get round robin, not the first usable
+/// point further on. nginx's round robin here is its smooth weighted round
+/// robin over the two up servers of weight 1, which alternates first, second,
+/// first... over the requests that fall back to it (a hashed pick leaves its
+/// weights as they were), so every answer is predicted exactly.
+#[test]
+fn nginx_walks_twenty_points_then_round_robin() {
+    let Some(bin) = nginx_binary() else {
+        skip_or_fail();
+        return;
+    };
+    let ports = free_ports(4);
+    let front = ports[0];
+    let servers: Vec<Server> = [
+        (ports[1], 1, false),
+        (ports[2], 40, true),
+        (ports[3], 1, false),
+    ]
+    .into_iter()
+    .map(|(port, weight, down)| Server {
+        host: "127.0.0.1".into(),
+        port,
+        weight,
+        down,
+    })
+    .collect();
+    let down = servers[1].name();
+    let (up_a, up_c) = (servers[0].name(), servers[2].name());
+    let keys: Vec<String> = (0..3000).map(|i| format!("walk-{i}")).collect();
+    let nginx = start_nginx(&bin, front, &servers);
+    let answers = ask(front, &keys);
+    drop(nginx);
+    let h = NginxHash::new(servers.iter().map(|s| (s.name(), s.weight)).collect()).unwrap();
+    let (mut far_hashed, mut rr, mut rr_as_if_walked) = (0, 0, 0);
+    for (k, got) in keys.iter().zip(&answers) {
+        match h.pick(k.as_bytes(), |n| *n != down) {
+            NginxPick::Hashed(n) => {
+                assert_eq!(got, n, "key {k}");
+                let at = h.tries(k.as_bytes()).position(|t| *t != down).unwrap();
+                if at >= 10 {
+                    far_hashed += 1;
+                }
+            }
+            NginxPick::RoundRobin => {
+                let expect = if rr % 2 == 0 { &up_a } else { &up_c };
+                assert_eq!(got, expect, "key {k}: round robin turn {rr}");
+                rr += 1;
+                // Where an unbounded walk would have gone.
+                let walked = h.candidates(k.as_bytes()).find(|n| **n != down).unwrap();
+                if got == walked {
+                    rr_as_if_walked += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        far_hashed > 50,
+        "{far_hashed} keys found a server 10-20 points on"
+    );
+    assert!(rr > 200, "{rr} keys fell back to round robin");
+    assert!(
+        rr_as_if_walked < rr * 9 / 10,
+        "{rr_as_if_walked} of {rr} round-robin keys went where a longer walk would"
+    );
+}
