@@ -90,3 +90,39 @@ fn slots_are_pinned() {
     assert_eq!(hash_slot(b"user:{42}:cart", 16384), hash_slot(b"42", 16384));
     assert_eq!(hash_slot(b"42", 16384), (hash_key(b"42") % 16384) as u32);
 }
+
+#[test]
+fn compatible_placements_are_pinned() {
+    // nginx's `hash $key consistent` over these server lines (the same answers
+    // real nginx 1.22.1 gives is what tests/compat_nginx.rs checks, with nginx).
+    let nginx = ringleader_ring::NginxHash::new(vec![
+        ("127.0.0.1:8081".to_string(), 1),
+        ("127.0.0.1:8082".to_string(), 2),
+        ("backend.example:80".to_string(), 1),
+    ])
+    .unwrap();
+    let expected = [
+        "backend.example:80",
+        "backend.example:80",
+        "127.0.0.1:8082",
+        "127.0.0.1:8081",
+        "127.0.0.1:8082",
+        "127.0.0.1:8082",
+        "127.0.0.1:8081",
+        "127.0.0.1:8082",
+        "127.0.0.1:8082",
+        "127.0.0.1:8081",
+        "127.0.0.1:8082",
+        "127.0.0.1:8081",
+    ];
+    for (i, want) in expected.iter().enumerate() {
+        let key = format!("key-{i}");
+        assert_eq!(nginx.get(key.as_bytes()).unwrap(), want, "{key}");
+    }
+    // Redis Cluster: CLUSTER KEYSLOT answers.
+    let slots: Vec<u16> = ["foo", "bar", "{user1}.a", "a{}b", "123456789"]
+        .iter()
+        .map(|k| ringleader_ring::redis_slot(k.as_bytes()))
+        .collect();
+    assert_eq!(slots, vec![12182, 5061, 8106, 13694, 12739]);
+}
