@@ -220,11 +220,13 @@ impl History {
     }
 }
 
-/// What the caller is running: a regular check or a confirmation probe.
+/// What the caller is running: a regular check or a confirmation probe (and, as
+/// the reference point of the silence before any check passed, the start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Regular,
     Probe,
+    Start,
 }
 
 /// The confirmation phase of a suspected backend.
@@ -261,7 +263,8 @@ pub struct Accrual {
     /// Latencies of passing checks (seconds), for the probes' timeout.
     latencies: History,
     up: bool,
-    /// Arrival of the last passing check, and whether it was a regular one.
+    /// Arrival of the last passing check, and whether it was a regular one; at
+    /// first, the detector's creation (no interval is taken from it).
     last_heartbeat: Option<(Instant, Kind)>,
     next_check: Instant,
     confirming: Option<Confirming>,
@@ -274,7 +277,10 @@ pub struct Accrual {
 
 impl Accrual {
     /// A detector holding the backend up, whose first check comes within `jitter` of
-    /// `now`; `seed` drives the jitter. φ stays 0 until the first check passes.
+    /// `now`; `seed` drives the jitter. Until a first check passes, the silence counts
+    /// from `now`, judged on the first-heartbeat estimate, so a backend that never
+    /// answers is suspected too (Akka's detector stays at φ = 0 before a first
+    /// heartbeat; a health checker must not).
     pub fn new(config: AccrualConfig, now: Instant, seed: u64) -> Self {
         let mut jitter = Jitter::new(config.jitter, seed);
         let first = now + jitter.next();
@@ -285,7 +291,7 @@ impl Accrual {
             config,
             jitter,
             up: true,
-            last_heartbeat: None,
+            last_heartbeat: Some((now, Kind::Start)),
             next_check: first,
             confirming: None,
             in_flight: None,
@@ -321,8 +327,12 @@ impl Accrual {
         )
     }
 
-    /// When φ reaches the threshold if no check passes before (None before the first pass).
+    /// When φ reaches the threshold if no check passes before; None while the
+    /// backend is down (it is not suspected then, it is down).
     pub fn suspect_at(&self) -> Option<Instant> {
+        if !self.up {
+            return None;
+        }
         let (last, _) = self.last_heartbeat?;
         let (mean, sd) = self.stats_secs();
         let after = (mean + self.y_threshold * sd).clamp(0.0, 1e9);
@@ -453,7 +463,7 @@ impl Detector for Accrual {
             return;
         }
         // A check that passed just now outweighs one failed request.
-        if let Some((last, _)) = self.last_heartbeat {
+        if let Some((last, Kind::Regular | Kind::Probe)) = self.last_heartbeat {
             if now.saturating_duration_since(last) < self.config.confirm_interval {
                 return;
             }
@@ -639,11 +649,24 @@ mod tests {
         assert!(d.phi(now) < 1.0);
         d.on_passive_failure(now);
         assert_eq!(d.stats().suspicions, 1);
-        // The backend died: the probes fail and it is down well before phi alone would say.
+        // The backend died: the probes fail and it is down before phi alone would say.
+        let phi_alone = d.suspect_at().unwrap();
         let down = drive(&mut d, now, now + Duration::from_secs(10), |t| t < now);
         let down = down.expect("marked down");
-        assert!(down < d.suspect_at().unwrap() + Duration::from_secs(1));
+        assert!(down < phi_alone, "{down:?} vs {phi_alone:?}");
+        assert_eq!(d.suspect_at(), None, "down, not suspected");
         assert_eq!(d.stats().probes, 3);
+    }
+
+    #[test]
+    fn a_backend_that_never_answers_is_marked_down() {
+        let t0 = Instant::now();
+        let mut d = Accrual::new(quiet(), t0, 1);
+        let down = drive(&mut d, t0, t0 + Duration::from_secs(60), |_| false);
+        let down = down.expect("marked down without ever passing");
+        // Judged on the first-heartbeat estimate (2 s, deviation 0.5 s) from the start.
+        assert!(down - t0 < Duration::from_secs(8), "{:?}", down - t0);
+        assert!(d.phi(t0 + Duration::from_secs(1)) < 1.0);
     }
 
     #[test]
