@@ -102,10 +102,29 @@ proptest! {
         let config = AccrualConfig { jitter: Duration::from_millis(jitter_ms), ..AccrualConfig::default() };
         let mut d = Accrual::new(config, t0, seed);
         let lat = Duration::from_millis(latency_ms);
-        let downs = drive(&mut d, t0, t0 + Duration::from_secs(1800), &|_| Some(lat));
-        prop_assert!(downs.is_empty());
+        let end = t0 + Duration::from_secs(1800);
+        let (mut now, mut last_pass) = (t0, t0);
+        while now < end {
+            match d.next_action(now) {
+                Action::Wait(t) => now = t,
+                Action::Check { .. } => {
+                    now += lat;
+                    d.on_check(true, lat, now);
+                    last_pass = now;
+                }
+                a => prop_assert!(false, "{a:?} on a healthy backend"),
+            }
+        }
         prop_assert_eq!(d.stats().suspicions, 0);
         prop_assert!(d.is_up());
+        // The next heartbeat is due within interval + jitter + latency of the last;
+        // the floor of 100 ms on the deviation keeps the suspicion point more than
+        // half a second (8 for phi = 8 is 5.6 deviations) after the mean interval,
+        // however regular the history, and phi at the mean low.
+        let mean = config.interval + config.jitter / 2 + lat;
+        let at = d.suspect_at().unwrap();
+        prop_assert!(at > last_pass + mean + Duration::from_millis(450), "{:?}", at - last_pass);
+        prop_assert!(d.phi(last_pass + mean) < 1.0, "{}", d.phi(last_pass + mean));
     }
 
     /// A crash at any time, silent or refusing, is marked down, by both detectors,
