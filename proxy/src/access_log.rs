@@ -63,26 +63,45 @@ pub(crate) struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    /// The JSON object of this entry (one line, no trailing newline).
+    /// The JSON object of this entry (one line, no trailing newline), fields in the
+    /// documented order.
     pub(crate) fn json(&self) -> String {
-        serde_json::json!({
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            time: String,
+            request_id: std::borrow::Cow<'a, str>,
+            method: &'a str,
+            path: &'a str,
+            host: Option<&'a str>,
+            status: u16,
+            upstream: Option<&'a str>,
+            backend: Option<&'a str>,
+            addr: Option<&'a str>,
+            attempts: u32,
+            bytes_in: Option<u64>,
+            bytes_out: Option<u64>,
+            duration_us: u64,
+            client: String,
+        }
+        let line = Line {
             // RFC 3339 in UTC, with microseconds.
-            "time": humantime::format_rfc3339_micros(self.start).to_string(),
-            "request_id": String::from_utf8_lossy(self.request_id.as_bytes()),
-            "method": self.method.as_str(),
-            "path": self.path,
-            "host": self.host,
-            "status": self.status,
-            "upstream": self.upstream,
-            "backend": self.backend.map(|b| b.0),
-            "addr": self.backend.map(|b| b.1),
-            "attempts": self.attempts,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "duration_us": u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX),
-            "client": self.client.to_string(),
-        })
-        .to_string()
+            time: humantime::format_rfc3339_micros(self.start).to_string(),
+            request_id: String::from_utf8_lossy(self.request_id.as_bytes()),
+            method: self.method.as_str(),
+            path: self.path,
+            host: self.host,
+            status: self.status,
+            upstream: self.upstream,
+            backend: self.backend.map(|b| b.0),
+            addr: self.backend.map(|b| b.1),
+            attempts: self.attempts,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            duration_us: u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX),
+            client: self.client.to_string(),
+        };
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_string(&line).unwrap_or_default()
     }
 
     /// Log this entry in the form `kind` asks for (nothing when it is off).
@@ -155,6 +174,13 @@ mod tests {
             })
         );
         assert!(!e.json().contains('\n'));
+        // In the documented order.
+        assert!(e.json().starts_with("{\"time\":"), "{}", e.json());
+        assert!(
+            e.json().ends_with("\"client\":\"127.0.0.1:4000\"}"),
+            "{}",
+            e.json()
+        );
     }
 
     #[tokio::test]
