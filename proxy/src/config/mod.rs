@@ -715,9 +715,9 @@ pub struct HealthConfig {
     #[serde(with = "dur")]
     pub min_std_dev: Duration,
     /// `accrual` only: quick probes sent once suspected; all must fail to mark the
-    /// backend down, one pass clears the suspicion. Default 2.
+    /// backend down, one pass clears the suspicion. Default 3.
     pub confirm: u32,
-    /// `accrual` only: the time between confirmation probes. Default `200ms`.
+    /// `accrual` only: the time between confirmation probes. Default `250ms`.
     #[serde(with = "dur")]
     pub confirm_interval: Duration,
 }
@@ -741,8 +741,10 @@ impl Default for HealthConfig {
             detector: DetectorKind::RiseFall,
             phi_threshold: 8.0,
             min_std_dev: Duration::from_millis(100),
-            confirm: 2,
-            confirm_interval: Duration::from_millis(200),
+            // 3 probes 250 ms apart: the setting `ringleader sim detect` measured
+            // (ringleader_balancer::AccrualConfig's defaults).
+            confirm: 3,
+            confirm_interval: Duration::from_millis(250),
         }
     }
 }

@@ -1118,7 +1118,7 @@ mod field_tests {
         .unwrap();
         let h = c.upstreams["app"].health.clone().unwrap();
         assert_eq!(h.detector, DetectorKind::Accrual);
-        assert_eq!((h.phi_threshold, h.confirm), (8.0, 2));
+        assert_eq!((h.phi_threshold, h.confirm), (8.0, 3));
         assert!(
             c.describe().contains("detector: phi accrual"),
             "{}",
