@@ -238,6 +238,36 @@ pub(crate) fn render(proxy: &Proxy) -> String {
         },
     );
 
+    // The last check as the balancer's backend keeps it (for /status too).
+    per_backend(
+        out,
+        &state,
+        (
+            "ringleader_backend_check_last_success",
+            "gauge",
+            "1 when the backend's last active check passed, 0 when it failed (absent before the first).",
+        ),
+        |out, n, _, b, l| {
+            if let Some((ok, ..)) = b.last_check() {
+                sample(out, n, l, u8::from(ok));
+            }
+        },
+    );
+    per_backend(
+        out,
+        &state,
+        (
+            "ringleader_backend_check_last_duration_seconds",
+            "gauge",
+            "How long the backend's last active check took.",
+        ),
+        |out, n, _, b, l| {
+            if let Some((.., took)) = b.last_check() {
+                sample(out, n, l, took.as_secs_f64());
+            }
+        },
+    );
+
     per_upstream(
         out,
         &state,

@@ -146,6 +146,29 @@ async fn every_backend_has_all_three_health_series_one_of_them_1() {
         ),
         1.0
     );
+    // The last active check: passed on the live backend, failed on the dead one, none
+    // on an upstream without checks.
+    let last = |addr: &str| {
+        one(
+            &sc,
+            "ringleader_backend_check_last_success",
+            &[("upstream", "app"), ("addr", addr)],
+        )
+    };
+    assert_eq!(last(&b[0].addr().to_string()), 1.0);
+    assert_eq!(last(&b[1].addr().to_string()), 0.0);
+    let took = samples(&sc, "ringleader_backend_check_last_duration_seconds", &[]);
+    assert_eq!(took.len(), 2, "app's two backends: {took:?}");
+    assert!(
+        took.iter().all(|s| (0.0..1.0).contains(&value(s))),
+        "{took:?}"
+    );
+    assert!(samples(
+        &sc,
+        "ringleader_backend_check_last_success",
+        &[("upstream", "edge")]
+    )
+    .is_empty());
     assert_eq!(
         one(
             &sc,
