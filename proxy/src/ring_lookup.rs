@@ -4,7 +4,8 @@
 //! header's value (`header:NAME`), the cookie's value (`cookie:NAME`), the query
 //! parameter's value as it appears in the request target, not percent-decoded
 //! (`query:NAME`), the path (`path`), or the client's IP address in text form
-//! (`client_ip`: hashed as its 4 or 16 address bytes, as the proxy does). The answer
+//! (`client_ip`: hashed as its 4 or 16 address bytes, as the proxy does, or with a
+//! `hash_compat` placement as its normalised text, as nginx's `$remote_addr`). The answer
 //! comes from the balancer's own consistent-hash strategy over the live backends,
 //! their health and (with bounded load) their in-flight counts: the backend a
 //! request with that key would be sent to now, then the ones it would fail over to.
@@ -51,7 +52,8 @@ pub(crate) fn lookup(proxy: &Proxy, query: Option<&str>) -> (StatusCode, Value) 
         );
     };
     let shown = String::from_utf8_lossy(&key).into_owned();
-    let bytes = match hash_key_bytes(hash_key, &key) {
+    let compat = up.config.hash_compat.is_some();
+    let bytes = match hash_key_bytes(hash_key, &key, compat) {
         Some(b) => b,
         None => {
             return error(
@@ -128,10 +130,13 @@ fn following(
 
 /// The bytes the proxy hashes for a request whose hash-key value is `value` (see the
 /// module doc); `None` when `client_ip` is asked for with something not an IP address.
-fn hash_key_bytes(key: &HashKey, value: &[u8]) -> Option<Vec<u8>> {
+fn hash_key_bytes(key: &HashKey, value: &[u8], compat: bool) -> Option<Vec<u8>> {
     match key {
         HashKey::ClientIp => {
             let ip: IpAddr = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
+            if compat {
+                return Some(ip.to_string().into_bytes());
+            }
             Some(match ip {
                 IpAddr::V4(v4) => v4.octets().to_vec(),
                 IpAddr::V6(v6) => v6.octets().to_vec(),
@@ -182,17 +187,33 @@ mod tests {
     #[test]
     fn client_ip_keys_are_address_bytes() {
         assert_eq!(
-            hash_key_bytes(&HashKey::ClientIp, b"10.1.2.3"),
+            hash_key_bytes(&HashKey::ClientIp, b"10.1.2.3", false),
             Some(vec![10, 1, 2, 3])
         );
         assert_eq!(
-            hash_key_bytes(&HashKey::ClientIp, b"::1").map(|v| v.len()),
+            hash_key_bytes(&HashKey::ClientIp, b"::1", false).map(|v| v.len()),
             Some(16)
         );
-        assert_eq!(hash_key_bytes(&HashKey::ClientIp, b"not-an-ip"), None);
         assert_eq!(
-            hash_key_bytes(&HashKey::Path, b"/a b"),
+            hash_key_bytes(&HashKey::ClientIp, b"not-an-ip", false),
+            None
+        );
+        assert_eq!(
+            hash_key_bytes(&HashKey::Path, b"/a b", false),
             Some(b"/a b".to_vec())
         );
+    }
+
+    #[test]
+    fn compatible_placements_hash_the_client_ip_as_text() {
+        assert_eq!(
+            hash_key_bytes(&HashKey::ClientIp, b" 10.1.2.3", true),
+            Some(b"10.1.2.3".to_vec())
+        );
+        assert_eq!(
+            hash_key_bytes(&HashKey::ClientIp, b"0:0::1", true),
+            Some(b"::1".to_vec())
+        );
+        assert_eq!(hash_key_bytes(&HashKey::ClientIp, b"x", true), None);
     }
 }

@@ -2,7 +2,7 @@
 mod body;
 pub(crate) mod tunnel;
 
-use crate::config::HashKey;
+use crate::config::{HashCompat, HashKey};
 use crate::error::Error;
 use crate::headers::is_idempotent;
 use crate::http1::{BackendBody, ReqBody};
@@ -119,8 +119,24 @@ async fn send_watched(
     }
 }
 
-fn hash_key_bytes(key: &HashKey, parts: &Parts, peer: SocketAddr) -> Option<Bytes> {
+/// The bytes a request's hash key hashes to. Ringleader's own ring hashes a client
+/// IP's octets; a compatible placement hashes what the other system does: the
+/// address as text (nginx's `$remote_addr`), and for nginx, cookie and query
+/// parameter names matched ASCII case-insensitively as its `$cookie_NAME` and
+/// `$arg_NAME` do (ngx_http_parse_multi_header_lines and ngx_http_arg compare with
+/// ngx_strncasecmp). Values are the raw bytes, not percent-decoded, as in nginx.
+fn hash_key_bytes(
+    key: &HashKey,
+    parts: &Parts,
+    peer: SocketAddr,
+    compat: Option<HashCompat>,
+) -> Option<Bytes> {
+    let name_is = |k: &str, name: &str| match compat {
+        Some(HashCompat::Nginx) => k.eq_ignore_ascii_case(name),
+        _ => k == name,
+    };
     match key {
+        HashKey::ClientIp if compat.is_some() => Some(Bytes::from(peer.ip().to_string())),
         HashKey::ClientIp => Some(match peer.ip() {
             IpAddr::V4(ip) => Bytes::copy_from_slice(&ip.octets()),
             IpAddr::V6(ip) => Bytes::copy_from_slice(&ip.octets()),
@@ -137,14 +153,14 @@ fn hash_key_bytes(key: &HashKey, parts: &Parts, peer: SocketAddr) -> Option<Byte
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| name_is(k, name))
             .map(|(_, v)| Bytes::copy_from_slice(v.as_bytes())),
         HashKey::Query(name) => parts
             .uri
             .query()?
             .split('&')
             .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| name_is(k, name))
             .map(|(_, v)| Bytes::copy_from_slice(v.as_bytes())),
     }
 }
@@ -230,10 +246,14 @@ pub(crate) async fn forward(
         }
     };
 
-    let key = up
-        .hash_key
-        .as_ref()
-        .and_then(|k| hash_key_bytes(k, &parts, peer));
+    let key = up.hash_key.as_ref().and_then(|k| {
+        hash_key_bytes(
+            k,
+            &parts,
+            peer,
+            up.config.hash_compat.as_ref().map(|c| *c.get_ref()),
+        )
+    });
     let ctx = match &key {
         Some(k) => RequestCtx::with_key(k),
         None => RequestCtx::new(),
@@ -367,4 +387,57 @@ pub(crate) async fn forward(
         return Ok(answer);
     }
     Err(last_err.unwrap_or(Error::NoHealthyBackend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash_key_bytes;
+    use crate::config::{HashCompat, HashKey};
+    use std::net::SocketAddr;
+
+    fn parts(uri: &str, cookie: &str) -> http::request::Parts {
+        let (parts, ()) = http::Request::get(uri)
+            .header(http::header::COOKIE, cookie)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn compatible_placements_hash_what_nginx_hashes() {
+        let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let p = parts("/x?K=Upper&k=lower%20x", "SID=abc");
+        let bytes =
+            |key: &HashKey, compat| hash_key_bytes(key, &p, peer, compat).map(|b| b.to_vec());
+        // The own ring: octets, exact names.
+        assert_eq!(bytes(&HashKey::ClientIp, None), Some(vec![10, 1, 2, 3]));
+        assert_eq!(
+            bytes(&HashKey::Query("k".into()), None),
+            Some(b"lower%20x".to_vec())
+        );
+        assert_eq!(bytes(&HashKey::Cookie("sid".into()), None), None);
+        // nginx: $remote_addr is text; $arg_k and $cookie_sid match names in any case,
+        // the first one wins, values stay raw.
+        let nginx = Some(HashCompat::Nginx);
+        assert_eq!(bytes(&HashKey::ClientIp, nginx), Some(b"10.1.2.3".to_vec()));
+        assert_eq!(
+            bytes(&HashKey::Query("k".into()), nginx),
+            Some(b"Upper".to_vec())
+        );
+        assert_eq!(
+            bytes(&HashKey::Cookie("sid".into()), nginx),
+            Some(b"abc".to_vec())
+        );
+        // ketama: the text address too, names as written.
+        let ketama = Some(HashCompat::Ketama);
+        assert_eq!(
+            bytes(&HashKey::ClientIp, ketama),
+            Some(b"10.1.2.3".to_vec())
+        );
+        assert_eq!(
+            bytes(&HashKey::Query("k".into()), ketama),
+            Some(b"lower%20x".to_vec())
+        );
+    }
 }
