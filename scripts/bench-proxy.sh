@@ -224,8 +224,8 @@ admin = "127.0.0.1:$2"
 workers = 1
 EOF
   [ -n "${3:-}" ] && echo "tls_listen = \"127.0.0.1:$3\""
-  # H2C=0: the plain listener serves HTTP/1.1 alone (hyper's HTTP/1.1 server, no
-  # version sniffing), as before issue #15; not for the old build, which lacks the key.
+  # H2C=0: the plain listener serves HTTP/1.1 alone (no read of the first bytes
+  # for the HTTP/2 preface); not for the old build, which lacks the key.
   [ "${H2C:-1}" = 0 ] && [ "$2" = "$P_ADMIN" ] && printf '[server.http2]\ncleartext = false\n'
   if [ -n "${3:-}" ]; then
     cat <<EOF
