@@ -420,12 +420,16 @@ mod tests {
 
     /// A backend's `"health"` in the admin's /status text (the object naming it).
     fn health_of(status: &str, name: &str) -> Option<String> {
-        let at = status.find(&format!("\"name\":\"{name}\""))?;
-        let obj_start = status[..at].rfind('{')?;
-        let obj = &status[obj_start..];
-        let obj = &obj[..obj.find('}')?];
-        let h = obj.split("\"health\":\"").nth(1)?;
-        Some(h[..h.find('"')?].to_string())
+        // The body after the head; backends are objects with nested ones (last_check).
+        let body = &status[status.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v["upstreams"].as_object()?.values().find_map(|up| {
+            up["backends"]
+                .as_array()?
+                .iter()
+                .find(|b| b["name"] == name)
+                .and_then(|b| b["health"].as_str().map(str::to_string))
+        })
     }
 
     /// What the demo's banner tells a user to try is what happens: the proxy answers with
