@@ -30,7 +30,6 @@ pub(crate) async fn counting_attempts<F: std::future::Future>(f: F) -> (F::Outpu
 
 /// Count one attempt (a send to a backend) of the request being forwarded; nothing
 /// outside [`counting_attempts`].
-#[allow(dead_code)] // called from forward's attempt loop
 pub(crate) fn count_attempt() {
     let _ = ATTEMPTS.try_with(|c| c.set(c.get().saturating_add(1)));
 }

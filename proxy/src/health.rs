@@ -298,6 +298,7 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
                 };
                 let took = started.elapsed();
                 let ok = outcome.passed();
+                crate::metrics::record_check(&t.upstream, &t.id, ok, took);
                 if ok {
                     (passes, fails, probes_failed) = (passes.saturating_add(1), 0, 0);
                 } else {

@@ -289,6 +289,7 @@ pub(crate) async fn forward(
             break;
         };
         tries += 1;
+        crate::access_log::count_attempt();
 
         if name_backend {
             if let Ok(v) = HeaderValue::from_str(up.authorities[idx].1.as_str()) {

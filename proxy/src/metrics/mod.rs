@@ -435,7 +435,6 @@ pub(crate) struct CheckStats {
 pub(crate) static CHECKS: LazyLock<PerBackend<CheckStats>> = LazyLock::new(PerBackend::default);
 
 /// Record one active check of `backend_id` in `upstream`: passed or not, and how long it took.
-#[allow(dead_code)] // called by the check loop in health.rs
 pub(crate) fn record_check(upstream: &str, backend_id: &str, ok: bool, took: Duration) {
     let s = CHECKS.entry(upstream, backend_id);
     s.total.fetch_add(1, Relaxed);

@@ -181,7 +181,6 @@ async fn the_text_form_stays_key_value_fields() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "needs crate::access_log::count_attempt() in forward's attempt loop (coordinator)"]
 async fn attempts_count_the_retry() {
     let (logs, _guard) = Logs::capture();
     let b = backends(1).await;

@@ -285,7 +285,6 @@ async fn build_info_and_process_start_time() {
 }
 
 #[tokio::test]
-#[ignore = "needs crate::metrics::record_check in proxy/src/health.rs's check loop (coordinator)"]
 async fn active_checks_counted_per_backend_with_their_duration() {
     let (s, b, refused) = two_upstreams().await;
     b[1].kill();
