@@ -55,8 +55,10 @@ pub(crate) fn hashes_for(weight: u32, total: u64, servers: usize) -> u32 {
 }
 
 /// libketama's consistent hash: keys land on the same server as a libketama
-/// client (and the memcached clients built on it) for the same server list
-/// (addresses as written, e.g. `"10.0.0.1:11211"`) and memory weights.
+/// client for the same server list (addresses as written, e.g.
+/// `"10.0.0.1:11211"`) and memory weights. Clients that re-implement ketama
+/// may hash other server strings (libmemcached's weighted mode drops the port
+/// 11211), and then do not match.
 ///
 /// Unlike nginx, the number of points per server depends on every weight
 /// and on the number of servers, so adding a server re-derives all of them
