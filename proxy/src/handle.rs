@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::forward::forward;
 use crate::forward::tunnel::{self, Tunnel};
 use crate::headers::{self, X_REQUEST_ID};
+use crate::metrics::Metrics;
 use crate::pool::te_trailers;
 use crate::response::{error_response, grpc_error_response, ProxyBody};
 use crate::state::Proxy;
@@ -30,6 +31,16 @@ pub(crate) async fn handle(
     let start = Instant::now();
     let m = &proxy.shared.metrics;
     m.requests.fetch_add(1, Relaxed);
+    // Counts and logs the request once: with the answer, or as a 499 if the client
+    // goes first and hyper drops this future.
+    let mut outcome = Outcome {
+        metrics: m,
+        start,
+        client: peer,
+        kind: AccessLog::Off,
+        logged: None,
+        done: false,
+    };
     let version = req.version();
     let (mut parts, body) = req.into_parts();
     let state = proxy.shared.state.load();
@@ -102,8 +113,7 @@ pub(crate) async fn handle(
 
     // Where a relayed 101 leads: the client's side of the upgrade and the upstream.
     let mut switching = None;
-    // What the access log needs of the request, when it is on.
-    let mut logged: Option<Logged> = None;
+    outcome.kind = access_log;
     let result = match routed {
         Ok(up) => {
             if let Some(a) = parts.uri.authority() {
@@ -133,7 +143,7 @@ pub(crate) async fn handle(
             let host = parts.headers.get(HOST).cloned();
             headers::set_forwarded(&mut parts.headers, peer_ip, scheme, host);
             if access_log.is_on() {
-                logged = Some(Logged::new(
+                outcome.logged = Some(Logged::new(
                     &parts,
                     body.is_end_stream(),
                     Some(up.clone()),
@@ -147,18 +157,18 @@ pub(crate) async fn handle(
                     .with(&up.name, &up.authorities[*i].0, |c| {
                         c.count(r.status().as_u16())
                     });
-                if let Some(l) = &mut logged {
+                if let Some(l) = &mut outcome.logged {
                     l.backend = Some(*i);
                 }
             }
-            if let Some(l) = &mut logged {
+            if let Some(l) = &mut outcome.logged {
                 l.attempts = attempts;
             }
             res.map(|(r, _, c)| (r, c))
         }
         Err(e) => {
             if access_log.is_on() {
-                logged = Some(Logged::new(&parts, body.is_end_stream(), None, &req_id));
+                outcome.logged = Some(Logged::new(&parts, body.is_end_stream(), None, &req_id));
             }
             Err(e)
         }
@@ -223,11 +233,58 @@ pub(crate) async fn handle(
             }
         }
     };
-    m.observe(resp.status().as_u16(), start.elapsed());
-    if let Some(l) = logged {
-        l.emit(access_log, &resp, peer, start);
-    }
+    outcome.answered(&resp);
     resp
+}
+
+/// nginx's status for a request whose client closed the connection before the
+/// response went out (`NGX_HTTP_CLIENT_CLOSED_REQUEST` in nginx's
+/// `src/http/ngx_http_request.h`); never sent, only logged.
+pub(crate) const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// The end of one request, counted and logged exactly once: by [`Outcome::answered`]
+/// when the response head is ready, else on drop. hyper drops a request's future
+/// when its client goes away first (an HTTP/1.1 connection closed, an h2 stream
+/// reset); that request is logged with status 499 and the time until then, and
+/// counted in `client_aborts`, not among the responses (none was sent).
+struct Outcome<'a> {
+    metrics: &'a Metrics,
+    start: Instant,
+    client: SocketAddr,
+    kind: AccessLog,
+    /// What the access log needs of the request, when it is on.
+    logged: Option<Logged>,
+    done: bool,
+}
+
+impl Outcome<'_> {
+    fn answered(&mut self, resp: &Response<ProxyBody>) {
+        self.done = true;
+        self.metrics
+            .observe(resp.status().as_u16(), self.start.elapsed());
+        if let Some(l) = self.logged.take() {
+            let (status, bytes_out) = Logged::answer(&l.method, resp);
+            l.emit(self.kind, status, bytes_out, self.client, self.start);
+        }
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.metrics.client_aborts.fetch_add(1, Relaxed);
+        if let Some(l) = self.logged.take() {
+            l.emit(
+                self.kind,
+                CLIENT_CLOSED_REQUEST,
+                None,
+                self.client,
+                self.start,
+            );
+        }
+    }
 }
 
 /// The parts of a request the access log reports, kept while the request goes on.
@@ -265,15 +322,27 @@ impl Logged {
         }
     }
 
-    fn emit(self, kind: AccessLog, resp: &Response<ProxyBody>, client: SocketAddr, start: Instant) {
+    /// The status of `resp` (an answer to `method`) and its body length, if known.
+    fn answer(method: &Method, resp: &Response<ProxyBody>) -> (u16, Option<u64>) {
         let status = resp.status();
         // RFC 9110 §6.4.1: no content in answers to HEAD, nor in 1xx, 204 or 304.
-        let no_body = self.method == Method::HEAD
+        let no_body = method == Method::HEAD
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         let bytes_out = access_log::declared_length(resp.headers(), no_body)
             .or_else(|| resp.body().size_hint().exact());
+        (status.as_u16(), bytes_out)
+    }
+
+    fn emit(
+        self,
+        kind: AccessLog,
+        status: u16,
+        bytes_out: Option<u64>,
+        client: SocketAddr,
+        start: Instant,
+    ) {
         let duration = start.elapsed();
         let up = self.upstream.as_deref();
         access_log::Entry {
@@ -284,7 +353,7 @@ impl Logged {
             method: &self.method,
             path: &self.path,
             host: self.host.as_ref().and_then(|h| h.to_str().ok()),
-            status: status.as_u16(),
+            status,
             upstream: up.map(|u| u.name.as_str()),
             backend: up
                 .zip(self.backend)

@@ -50,6 +50,9 @@ pub struct Metrics {
     /// Requests whose X-Request-Id is a random UUID because no Snowflake ID could
     /// be issued (the worker lease was not confirmed, or the generator failed).
     pub request_id_fallbacks: AtomicU64,
+    /// Requests whose client went away before their response head was ready (the
+    /// access log's 499s); not among `responses`.
+    pub client_aborts: AtomicU64,
     /// Upgraded connections (WebSocket and other tunnels): opened and open now.
     pub(crate) tunnels: Tunnels,
     /// Responses relayed from each backend, by status class.
@@ -250,6 +253,12 @@ impl Metrics {
             let (n, v) = (i + 1, c.load(Relaxed));
             let _ = writeln!(out, "ringleader_responses_total{{class=\"{n}xx\"}} {v}");
         }
+        counter(
+            out,
+            "ringleader_client_aborts_total",
+            "Requests whose client closed the connection or reset the stream before the response head (logged as 499).",
+            self.client_aborts.load(Relaxed),
+        );
         counter(
             out,
             "ringleader_retries_total",

@@ -214,3 +214,51 @@ async fn attempts_count_the_retry() {
     // One went straight to the live backend, the other was refused first, then retried.
     assert_eq!(attempts, [1, 2], "{}", logs.text());
 }
+
+/// A client that gives up while the backend is still working (closes its connection
+/// after a 300 ms read deadline; the backend takes 2 s) is logged once, as nginx logs
+/// it, with status 499, and counted as an abort, not as a response.
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_that_leaves_before_the_answer_is_logged_as_499() {
+    let (logs, _guard) = Logs::capture();
+    let slow = ringleader_proxy::DemoBackend::start("slow", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let s = proxy("\"json\"", slow.addr()).await;
+    let mut tcp = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    tcp.write_all(b"GET /gone HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf)).await;
+    assert!(read.is_err(), "an answer before the backend's delay");
+    drop(tcp);
+
+    wait_until(Duration::from_secs(5), "an access line for /gone", || {
+        let n = access_objects(&logs).len();
+        async move { n > 0 }
+    })
+    .await;
+    let all = access_objects(&logs);
+    assert_eq!(all.len(), 1, "{}", logs.text());
+    let v = &all[0];
+    assert_eq!(v["status"], 499, "{v}");
+    assert_eq!(v["path"], "/gone", "{v}");
+    assert_eq!(v["upstream"], "app", "{v}");
+    assert_eq!(v["client"], me.to_string(), "{v}");
+    let us = v["duration_us"].as_u64().unwrap();
+    assert!((300_000..2_000_000).contains(&us), "{v}");
+    assert_eq!(
+        metric(s.admin_addr(), "ringleader_client_aborts_total ").await,
+        1
+    );
+    assert_eq!(
+        metric(
+            s.admin_addr(),
+            "ringleader_http_responses_total{code=\"4xx\"}"
+        )
+        .await,
+        0
+    );
+}
