@@ -1,37 +1,67 @@
-//! The admin endpoints: `GET /metrics` (Prometheus text), `GET /status` (JSON), the status page at `/` and `GET /ring` (key lookup).
+//! The admin endpoints (GET and HEAD): `/metrics` (Prometheus text), `/status` (JSON), the status page at `/` and `/ring` (key lookup).
 use crate::response::ProxyBody;
 use crate::state::Proxy;
 use crate::status_fields;
-use http::header::CONTENT_TYPE;
+use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
+/// The methods every admin resource allows (the `Allow` of a 405).
+const ALLOW_METHODS: &str = "GET, HEAD";
+
 /// Answer one admin request.
+///
+/// HEAD is answered as GET is: RFC 9110 §9.1, "All general-purpose servers MUST
+/// support the methods GET and HEAD"; hyper sends the head of the GET's answer,
+/// `Content-Length` included (RFC 9110 §9.3.2: "the server SHOULD send the same
+/// header fields in response to a HEAD request as it would have sent if the
+/// request method had been GET"), and leaves the body out.
 pub(crate) fn handle<B>(proxy: &Proxy, req: &Request<B>) -> Response<ProxyBody> {
-    let (status, ctype, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => (
+    let path = req.uri().path();
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        // RFC 9110 §15.5.6: "The origin server MUST generate an Allow header field
+        // in a 405 response containing a list of the target resource's currently
+        // supported methods." /ring answers its errors in JSON.
+        let mut r = if path == "/ring" {
+            let body = serde_json::json!({ "error": "method not allowed: GET and HEAD only" });
+            text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "application/json",
+                body.to_string(),
+            )
+        } else {
+            text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                "GET and HEAD only\n".to_string(),
+            )
+        };
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(ALLOW_METHODS));
+        return r;
+    }
+    match path {
+        "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             proxy.metrics_text(),
         ),
-        (&Method::GET, "/status") => (
+        "/status" => text(
             StatusCode::OK,
             "application/json",
             proxy.status_json().to_string(),
         ),
         // The live status page, and the key lookup its consistent-hash upstreams use.
-        (&Method::GET, "/") => return crate::status_page::page(),
-        (&Method::GET, "/ring") => return crate::status_page::ring(proxy, req.uri().query()),
-        (&Method::GET, _) => (
+        "/" => crate::status_page::page(),
+        "/ring" => crate::status_page::ring(proxy, req.uri().query()),
+        _ => text(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             "not found\n".to_string(),
         ),
-        _ => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "GET only\n".to_string(),
-        ),
-    };
+    }
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(body));
     *r.status_mut() = status;
     r.headers_mut()

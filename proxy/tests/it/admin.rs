@@ -66,3 +66,62 @@ async fn shutdown_drains_in_flight_requests_and_stops_accepting() {
     assert_eq!(slow.await.unwrap().status, 200);
     assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
 }
+
+/// The field `name` of a raw answer's head, if present.
+fn field<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// RFC 9110 §9.1: HEAD is answered as GET without the body (same Content-Length);
+/// §15.5.6: a 405 says which methods are allowed. /ring's 405 is JSON like its errors.
+#[tokio::test]
+async fn admin_answers_head_and_its_405_names_the_allowed_methods() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let a = s.admin_addr();
+    let req =
+        |m: &str, p: &str| format!("{m} {p} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+
+    let head = raw(a, req("HEAD", "/metrics").as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (h, body) = head.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "", "no body for HEAD: {head}");
+    assert!(
+        field(h, "content-type").unwrap().starts_with("text/plain"),
+        "{h}"
+    );
+    let len: usize = field(h, "content-length").expect(h).parse().unwrap();
+    assert!(len > 0, "{h}");
+
+    // The status page does not change between two requests: the same length.
+    let get = raw(a, req("GET", "/").as_bytes()).await;
+    let head = raw(a, req("HEAD", "/").as_bytes()).await;
+    let (gh, gbody) = get.split_once("\r\n\r\n").unwrap();
+    let (hh, hbody) = head.split_once("\r\n\r\n").unwrap();
+    assert!(hh.starts_with("HTTP/1.1 200"), "{hh}");
+    assert_eq!(hbody, "");
+    assert_eq!(field(hh, "content-length"), field(gh, "content-length"));
+    assert_eq!(
+        field(gh, "content-length").unwrap(),
+        gbody.len().to_string()
+    );
+
+    let post = raw(a, req("POST", "/status").as_bytes()).await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert_eq!(field(&post, "allow"), Some("GET, HEAD"), "{post}");
+
+    let post = raw(a, req("DELETE", "/ring").as_bytes()).await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert_eq!(field(&post, "allow"), Some("GET, HEAD"), "{post}");
+    assert_eq!(
+        field(&post, "content-type"),
+        Some("application/json"),
+        "{post}"
+    );
+    let body = post.split_once("\r\n\r\n").unwrap().1;
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(v["error"].is_string(), "{v}");
+}
