@@ -14,7 +14,7 @@ use ringleader_balancer::detector::{
     Accrual, AccrualConfig, Action, Detector, RiseFall, RiseFallConfig,
 };
 use ringleader_balancer::{Balancer, Health, HealthPolicy};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -22,35 +22,80 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-/// Spawn one check task per backend of `up` (none when it has no `[health]` table).
-/// This proxy's verdicts on backends no longer checked are forgotten.
-pub fn spawn_checks(up: &Upstream, verdicts: &Arc<Verdicts>) -> Vec<JoinHandle<()>> {
+/// What a check task checks: a task whose key is unchanged by a reload or a
+/// membership change keeps running (and counting), one whose key changed is restarted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct CheckKey {
+    /// Balancer id (the address).
+    id: String,
+    label: Box<str>,
+    /// The balancer and the backend's connection pool it uses (by identity: a reload
+    /// keeps both when nothing about them changed).
+    lb: usize,
+    conns: usize,
+    /// The `[health]` table, as its `Debug` text.
+    health: String,
+}
+
+/// The running check tasks of one upstream.
+#[derive(Debug, Default)]
+pub(crate) struct Checks {
+    tasks: BTreeMap<CheckKey, JoinHandle<()>>,
+}
+
+impl Checks {
+    /// Stop every task.
+    pub(crate) fn abort_all(&mut self) {
+        std::mem::take(&mut self.tasks)
+            .into_values()
+            .for_each(|t| t.abort());
+    }
+}
+
+/// Bring `checks` in line with `up`: one check task per backend (none when it has no
+/// `[health]` table). Tasks of backends whose address, name, pool, balancer and
+/// `[health]` table are unchanged keep running, so their detector keeps its counts;
+/// the others are stopped, and new ones started. This proxy's verdicts on backends
+/// no longer checked are forgotten.
+pub(crate) fn sync_checks(up: &Upstream, verdicts: &Arc<Verdicts>, checks: &mut Checks) {
     let checked: BTreeSet<&str> = match (&up.config.health, &up.lb) {
         (Some(_), Some(_)) => up.authorities.iter().map(|(id, _)| id.as_str()).collect(),
         _ => BTreeSet::new(),
     };
     verdicts.retain(&up.name, &checked);
     let (Some(h), Some(lb)) = (up.config.health.clone(), up.lb.as_ref()) else {
-        return Vec::new();
+        checks.abort_all();
+        return;
     };
+    let health = format!("{h:?}");
     let h = Arc::new(h);
-    up.authorities
-        .iter()
-        .zip(&up.labels)
-        .zip(&up.conns)
-        .map(|(((id, _), label), conns)| {
-            let target = Target {
-                lb: lb.clone(),
-                id: id.clone(),
-                label: label.clone(),
-                upstream: up.name.clone(),
-                h2: conns.h2_target().cloned(),
-                connect_timeout: conns.connect_timeout(),
-                verdicts: verdicts.clone(),
-            };
-            tokio::spawn(check_loop(target, h.clone()))
-        })
-        .collect()
+    let mut old = std::mem::take(&mut checks.tasks);
+    for (((id, _), label), conns) in up.authorities.iter().zip(&up.labels).zip(&up.conns) {
+        let key = CheckKey {
+            id: id.clone(),
+            label: label.clone(),
+            lb: Arc::as_ptr(lb) as usize,
+            conns: Arc::as_ptr(conns) as usize,
+            health: health.clone(),
+        };
+        let task = match old.remove(&key) {
+            Some(t) if !t.is_finished() => t,
+            _ => {
+                let target = Target {
+                    lb: lb.clone(),
+                    id: id.clone(),
+                    label: label.clone(),
+                    upstream: up.name.clone(),
+                    h2: conns.h2_target().cloned(),
+                    connect_timeout: conns.connect_timeout(),
+                    verdicts: verdicts.clone(),
+                };
+                tokio::spawn(check_loop(target, h.clone()))
+            }
+        };
+        checks.tasks.insert(key, task);
+    }
+    old.into_values().for_each(|t| t.abort());
 }
 
 /// The backend one check task watches, and the names its log lines give it.
@@ -173,11 +218,19 @@ enum Det {
 }
 
 impl Det {
-    fn new(h: &HealthConfig, now: std::time::Instant, seed: u64) -> Det {
+    /// A detector of `h`, resuming from `down` and the `(passes, fails)` streak
+    /// counted so far (see [`RiseFall::resume`], [`Accrual::resume_down`]).
+    fn new(
+        h: &HealthConfig,
+        now: std::time::Instant,
+        seed: u64,
+        down: bool,
+        streak: (u32, u32),
+    ) -> Det {
         // Up to 10% of the interval, so checks of many backends do not align.
         let jitter = h.interval / 10;
         match h.detector {
-            DetectorKind::RiseFall => Det::RiseFall(RiseFall::new(
+            DetectorKind::RiseFall => Det::RiseFall(RiseFall::resume(
                 RiseFallConfig {
                     interval: h.interval,
                     jitter,
@@ -189,26 +242,29 @@ impl Det {
                 },
                 now,
                 seed,
+                !down,
+                streak,
             )),
             DetectorKind::Accrual => {
                 let d = AccrualConfig::default();
-                Det::Accrual(Box::new(Accrual::new(
-                    AccrualConfig {
-                        interval: h.interval,
-                        jitter,
-                        timeout: h.timeout,
-                        probe_timeout: d.probe_timeout.min(h.timeout),
-                        threshold: h.phi_threshold,
-                        min_std_dev: h.min_std_dev,
-                        confirm: h.confirm,
-                        confirm_interval: h.confirm_interval,
-                        first_heartbeat_estimate: h.interval,
-                        rise: h.rise,
-                        ..d
-                    },
-                    now,
-                    seed,
-                )))
+                let config = AccrualConfig {
+                    interval: h.interval,
+                    jitter,
+                    timeout: h.timeout,
+                    probe_timeout: d.probe_timeout.min(h.timeout),
+                    threshold: h.phi_threshold,
+                    min_std_dev: h.min_std_dev,
+                    confirm: h.confirm,
+                    confirm_interval: h.confirm_interval,
+                    first_heartbeat_estimate: h.interval,
+                    rise: h.rise,
+                    ..d
+                };
+                Det::Accrual(Box::new(if down {
+                    Accrual::resume_down(config, now, seed, streak.0)
+                } else {
+                    Accrual::new(config, now, seed)
+                }))
             }
         }
     }
@@ -237,13 +293,21 @@ fn now() -> std::time::Instant {
 async fn check_loop(t: Target, h: Arc<HealthConfig>) {
     let seed = rand::rngs::SmallRng::from_rng(&mut rand::rng()).random::<u64>();
     let accrual = h.detector == DetectorKind::Accrual;
-    let mut det = Det::new(&h, now(), seed);
-    // A task restarted by a reload or a membership change starts from this proxy's
-    // last verdict (or the balancer's state): a fresh detector holds the backend up,
-    // so `rise` passes counted here bring it up again.
+    // A task restarted (its backend's address, pool or `[health]` changed, or it was
+    // put back in a ring as a fresh backend) starts from this proxy's last verdict,
+    // else the balancer's state, and from the balancer's streak when the two agree:
+    // a fresh detector would count from "up, 0 failures", and `follow` would then
+    // force the balancer back up with passes that never happened.
     let own = t.verdicts.own_verdict(&t.upstream, &t.id);
-    let mut down = own.or_else(|| t.down()) == Some(true);
-    let mut restored_passes: Option<u32> = down.then_some(0);
+    let in_lb =
+        t.lb.backend(&t.id)
+            .map(|b| (b.health() == Health::Down, b.check_streak()));
+    let mut down = own.or(in_lb.map(|(d, _)| d)) == Some(true);
+    let streak = match in_lb {
+        Some((d, s)) if d == down => s,
+        _ => (0, 0),
+    };
+    let mut det = Det::new(&h, now(), seed, down, streak);
     // Nothing is published before a first check unless something is known.
     let mut published = own.is_some() || down;
     // Consecutive results of this task, for the log lines.
@@ -326,13 +390,6 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
                     }
                 }
                 published = true;
-                if let Some(n) = &mut restored_passes {
-                    *n = if ok { *n + 1 } else { 0 };
-                    if *n >= h.rise {
-                        restored_passes = None;
-                        down = false;
-                    }
-                }
                 if !ok {
                     tracing::debug!(
                         upstream = %upstream, backend = %backend, addr = %addr,
@@ -342,10 +399,7 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
                 }
                 last = Some(outcome);
             }
-            Action::MarkDown => {
-                restored_passes = None;
-                down = true;
-            }
+            Action::MarkDown => down = true,
             Action::MarkUp => down = false,
         }
         if published {
@@ -774,6 +828,153 @@ mod tests {
             "the balancer follows"
         );
         task.abort();
+    }
+
+    /// A backend that accepts every connection and closes it at once (each check
+    /// fails with "connection closed before a response"), and how many it accepted.
+    async fn closing_backend() -> (String, Arc<std::sync::atomic::AtomicU32>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let n = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = n.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(s);
+            }
+        });
+        (addr, n)
+    }
+
+    /// Wait (5 s at most) until `cond`, polling every few ms.
+    async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The balancer backend `addr` of upstream "app" of `p`.
+    fn backend_of(p: &crate::Proxy, addr: &str) -> Arc<ringleader_balancer::Backend> {
+        let state = p.shared.state.load();
+        state.upstreams["app"]
+            .lb
+            .as_ref()
+            .and_then(|lb| lb.backend(addr))
+            .expect("backend in the balancer")
+    }
+
+    const RISE_FALL: &str =
+        "[upstream.app.health]\ninterval = \"150ms\"\ntimeout = \"100ms\"\nrise = 2\nfall = 3\n";
+
+    #[tokio::test]
+    async fn a_restarted_task_resumes_the_balancers_failure_count() {
+        let addr = closed_port().await;
+        let config = ringleader_balancer::BalancerConfig {
+            health: HealthPolicy { rise: 2, fall: 3 },
+            ..Default::default()
+        };
+        let lb = Arc::new(
+            Balancer::new(
+                vec![ringleader_balancer::BackendSpec::new(&addr, 1)],
+                config,
+            )
+            .unwrap(),
+        );
+        // An earlier task counted 2 of fall = 3.
+        lb.report_check(&addr, false);
+        lb.report_check(&addr, false);
+        let verdicts = Arc::new(Verdicts::default());
+        let t = Target {
+            lb: lb.clone(),
+            id: addr.clone(),
+            label: addr.as_str().into(),
+            upstream: "app".into(),
+            h2: None,
+            connect_timeout: Duration::from_secs(1),
+            verdicts: verdicts.clone(),
+        };
+        // The next check comes 2 s after the first: only one is seen here.
+        let h = HealthConfig {
+            interval: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+            ..HealthConfig::default()
+        };
+        let task = tokio::spawn(check_loop(t, Arc::new(h)));
+        // The verdict is published (and the balancer follows it) after the first check.
+        wait_for("no first check", || {
+            verdicts.own_verdict("app", &addr).is_some()
+        })
+        .await;
+        assert_eq!(
+            verdicts.own_verdict("app", &addr),
+            Some(true),
+            "the third failure in a row is down"
+        );
+        assert_eq!(lb.backends()[0].health(), Health::Down);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_reload_does_not_reset_the_failure_count() {
+        let (addr, accepted) = closing_backend().await;
+        let toml = format!("[upstream.app]\nbackends = [{{ addr = \"{addr}\" }}]\n{RISE_FALL}");
+        let config = || crate::Config::from_toml_str(&toml, "t.toml").unwrap();
+        let p = crate::Proxy::new(config()).unwrap();
+        let b = backend_of(&p, &addr);
+        wait_for("two failed checks", || b.check_streak() == (0, 2)).await;
+        p.reload(config()).unwrap();
+        // Once a fourth check started, the third one is counted: down, and it stays so.
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        wait_for("a fourth check", || {
+            accepted.load(std::sync::atomic::Ordering::SeqCst) >= n + 2
+        })
+        .await;
+        assert_eq!(b.health(), Health::Down, "down after 3 failed checks");
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        wait_for("two more checks", || {
+            accepted.load(std::sync::atomic::Ordering::SeqCst) >= n + 3
+        })
+        .await;
+        assert_eq!(b.health(), Health::Down, "stays down");
+        assert_eq!(p.shared.verdicts.own_verdict("app", &addr), Some(true));
+        p.stop_health();
+    }
+
+    #[tokio::test]
+    async fn membership_churn_does_not_keep_a_dead_backend_up() {
+        let (dead, _) = closing_backend().await;
+        let other = closed_port().await;
+        let toml = format!(
+            "[cluster]\nendpoints = [\"http://127.0.0.1:1\"]\n[upstream.app]\nbackends_from = \"cluster\"\n{RISE_FALL}"
+        );
+        let p = crate::Proxy::new(crate::Config::from_toml_str(&toml, "t.toml").unwrap()).unwrap();
+        let member = |a: &str| crate::BackendConfig::new(a, 1, None);
+        // An unrelated member comes and goes every 50 ms: far faster than fall x
+        // interval (450 ms).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut i = 0u32;
+        loop {
+            let mut m = vec![member(&dead)];
+            if i % 2 == 0 {
+                m.push(member(&other));
+            }
+            p.set_backends("app", m).unwrap();
+            i += 1;
+            if p.shared.verdicts.own_verdict("app", &dead) == Some(true)
+                && backend_of(&p, &dead).health() == Health::Down
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the dead backend never held down under churn"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p.stop_health();
     }
 
     #[test]

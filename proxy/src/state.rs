@@ -17,7 +17,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// One route of the snapshot.
 #[derive(Debug)]
@@ -63,7 +62,7 @@ pub(crate) struct Shared {
     /// The `[cluster]` table the process started with (changes need a restart).
     pub(crate) running_cluster: Option<ClusterConfig>,
     /// Health-check tasks per upstream.
-    health_tasks: Mutex<BTreeMap<String, Vec<JoinHandle<()>>>>,
+    health_tasks: Mutex<BTreeMap<String, health::Checks>>,
     /// Serialises the read-modify-write of `state` by reloads and membership updates.
     apply: Mutex<()>,
     /// The last membership applied per cluster-fed upstream: a reload re-applies it.
@@ -291,23 +290,23 @@ impl Proxy {
         Ok(p)
     }
 
-    /// Restart the health checks of every upstream, or of `only` that one.
+    /// Bring the health checks of every upstream, or of `only` that one, in line with
+    /// the state: tasks of unchanged backends keep running (and counting), see
+    /// [`health::sync_checks`]; those of upstreams gone stop.
     fn restart_health(&self, only: Option<&str>) {
         let state = self.shared.state.load_full();
         let mut tasks = self.shared.health_tasks.lock();
         tasks.retain(|name, ts| {
-            let keep = only.is_some_and(|o| o != name);
-            if !keep {
-                ts.drain(..).for_each(|t| t.abort());
+            let gone = only.is_none_or(|o| o == name) && !state.upstreams.contains_key(name);
+            if gone {
+                ts.abort_all();
             }
-            keep
+            !gone
         });
         for (name, up) in &state.upstreams {
             if only.is_none_or(|o| o == name) {
-                tasks.insert(
-                    name.clone(),
-                    health::spawn_checks(up, &self.shared.verdicts),
-                );
+                let checks = tasks.entry(name.clone()).or_default();
+                health::sync_checks(up, &self.shared.verdicts, checks);
             }
         }
     }
@@ -542,8 +541,8 @@ impl Proxy {
 
     /// Stop the health checks (done by [`crate::Server`] on shutdown).
     pub fn stop_health(&self) {
-        for (_, ts) in std::mem::take(&mut *self.shared.health_tasks.lock()) {
-            ts.into_iter().for_each(|t| t.abort());
+        for (_, mut ts) in std::mem::take(&mut *self.shared.health_tasks.lock()) {
+            ts.abort_all();
         }
     }
 }

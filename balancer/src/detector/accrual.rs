@@ -301,6 +301,22 @@ impl Accrual {
         }
     }
 
+    /// [`Accrual::new`] for a backend already held down (by the balancer, or by an
+    /// earlier detector of this backend) with `passes` of the `rise` it needs counted:
+    /// it stays down until they pass, as a detector that marked it down would.
+    ///
+    /// ```
+    /// use ringleader_balancer::detector::{Accrual, AccrualConfig, Detector};
+    /// let d = Accrual::resume_down(AccrualConfig::default(), std::time::Instant::now(), 1, 0);
+    /// assert!(!d.is_up());
+    /// ```
+    pub fn resume_down(config: AccrualConfig, now: Instant, seed: u64, passes: u32) -> Self {
+        let mut d = Self::new(config, now, seed);
+        d.up = false;
+        d.passes = passes.min(config.rise.saturating_sub(1));
+        d
+    }
+
     /// The settings.
     pub fn config(&self) -> &AccrualConfig {
         &self.config

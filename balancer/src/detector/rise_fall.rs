@@ -105,6 +105,38 @@ impl RiseFall {
             stats: DetectorStats::default(),
         }
     }
+
+    /// [`RiseFall::new`], resuming from a state counted elsewhere (the balancer's
+    /// [`Backend::health`](crate::Backend::health) and
+    /// [`Backend::check_streak`](crate::Backend::check_streak)): `up`, and the
+    /// `(passes, fails)` in a row towards the next change. A restarted check task so
+    /// goes on where the balancer stands instead of from a fresh "up, 0 failures".
+    ///
+    /// ```
+    /// use ringleader_balancer::detector::{Action, Detector, RiseFall, RiseFallConfig};
+    /// use std::time::{Duration, Instant};
+    /// let t0 = Instant::now();
+    /// let c = RiseFallConfig { jitter: Duration::ZERO, ..Default::default() }; // fall = 3
+    /// let mut d = RiseFall::resume(c, t0, 1, true, (0, 2));
+    /// d.on_check(false, Duration::from_millis(1), t0);
+    /// assert_eq!(d.next_action(t0), Action::MarkDown);
+    /// ```
+    pub fn resume(
+        config: RiseFallConfig,
+        now: Instant,
+        seed: u64,
+        up: bool,
+        (passes, fails): (u32, u32),
+    ) -> Self {
+        let mut d = Self::new(config, now, seed);
+        d.up = up;
+        if up {
+            d.fails = fails.min(config.policy.fall.saturating_sub(1));
+        } else {
+            d.passes = passes.min(config.policy.rise.saturating_sub(1));
+        }
+        d
+    }
 }
 
 impl Detector for RiseFall {
