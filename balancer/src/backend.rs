@@ -49,6 +49,9 @@ pub struct Backend {
     id: String,
     addr: String,
     failures: AtomicU64,
+    /// Failures that say nothing answers there: refused, failed or timed-out
+    /// connections, and requests with no answer in time (see [`Self::liveness_failures`]).
+    liveness_failures: AtomicU64,
     decay_bits: AtomicU64,
     clock: Arc<dyn Clock>,
     epoch: Instant,
@@ -105,6 +108,7 @@ impl Backend {
             id: spec.id.clone(),
             addr: spec.addr.clone(),
             failures: AtomicU64::new(0),
+            liveness_failures: AtomicU64::new(0),
             decay_bits: AtomicU64::new(decay.to_bits()),
             clock,
             epoch,
@@ -169,6 +173,26 @@ impl Backend {
     /// Requests that finished with `failure()` or `connect_refused()`.
     pub fn failures(&self) -> u64 {
         self.failures.load(Relaxed)
+    }
+
+    /// Requests that failed for want of a live backend: a connection refused
+    /// ([`Pick::connect_refused`](crate::Pick::connect_refused)), not opened or not
+    /// answered in time ([`Pick::unreachable_after`](crate::Pick::unreachable_after)).
+    /// A subset of [`Self::failures`]: an answer, even a 5xx, is not counted here. A
+    /// failure detector's passive failures come from this count.
+    ///
+    /// ```
+    /// use ringleader_balancer::{Balancer, BalancerConfig, BackendSpec, RequestCtx};
+    /// use std::time::Duration;
+    /// let lb = Balancer::new(vec![BackendSpec::new("a:1", 1)], BalancerConfig::default())?;
+    /// lb.pick(&RequestCtx::new()).unwrap().failure_after(Duration::from_millis(5)); // a 5xx
+    /// lb.pick(&RequestCtx::new()).unwrap().unreachable_after(Duration::from_secs(1));
+    /// let b = &lb.backends()[0];
+    /// assert_eq!((b.failures(), b.liveness_failures()), (2, 1));
+    /// # Ok::<(), ringleader_balancer::Error>(())
+    /// ```
+    pub fn liveness_failures(&self) -> u64 {
+        self.liveness_failures.load(Relaxed)
     }
 
     /// Times this backend was ejected by passive outlier detection.
@@ -339,6 +363,11 @@ impl Backend {
         );
         self.refresh_lrt_base();
         self.health.record_failure()
+    }
+
+    /// Count a liveness failure (besides the failure itself, see [`Self::record_failure`]).
+    pub(crate) fn record_unreachable(&self) {
+        self.liveness_failures.fetch_add(1, Relaxed);
     }
 
     // ---- the load table (see `table.rs`) ----

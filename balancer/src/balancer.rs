@@ -595,6 +595,15 @@ impl Pick {
         self.failed(Some(latency));
     }
 
+    /// The backend did not answer within `latency`: the connection failed or timed out, or no
+    /// response came within the request timeout. As [`failure_after`](Self::failure_after),
+    /// and it counts in [`Backend::liveness_failures`](crate::Backend::liveness_failures)
+    /// (a 5xx answer does not: the backend is alive).
+    pub fn unreachable_after(self, latency: Duration) {
+        self.backend().record_unreachable();
+        self.failed(Some(latency));
+    }
+
     fn failed(self, latency: Option<Duration>) {
         let streak = self.backend().record_failure(latency);
         self.snap.strategy.as_dyn().on_failure(self.index());
@@ -608,6 +617,7 @@ impl Pick {
     /// (only `max_percent = 0` turns it off). A refused connection is proof that
     /// nothing serves there, not an outlier statistic.
     pub fn connect_refused(self) {
+        self.backend().record_unreachable();
         self.backend().record_failure(None);
         self.snap.strategy.as_dyn().on_failure(self.index());
         self.snap.try_eject(self.index(), Cause::Refused);

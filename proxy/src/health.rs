@@ -122,9 +122,11 @@ impl Target {
             .map(|b| b.health() == Health::Down)
     }
 
-    /// Failures the balancer counted on live traffic (`None` while not in it).
+    /// Liveness failures the balancer counted on live traffic: refused, failed or
+    /// timed-out connections and requests not answered in time, never a 5xx answer
+    /// (`None` while not in it).
     fn failures(&self) -> Option<u64> {
-        self.lb.backend(&self.id).map(|b| b.failures())
+        self.lb.backend(&self.id).map(|b| b.liveness_failures())
     }
 
     /// Make the balancer's active state agree with the detector's verdict `down`
@@ -775,7 +777,7 @@ mod tests {
             );
             lb.pick(&ringleader_balancer::RequestCtx::new())
                 .unwrap()
-                .failure();
+                .connect_refused();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         task.abort();

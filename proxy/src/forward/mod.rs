@@ -332,6 +332,8 @@ pub(crate) async fn forward(
                 let watch = EjectionWatch::new(&pick);
                 if e.is_refused() {
                     pick.connect_refused();
+                } else if e.is_connect() {
+                    pick.unreachable_after(started.elapsed());
                 } else {
                     pick.failure_after(started.elapsed());
                 }
@@ -354,7 +356,7 @@ pub(crate) async fn forward(
             }
             Err(Stalled::Upstream) => {
                 let watch = EjectionWatch::new(&pick);
-                pick.failure_after(started.elapsed());
+                pick.unreachable_after(started.elapsed());
                 watch.log(up, idx, &"no response head within request_timeout");
                 let retry = more && policy.on_timeout && !upgrade;
                 tracing::debug!(

@@ -83,3 +83,61 @@ async fn default_check_path_keeps_a_plain_file_server_up() {
     );
     assert!(logs.lines_with(&["down:"]).is_empty(), "{}", logs.text());
 }
+
+/// `ringleader_backend_checks_total` of the one backend, from /metrics.
+async fn checks_run(admin: std::net::SocketAddr) -> u64 {
+    let text = get(&client(), admin, "/metrics").await.body;
+    text.lines()
+        .find(|l| l.starts_with("ringleader_backend_checks_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ringleader_backend_checks_total in\n{text}"))
+}
+
+#[tokio::test]
+async fn accrual_keeps_a_backend_answering_5xx_up_without_probing_it() {
+    let (logs, _guard) = Logs::capture();
+    let b = backends(1).await;
+    // Every proxied request answers 500; /healthz answers 200.
+    b[0].set_failing(Some(http::StatusCode::INTERNAL_SERVER_ERROR));
+    let s = start(config(
+        "",
+        &[(&b[0], 1)],
+        "",
+        "[upstream.app.health]\npath = \"/healthz\"\ndetector = \"accrual\"\ninterval = \"500ms\"\n\
+         confirm = 2\nconfirm_interval = \"50ms\"\n",
+    ))
+    .await;
+    wait_until(Duration::from_secs(5), "a first check", || async {
+        checks_run(s.admin_addr()).await >= 1
+    })
+    .await;
+    let before = checks_run(s.admin_addr()).await;
+    let started = std::time::Instant::now();
+    // A 500 is an answer: the backend is alive. Under traffic for 5 regular intervals
+    // (and at least 1000 requests), it stays up and is checked at the regular pace,
+    // not probed after each failed request.
+    let load = Load::start(s.proxy_addr(), 4);
+    load.more(1000, "1000 requests").await;
+    wait_until(Duration::from_secs(10), "5 more regular checks", || async {
+        checks_run(s.admin_addr()).await >= before + 5
+    })
+    .await;
+    let (done, failed) = load.finish().await;
+    let checks = checks_run(s.admin_addr()).await - before;
+    let regular = started.elapsed().as_millis() as u64 / 500;
+    assert!(
+        failed > 0,
+        "the requests failed with 500 ({failed} of {done})"
+    );
+    assert!(
+        checks <= regular + 2,
+        "{checks} checks in {:?} at a 500 ms interval: probes were started by 5xx answers",
+        started.elapsed()
+    );
+    assert_ne!(
+        health_of(s.admin_addr(), b[0].addr()).await.as_deref(),
+        Some("down")
+    );
+    assert!(logs.lines_with(&["down:"]).is_empty(), "{}", logs.text());
+}
