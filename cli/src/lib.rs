@@ -32,7 +32,8 @@ pub type CliError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, Parser)]
 #[command(name = "ringleader", version, about, long_about = None, after_long_help = EXIT_HELP)]
 pub struct Cli {
-    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it. The access log
+    /// (`ringleader::access`) stays at INFO unless the filter names that target.
     #[arg(long, global = true, default_value = "info")]
     pub log: String,
     /// Log format on stderr: `text` (coloured only when stderr is a terminal and `NO_COLOR`
@@ -84,11 +85,42 @@ pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>)
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// The target of the proxy's access log events (`ringleader_proxy`'s `access_log::TARGET`).
+const ACCESS_TARGET: &str = "ringleader::access";
+
+/// Whether the filter `spec` (`EnvFilter` syntax) has a directive for the access log's
+/// target (or a target within it) of its own.
+fn names_access_target(spec: &str) -> bool {
+    spec.split(',').any(|d| {
+        // `target[span{field=value}]=level`: the target ends at `[` or `=`.
+        let target = d.trim().split(['[', '=']).next().unwrap_or("");
+        target.starts_with(ACCESS_TARGET)
+    })
+}
+
+/// The log filter of `spec`, with the access log at INFO unless `spec` names its
+/// target: the access log is on or off by the config (`access_log`), whatever level the
+/// other logs are at, as nginx's `access_log` is independent of its `error_log` level.
+pub fn log_filter(spec: &str) -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::new(spec);
+    if names_access_target(spec) {
+        return filter;
+    }
+    match format!("{ACCESS_TARGET}=info").parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
 /// Install the tracing subscriber (stderr, `--log` or `RUST_LOG` filter, `--log-format`).
 pub fn init_tracing(cli: &Cli) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    // RUST_LOG, when set and valid, overrides `--log`.
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| tracing_subscriber::EnvFilter::try_new(s).is_ok())
+        .unwrap_or_else(|| cli.log.clone());
+    let filter = log_filter(&spec);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -142,6 +174,33 @@ mod tests {
         assert!(colour_logs(true, Some(OsStr::new(""))));
         assert!(!colour_logs(true, Some(OsStr::new("1"))));
         assert!(!colour_logs(false, None));
+    }
+
+    #[test]
+    fn the_access_log_stays_at_info_unless_the_filter_names_it() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let enabled = |spec: &str, target_access: bool| {
+            let sub = tracing_subscriber::registry().with(log_filter(spec));
+            tracing::subscriber::with_default(sub, || {
+                if target_access {
+                    tracing::event_enabled!(target: "ringleader::access", tracing::Level::INFO)
+                } else {
+                    tracing::event_enabled!(target: "ringleader_proxy::server", tracing::Level::INFO)
+                }
+            })
+        };
+        for spec in ["warn", "error", "off", "ringleader_proxy=warn", "info"] {
+            assert!(enabled(spec, true), "{spec}");
+        }
+        assert!(!enabled("warn", false));
+        for spec in [
+            "warn,ringleader::access=off",
+            "info,ringleader::access=warn",
+        ] {
+            assert!(!enabled(spec, true), "{spec}");
+        }
+        assert!(names_access_target(" ringleader::access[req]=debug"));
+        assert!(!names_access_target("ringleader=debug"));
     }
 
     #[test]

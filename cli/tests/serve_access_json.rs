@@ -141,3 +141,99 @@ async fn get_text(admin: SocketAddr) -> String {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(body.to_vec()).unwrap()
 }
+
+/// The loopback TCP ports process `pid` listens on (its socket inodes in
+/// `/proc/<pid>/fd`, found in LISTEN state, `0A`, in `/proc/net/tcp`).
+#[cfg(target_os = "linux")]
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+            if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+                return None;
+            }
+            u16::from_str_radix(local.split_once(':')?.1, 16).ok()
+        })
+        .collect()
+}
+
+/// `--log warn` quiets the proxy's own INFO lines, not the access log: that is the
+/// config's (`access_log`), as nginx's `access_log` is apart from its error log level.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_is_written_under_log_warn() {
+    let b = backends(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ringleader.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = 1\n\
+             access_log = \"json\"\n[upstream.app]\nbackends = [{{ addr = \"{}\", name = \"alpha\" }}]\n",
+            b[0].addr()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log", "warn", "serve", "-c"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let _child = KillOnDrop(child);
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    // No "serving" line at warn: the listeners are found in /proc. The proxy's answers
+    // `/` from the backend (`x-backend`), the admin's with its status page.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ports = loop {
+        let p = listening_ports(pid);
+        if p.len() >= 2 {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "listeners of {pid}: {p:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut relayed = 0;
+    for port in ports {
+        let a = get(&client(), ([127, 0, 0, 1], port).into(), "/").await;
+        if a.backend.is_some() {
+            assert_eq!(a.status, 200);
+            relayed += 1;
+        }
+    }
+    assert_eq!(relayed, 1, "one request through the proxy");
+    let line = wait_line(&lines, |l| l.contains("\"request_id\"")).await;
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["status"], 200, "{line}");
+    assert_eq!(v["backend"], "alpha", "{line}");
+    // One access line, and nothing else at INFO.
+    let all = lines.lock().unwrap().clone();
+    let access = all.iter().filter(|l| l.contains("\"request_id\"")).count();
+    assert_eq!(access, 1, "{all:?}");
+    assert!(all.iter().all(|l| !l.contains(" INFO ")), "{all:?}");
+}
