@@ -48,9 +48,16 @@ impl Keys {
     }
 
     /// `/ringleader/<ns>/health/<upstream>/<backend>/<proxy>`: a proxy's verdict on a
-    /// backend, under its lease.
+    /// backend, under its lease. Each segment is [`encode_segment`]ed, so a name with a
+    /// `/` stays one segment.
     pub(crate) fn verdict(&self, upstream: &str, backend: &str, proxy: &str) -> String {
-        format!("{}{upstream}/{backend}/{proxy}", self.health_prefix())
+        format!(
+            "{}{}/{}/{}",
+            self.health_prefix(),
+            encode_segment(upstream),
+            encode_segment(backend),
+            encode_segment(proxy)
+        )
     }
 
     /// `/ringleader/<ns>/upstreams/`
@@ -90,6 +97,40 @@ pub fn layout_name(layout: &Layout) -> String {
     )
 }
 
+/// `s` as one key segment: `%` and `/` percent-encoded (`%25`, `%2F`, as RFC 3986
+/// section 2.1 writes an octet), everything else as it is, so names without them
+/// (every address, most names) read the same in etcd.
+pub(crate) fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_segment`]; `None` for a `%` not followed by two hex digits
+/// or an encoding that is not UTF-8 (a key some other writer made).
+pub(crate) fn decode_segment(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The end of the key range holding every key that starts with `prefix` (etcd's
 /// convention: the prefix with its last byte incremented, dropping trailing 0xff bytes).
 pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -122,6 +163,20 @@ mod tests {
             keys.backends_prefix("app"),
             "/ringleader/prod/upstreams/app/backends/"
         );
+    }
+
+    #[test]
+    fn segments_round_trip_and_plain_names_stay_as_they_are() {
+        for s in ["api/v1", "[::1]:80", "p-1", "100%", "a%2Fb", "", "é/%/x"] {
+            let e = encode_segment(s);
+            assert!(!e.contains('/'), "{e}");
+            assert_eq!(decode_segment(&e).as_deref(), Some(s), "{e}");
+        }
+        assert_eq!(encode_segment("127.0.0.1:80"), "127.0.0.1:80");
+        assert_eq!(encode_segment("api/v1"), "api%2Fv1");
+        assert_eq!(decode_segment("a%2"), None);
+        assert_eq!(decode_segment("a%zz"), None);
+        assert_eq!(decode_segment("%FF"), None, "not UTF-8");
     }
 
     #[test]

@@ -175,16 +175,25 @@ fn parse(snap: &crate::prefix::PrefixSnapshot) -> Verdicts {
         if proxy.contains('/') || up.is_empty() || backend.is_empty() || proxy.is_empty() {
             continue;
         }
+        // Each segment is percent-encoded (see `Keys::verdict`).
+        let (Some(up), Some(backend), Some(proxy)) = (
+            crate::keys::decode_segment(up),
+            crate::keys::decode_segment(backend),
+            crate::keys::decode_segment(proxy),
+        ) else {
+            tracing::debug!(key, "ignoring a verdict key with a bad encoding");
+            continue;
+        };
         let Ok(v) = serde_json::from_slice::<Value>(value) else {
             tracing::debug!(key, "ignoring a verdict with an invalid value");
             continue;
         };
         upstreams
-            .entry(up.to_owned())
+            .entry(up)
             .or_default()
-            .entry(backend.to_owned())
+            .entry(backend)
             .or_default()
-            .insert(proxy.to_owned(), v.down);
+            .insert(proxy, v.down);
     }
     Verdicts {
         revision: snap.revision,
@@ -469,6 +478,20 @@ mod tests {
 
     fn down(o: &Objective) -> Vec<&str> {
         o.down.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn verdict_keys_round_trip_names_with_slashes() {
+        let keys = crate::keys::Keys::new("prod");
+        let prefix = keys.health_prefix();
+        let key = keys.verdict("api/v1", "[::1]:80", "p-1");
+        assert_eq!(key, "/ringleader/prod/health/api%2Fv1/[::1]:80/p-1");
+        let snap = crate::prefix::PrefixSnapshot {
+            revision: 7,
+            kvs: [(key[prefix.len()..].to_owned(), br#"{"down":true}"#.to_vec())].into(),
+        };
+        let v = parse(&snap);
+        assert!(v.upstreams["api/v1"]["[::1]:80"]["p-1"]);
     }
 
     #[test]
