@@ -146,12 +146,18 @@ impl Drop for TunnelGuard {
     }
 }
 
-/// A histogram over [`LATENCY_BUCKETS`]: non-cumulative bucket counts (summed when
-/// rendered), the count and the sum in microseconds, all `Relaxed`.
+/// A histogram over [`LATENCY_BUCKETS`]: non-cumulative bucket counts, the last one for
+/// values above the top bound, and the sum in microseconds, all `Relaxed`.
+///
+/// There is no separate count: a scrape derives `le="+Inf"` and `_count` from the
+/// buckets it read, in the same pass, so that however observations race the scrape,
+/// the cumulative buckets it shows never decrease and end in `+Inf` equal to `_count`
+/// (Prometheus' text exposition format: "A histogram must have a bucket with
+/// {le="+Inf"}. Its value must be identical to the value of x_count."). The sum is
+/// read apart and may be a few observations off.
 #[derive(Debug, Default)]
 pub(crate) struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     sum_micros: AtomicU64,
 }
 
@@ -159,10 +165,11 @@ impl Histogram {
     /// Count one observation of `d`.
     pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| secs <= le) {
-            self.buckets[i].fetch_add(1, Relaxed);
-        }
-        self.count.fetch_add(1, Relaxed);
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
         self.sum_micros
             .fetch_add(d.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
     }
@@ -171,15 +178,18 @@ impl Histogram {
     /// (`k="v",...`, may be empty) before `le`. No HELP/TYPE lines.
     pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (le, b) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            cumulative += b.load(Relaxed);
+        // One read of every bucket, before anything is written.
+        let counts: [u64; LATENCY_BUCKETS.len() + 1] =
+            std::array::from_fn(|i| self.buckets[i].load(Relaxed));
+        let mut cumulative = 0u64;
+        for (le, n) in LATENCY_BUCKETS.iter().zip(&counts) {
+            cumulative += n;
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
             );
         }
-        let count = self.count.load(Relaxed);
+        let count = cumulative + counts[LATENCY_BUCKETS.len()];
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
         let braces = |out: &mut String, suffix: &str, v: &dyn std::fmt::Display| {
@@ -553,6 +563,77 @@ mod tests {
         let counts: Vec<u64> = p.get("app", "a:1").unwrap().get().map(|(_, n)| n).collect();
         assert_eq!(counts, [0, 1, 0, 0, 1]);
         assert!(p.get("other", "a:1").is_none());
+    }
+
+    /// The `(le, value)` of every `_bucket` line of `text`, then `_count`'s value.
+    fn buckets_and_count(text: &str) -> (Vec<(String, u64)>, u64) {
+        let mut buckets = Vec::new();
+        let mut count = None;
+        for l in text.lines() {
+            let (series, v) = l.rsplit_once(' ').unwrap();
+            let name = series.split('{').next().unwrap();
+            if let Some(le) = series.split_once("le=\"") {
+                buckets.push((le.1.trim_end_matches("\"}").to_string(), v.parse().unwrap()));
+            } else if name.ends_with("_count") {
+                count = Some(v.parse().unwrap());
+            }
+        }
+        (buckets, count.unwrap())
+    }
+
+    #[test]
+    fn values_above_the_top_bound_are_only_in_inf_and_count() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(1));
+        h.observe(Duration::from_secs(11));
+        h.observe(Duration::from_secs(3600));
+        let mut s = String::new();
+        h.render(&mut s, "h", "");
+        let (buckets, count) = buckets_and_count(&s);
+        assert_eq!(buckets.len(), LATENCY_BUCKETS.len() + 1);
+        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{s}");
+        assert_eq!(buckets[LATENCY_BUCKETS.len() - 1], ("10".to_string(), 1));
+        assert_eq!(buckets[LATENCY_BUCKETS.len()], ("+Inf".to_string(), 3));
+        assert_eq!(count, 3, "{s}");
+    }
+
+    /// Scrapes racing observations (all within the top bound) see cumulative buckets
+    /// that never decrease and end in `+Inf` equal to both the top bucket and `_count`.
+    #[test]
+    fn a_scrape_racing_observations_is_consistent() {
+        use std::sync::atomic::AtomicBool;
+        let h = Arc::new(Histogram::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let observers: Vec<_> = (0..2)
+            .map(|_| {
+                let (h, done) = (h.clone(), done.clone());
+                std::thread::spawn(move || {
+                    for i in 0..2_000_000u64 {
+                        if done.load(Relaxed) {
+                            break;
+                        }
+                        h.observe(Duration::from_micros(100 + i % 1000));
+                    }
+                })
+            })
+            .collect();
+        let mut s = String::new();
+        for _ in 0..20_000 {
+            s.clear();
+            h.render(&mut s, "h", "a=\"b\"");
+            let (buckets, count) = buckets_and_count(&s);
+            let inf = buckets.last().unwrap().1;
+            let top = buckets[LATENCY_BUCKETS.len() - 1].1;
+            let ok = buckets.windows(2).all(|w| w[0].1 <= w[1].1) && inf == count && inf == top;
+            if !ok {
+                done.store(true, Relaxed);
+            }
+            assert!(ok, "{s}");
+        }
+        done.store(true, Relaxed);
+        for o in observers {
+            o.join().unwrap();
+        }
     }
 
     #[test]
