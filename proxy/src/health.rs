@@ -98,6 +98,30 @@ pub(crate) fn sync_checks(up: &Upstream, verdicts: &Arc<Verdicts>, checks: &mut 
     old.into_values().for_each(|t| t.abort());
 }
 
+/// Hold down at once, in `up`'s balancer, the backends of `readded` (put back in it,
+/// as fresh backends, after an objective exclusion) that this proxy's own verdict has
+/// down: a fresh backend starts up, and its check task would correct it only at its
+/// next check, letting traffic reach a backend this proxy knows is down meanwhile.
+pub(crate) fn apply_own_verdicts(up: &Upstream, verdicts: &Verdicts, readded: &BTreeSet<String>) {
+    let (Some(h), Some(lb)) = (&up.config.health, &up.lb) else {
+        return;
+    };
+    for id in readded {
+        if verdicts.own_verdict(&up.name, id) != Some(true) {
+            continue;
+        }
+        // The balancer moves after `fall` failed reports.
+        for _ in 0..=h.fall {
+            match lb.backend(id) {
+                Some(b) if b.health() != Health::Down => {
+                    lb.report_check(id, false);
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
 /// The backend one check task watches, and the names its log lines give it.
 struct Target {
     lb: Arc<Balancer>,
@@ -977,6 +1001,25 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         p.stop_health();
+    }
+
+    #[tokio::test]
+    async fn a_backend_put_back_in_the_ring_keeps_this_proxys_down_verdict() {
+        let (a, b) = (closed_port().await, closed_port().await);
+        let toml = format!(
+            "[upstream.app]\nstrategy = \"consistent_hash\"\nbackends = [{{ addr = \"{a}\" }}, {{ addr = \"{b}\" }}]\n{RISE_FALL}"
+        );
+        let p = crate::Proxy::new(crate::Config::from_toml_str(&toml, "t.toml").unwrap()).unwrap();
+        // No check task runs here: only the exclusion path can hold `a` down.
+        p.stop_health();
+        p.shared.verdicts.set_own("app", &a, true);
+        assert!(p.set_excluded("app", [a.clone()].into()).unwrap());
+        let lb = p.shared.state.load().upstreams["app"].lb.clone().unwrap();
+        assert!(lb.backend(&a).is_none(), "out of the ring");
+        assert!(p.set_excluded("app", BTreeSet::new()).unwrap());
+        let lb = p.shared.state.load().upstreams["app"].lb.clone().unwrap();
+        assert_eq!(lb.backend(&a).unwrap().health(), Health::Down);
+        assert_eq!(lb.backend(&b).unwrap().health(), Health::Up);
     }
 
     #[test]

@@ -425,6 +425,13 @@ impl Proxy {
         let all = self.shared.verdicts.all_excluded();
         match build_state(Config::clone(&old.config), Some(&old), &all) {
             Ok(state) => {
+                // Backends put back start fresh (up): this proxy's own down verdict
+                // applies to them at once, not at their next check.
+                let now = self.shared.verdicts.excluded(upstream);
+                let readded: BTreeSet<String> = before.difference(&now).cloned().collect();
+                if let Some(up) = state.upstreams.get(upstream) {
+                    health::apply_own_verdicts(up, &self.shared.verdicts, &readded);
+                }
                 self.shared.state.store(Arc::new(state));
                 Ok(true)
             }
