@@ -1,7 +1,9 @@
 //! Objective down across a fleet (issue #16): publish this proxy's own verdicts, watch
 //! every proxy's, and take a backend that a quorum of the live proxies holds down out
-//! of each consistent-hash ring, on every proxy at once. While etcd is unreachable, each
-//! proxy's own verdicts stand in for the fleet's (one WARN, `"source": "local"`).
+//! of each consistent-hash ring, on every proxy at once. While etcd is unreachable, the
+//! fleet's last verdicts stand for up to the lease TTL (a member restart or a short
+//! break changes nothing), then each proxy's own verdicts stand in for the fleet's (one
+//! WARN, `"source": "local"`).
 use super::verdicts::{FleetView, Own, Source, UpstreamView};
 use super::{chain, RETRY};
 use crate::state::{Proxy, State};
@@ -11,11 +13,45 @@ use ringleader_cluster::{
     VerdictWatch,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest wait between two looks at the fleet (the watch and this proxy's verdicts
 /// wake the loop at once; this bounds noticing that etcd went away).
 const POLL: Duration = Duration::from_millis(250);
+
+/// Whether the fleet's verdicts apply: while the watch is connected, and for `grace`
+/// (the cluster's lease TTL) after it broke, the last fleet view is kept, so a short
+/// break (an etcd member restart, a brief partition) does not make every proxy rebuild
+/// its rings from its own verdicts and back a second later: the very disagreement
+/// objective down exists to prevent. A proxy's verdicts expire with its lease after the
+/// same TTL, so the last view is no staler than the fleet's own rule allows.
+#[derive(Debug)]
+struct Grace {
+    grace: Duration,
+    /// When the watch was first seen broken (`None` while connected).
+    broken_since: Option<Instant>,
+}
+
+impl Grace {
+    fn new(grace: Duration) -> Grace {
+        Grace {
+            grace,
+            broken_since: None,
+        }
+    }
+
+    /// Whether the fleet's verdicts apply at `now`: `connected`, the watch's state;
+    /// `had_fleet`, whether they applied until now (a proxy that never had a fleet
+    /// view, or already fell back, has no last view to keep).
+    fn fleet(&mut self, connected: bool, had_fleet: bool, now: Instant) -> bool {
+        if connected {
+            self.broken_since = None;
+            return true;
+        }
+        let since = *self.broken_since.get_or_insert(now);
+        had_fleet && now.saturating_duration_since(since) < self.grace
+    }
+}
 
 /// Run the fleet's verdicts for `proxy` until aborted.
 pub(crate) async fn run(
@@ -32,6 +68,7 @@ pub(crate) async fn run(
     let mut watch: Option<VerdictWatch> = None;
     let mut source = Source::Standalone;
     let mut all_down_warned: BTreeSet<String> = BTreeSet::new();
+    let mut grace = Grace::new(ccfg.lease_ttl);
     loop {
         // Connect, lease, watch: whatever is missing (each attempt is bounded by the
         // request timeout).
@@ -59,7 +96,17 @@ pub(crate) async fn run(
         if let Some(p) = &publisher {
             p.publish(publishable(&state, &own));
         }
-        let fleet = watch.as_ref().filter(|w| w.is_connected());
+        // The watch keeps its last verdicts while it is broken: they stand for the grace.
+        let connected = watch.as_ref().is_some_and(VerdictWatch::is_connected);
+        let keep = grace.fleet(
+            connected,
+            source == Source::Fleet,
+            tokio::time::Instant::now().into_std(),
+        );
+        if !connected && keep && source == Source::Fleet {
+            tracing::debug!("etcd unreachable: the fleet's last verdicts stand for now");
+        }
+        let fleet = watch.as_ref().filter(|_| keep);
         let now = if fleet.is_some() {
             Source::Fleet
         } else {
@@ -206,6 +253,28 @@ mod tests {
 
     fn set(v: &[&str]) -> BTreeSet<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_short_etcd_break_keeps_the_fleets_verdicts_for_the_grace() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut g = Grace::new(s(5));
+        assert!(g.fleet(true, false, t0));
+        // Broken: the last fleet view stands for the grace...
+        assert!(g.fleet(false, true, t0 + s(1)));
+        assert!(g.fleet(false, true, t0 + s(5)));
+        // ...then this proxy's own verdicts, until the watch is back.
+        assert!(!g.fleet(false, true, t0 + s(6)));
+        assert!(!g.fleet(false, false, t0 + s(7)));
+        assert!(g.fleet(true, false, t0 + s(8)));
+        // A new break counts from its own start.
+        assert!(g.fleet(false, true, t0 + s(20)));
+        assert!(g.fleet(false, true, t0 + s(24)));
+        assert!(!g.fleet(false, true, t0 + s(25)));
+        // Never connected: no fleet view to keep.
+        let mut g = Grace::new(s(5));
+        assert!(!g.fleet(false, false, t0));
     }
 
     #[test]
