@@ -193,8 +193,57 @@ impl Proxy {
     /// All metrics in Prometheus text format (see `metrics::exposition`).
     pub fn metrics_text(&self) -> String {
         let mut out = crate::metrics::exposition::render(self);
-        // Health verdicts: subjective, objective, quorum, live proxies.
-        self.shared.verdicts.metrics(&mut out);
+        // Health verdicts: subjective, objective, quorum, live proxies; backends
+        // labelled by the current state's names.
+        let state = self.shared.state.load();
+        let name_of = |u: &str, id: &str| {
+            state
+                .upstreams
+                .get(u)
+                .map_or(id, |up| up.label_of(id))
+                .to_string()
+        };
+        self.shared.verdicts.metrics(&mut out, name_of);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fleet::verdicts::{FleetView, Source, UpstreamView};
+
+    /// The verdict families label a backend as every per-backend family does: its
+    /// name (else its address) as `backend`, its address as `addr`.
+    #[tokio::test]
+    async fn verdict_metrics_name_the_backend_and_its_address() {
+        let toml = "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:1\", name = \"alpha\" }, \
+                    { addr = \"127.0.0.1:2\" }]\n";
+        let p = crate::Proxy::new(crate::Config::from_toml_str(toml, "t.toml").unwrap()).unwrap();
+        p.stop_health();
+        p.shared.verdicts.set_own("app", "127.0.0.1:1", true);
+        p.shared.verdicts.set_own("app", "127.0.0.1:2", false);
+        p.shared.verdicts.set_view(FleetView {
+            source: Source::Fleet,
+            upstreams: [(
+                "app".to_string(),
+                UpstreamView {
+                    live: 1,
+                    needed: 1,
+                    down: ["127.0.0.1:1".to_string()].into(),
+                    ..UpstreamView::default()
+                },
+            )]
+            .into(),
+            ..FleetView::default()
+        });
+        let text = p.metrics_text();
+        for line in [
+            "ringleader_backend_subjective_down{upstream=\"app\",backend=\"alpha\",addr=\"127.0.0.1:1\"} 1",
+            "ringleader_backend_subjective_down{upstream=\"app\",backend=\"127.0.0.1:2\",addr=\"127.0.0.1:2\"} 0",
+            "ringleader_backend_objective_down{upstream=\"app\",backend=\"alpha\",addr=\"127.0.0.1:1\"} 1",
+            "ringleader_backend_objective_down{upstream=\"app\",backend=\"127.0.0.1:2\",addr=\"127.0.0.1:2\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
     }
 }

@@ -205,8 +205,10 @@ impl Verdicts {
     }
 
     /// `/metrics` lines: each backend's subjective and objective verdict, the quorum,
-    /// the live proxies, and whether the verdicts are local.
-    pub(crate) fn metrics(&self, out: &mut String) {
+    /// the live proxies, and whether the verdicts are local. Backends are labelled as
+    /// in every per-backend family: `backend` is `name_of(upstream, id)` (its name, else
+    /// its address) and `addr` its address (the id).
+    pub(crate) fn metrics(&self, out: &mut String, name_of: impl Fn(&str, &str) -> String) {
         let view = self.view.lock().clone();
         let own = self.own.borrow().clone();
         let _ = writeln!(
@@ -217,8 +219,9 @@ impl Verdicts {
         for ((u, b), down) in &own {
             let _ = writeln!(
                 out,
-                "ringleader_backend_subjective_down{{upstream=\"{}\",backend=\"{}\"}} {}",
+                "ringleader_backend_subjective_down{{upstream=\"{}\",backend=\"{}\",addr=\"{}\"}} {}",
                 label(u),
+                label(&name_of(u, b)),
                 label(b),
                 u8::from(*down)
             );
@@ -235,8 +238,9 @@ impl Verdicts {
             let down = view.upstreams.get(u).is_some_and(|v| v.down.contains(b));
             let _ = writeln!(
                 out,
-                "ringleader_backend_objective_down{{upstream=\"{}\",backend=\"{}\"}} {}",
+                "ringleader_backend_objective_down{{upstream=\"{}\",backend=\"{}\",addr=\"{}\"}} {}",
                 label(u),
+                label(&name_of(u, b)),
                 label(b),
                 u8::from(down)
             );
