@@ -406,15 +406,9 @@ async fn check_loop(t: Target, h: Arc<HealthConfig>) {
                 if let Some(b) = t.lb.backend(&t.id) {
                     b.record_last_check(ok, &outcome.to_string(), took);
                 }
+                // A backend that never answered is suspected by the detector itself
+                // (its silence counts from the detector's start).
                 det.get().on_check(ok, took, now());
-                // Accrual's phi stays 0 until a first check passes, so a backend that
-                // never answered would never be suspected: its failed checks count as
-                // failures on live traffic do (confirmation probes decide).
-                if let (false, false, Det::Accrual(a)) = (ok, confirm, &mut det) {
-                    if a.is_up() && a.suspect_at().is_none() {
-                        a.on_passive_failure(now());
-                    }
-                }
                 published = true;
                 if !ok {
                     tracing::debug!(
