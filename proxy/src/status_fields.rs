@@ -254,6 +254,9 @@ mod tests {
         let rr = Upstream::build("rr", &cfg.upstreams["rr"], None).unwrap();
         assert_eq!(hash_key(&app), json!("header:x-user-id"));
         assert_eq!(hash_key(&rr), Value::Null);
-        assert_eq!(retry_budget(&app), json!({ "percent": 15, "reserve": 100 }));
+        assert_eq!(
+            retry_budget(&app),
+            json!({ "percent": 15, "reserve": 100, "tokens": 100.0 })
+        );
     }
 }

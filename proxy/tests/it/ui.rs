@@ -219,7 +219,7 @@ async fn status_reports_last_checks_reloads_and_listeners() {
     assert_eq!(app["hash_key"], "header:x-user-id");
     assert_eq!(
         app["retry_budget"],
-        json!({ "percent": 20, "reserve": 100 })
+        json!({ "percent": 20, "reserve": 100, "tokens": 100.0 })
     );
     // The checks' results appear.
     wait_until(
