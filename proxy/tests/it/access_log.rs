@@ -262,3 +262,36 @@ async fn a_client_that_leaves_before_the_answer_is_logged_as_499() {
         0
     );
 }
+
+/// The same over h2c: the client resets its stream (RST_STREAM, when it drops the
+/// response future) and keeps the connection; the request is logged as a 499.
+#[tokio::test(flavor = "current_thread")]
+async fn an_h2_stream_reset_before_the_answer_is_logged_as_499() {
+    let (logs, _guard) = Logs::capture();
+    let slow = ringleader_proxy::DemoBackend::start("slow", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let s = proxy("\"json\"", slow.addr()).await;
+    let tcp = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    let mut c = crate::h2::h2_over(tcp).await;
+    let req = http::Request::get("http://app.test/reset")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_millis(300), c.send_request(req)).await;
+    assert!(answer.is_err(), "an answer before the backend's delay");
+    wait_until(Duration::from_secs(5), "an access line for /reset", || {
+        let n = access_objects(&logs).len();
+        async move { n > 0 }
+    })
+    .await;
+    let all = access_objects(&logs);
+    assert_eq!(all.len(), 1, "{}", logs.text());
+    assert_eq!(all[0]["status"], 499, "{}", all[0]);
+    assert_eq!(all[0]["path"], "/reset", "{}", all[0]);
+    // The connection is still there for the next request.
+    assert!(c.ready().await.is_ok());
+    assert_eq!(
+        metric(s.admin_addr(), "ringleader_client_aborts_total ").await,
+        1
+    );
+}
