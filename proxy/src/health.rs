@@ -963,6 +963,51 @@ mod tests {
         p.stop_health();
     }
 
+    /// The check tasks of upstream "app" of `p`: backend id -> task id.
+    fn task_ids(p: &crate::Proxy) -> BTreeMap<String, tokio::task::Id> {
+        p.shared.health_tasks.lock()["app"]
+            .tasks
+            .iter()
+            .map(|(k, t)| (k.id.clone(), t.id()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_the_check_tasks_of_changed_backends_restart() {
+        let (a, b) = (closed_port().await, closed_port().await);
+        let toml = |b_extra: &str, health: &str| {
+            format!(
+                "[cluster]\nendpoints = [\"http://127.0.0.1:1\"]\n[upstream.app]\nbackends_from = \"cluster\"\n{health}{b_extra}"
+            )
+        };
+        let config =
+            |health: &str| crate::Config::from_toml_str(&toml("", health), "t.toml").unwrap();
+        let p = crate::Proxy::new(config(RISE_FALL)).unwrap();
+        let member = |x: &str| crate::BackendConfig::new(x, 1, None);
+        p.set_backends("app", vec![member(&a)]).unwrap();
+        let first = task_ids(&p);
+        assert_eq!(first.len(), 1);
+        // A member joins: a's task goes on, b's starts.
+        p.set_backends("app", vec![member(&a), member(&b)]).unwrap();
+        let second = task_ids(&p);
+        assert_eq!(second[&a], first[&a]);
+        assert_eq!(second.len(), 2);
+        // The same config again: nothing restarts.
+        p.reload(config(RISE_FALL)).unwrap();
+        assert_eq!(task_ids(&p), second);
+        // Another [health]: every task restarts.
+        p.reload(config(&RISE_FALL.replace("150ms", "200ms")))
+            .unwrap();
+        let third = task_ids(&p);
+        assert!(third[&a] != second[&a] && third[&b] != second[&b]);
+        // A member leaves: its task stops, the other goes on.
+        p.set_backends("app", vec![member(&b)]).unwrap();
+        let fourth = task_ids(&p);
+        assert_eq!(fourth.len(), 1);
+        assert_eq!(fourth[&b], third[&b]);
+        p.stop_health();
+    }
+
     #[tokio::test]
     async fn membership_churn_does_not_keep_a_dead_backend_up() {
         let (dead, _) = closing_backend().await;

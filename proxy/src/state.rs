@@ -62,7 +62,7 @@ pub(crate) struct Shared {
     /// The `[cluster]` table the process started with (changes need a restart).
     pub(crate) running_cluster: Option<ClusterConfig>,
     /// Health-check tasks per upstream.
-    health_tasks: Mutex<BTreeMap<String, health::Checks>>,
+    pub(crate) health_tasks: Mutex<BTreeMap<String, health::Checks>>,
     /// Serialises the read-modify-write of `state` by reloads and membership updates.
     apply: Mutex<()>,
     /// The last membership applied per cluster-fed upstream: a reload re-applies it.
