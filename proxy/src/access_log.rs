@@ -6,8 +6,9 @@
 //! bare: one JSON object per line, whatever `--log-format` the process logs in.
 use crate::config::AccessLog;
 use http::{HeaderMap, HeaderValue, Method};
-use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The target of access log events.
@@ -15,23 +16,26 @@ pub(crate) const TARGET: &str = "ringleader::access";
 
 tokio::task_local! {
     /// Attempts made for the request the current task serves (see [`count_attempt`]).
-    static ATTEMPTS: Cell<u32>;
+    static ATTEMPTS: Arc<AtomicU32>;
 }
 
-/// Run `f` (the forwarding of one request) counting its attempts (see [`count_attempt`]).
-pub(crate) async fn counting_attempts<F: std::future::Future>(f: F) -> (F::Output, u32) {
-    ATTEMPTS
-        .scope(Cell::new(0), async {
-            let out = f.await;
-            (out, ATTEMPTS.with(Cell::get))
-        })
-        .await
+/// Run `f` (the forwarding of one request) counting its attempts in `counter` (see
+/// [`count_attempt`]); without a counter, nothing is counted. The counter is shared so
+/// that a request whose client leaves mid-way is still logged with its attempts.
+pub(crate) async fn counting_attempts<F: std::future::Future>(
+    counter: Option<Arc<AtomicU32>>,
+    f: F,
+) -> F::Output {
+    match counter {
+        Some(c) => ATTEMPTS.scope(c, f).await,
+        None => f.await,
+    }
 }
 
 /// Count one attempt (a send to a backend) of the request being forwarded; nothing
 /// outside [`counting_attempts`].
 pub(crate) fn count_attempt() {
-    let _ = ATTEMPTS.try_with(|c| c.set(c.get().saturating_add(1)));
+    let _ = ATTEMPTS.try_with(|c| c.fetch_add(1, Relaxed));
 }
 
 /// What the access log says about one request.
@@ -185,12 +189,15 @@ mod tests {
     #[tokio::test]
     async fn attempts_are_counted_per_task() {
         count_attempt(); // outside a scope: ignored
-        let ((), n) = counting_attempts(async {
+        let n = Arc::new(AtomicU32::new(0));
+        counting_attempts(Some(n.clone()), async {
             count_attempt();
             count_attempt();
         })
         .await;
-        assert_eq!(n, 2);
+        assert_eq!(n.load(Relaxed), 2);
+        counting_attempts(None, async { count_attempt() }).await;
+        assert_eq!(n.load(Relaxed), 2);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -150,8 +150,12 @@ pub(crate) async fn handle(
                     &req_id,
                 ));
             }
-            let (res, attempts) =
-                counting_attempts(forward(&up, parts, body, peer, request_timeout, m)).await;
+            let attempts = outcome.logged.as_ref().map(|l| l.attempts.clone());
+            let res = counting_attempts(
+                attempts,
+                forward(&up, parts, body, peer, request_timeout, m),
+            )
+            .await;
             if let Ok((r, i, _)) = &res {
                 m.backend_responses
                     .with(&up.name, &up.authorities[*i].0, |c| {
@@ -160,9 +164,6 @@ pub(crate) async fn handle(
                 if let Some(l) = &mut outcome.logged {
                     l.backend = Some(*i);
                 }
-            }
-            if let Some(l) = &mut outcome.logged {
-                l.attempts = attempts;
             }
             res.map(|(r, _, c)| (r, c))
         }
@@ -297,7 +298,8 @@ struct Logged {
     upstream: Option<Arc<Upstream>>,
     /// Index of the backend that answered, in the upstream.
     backend: Option<usize>,
-    attempts: u32,
+    /// Sends to backends so far (counted by `forward` through `counting_attempts`).
+    attempts: Arc<AtomicU32>,
 }
 
 impl Logged {
@@ -318,7 +320,7 @@ impl Logged {
             bytes_in: access_log::declared_length(&parts.headers, no_body),
             upstream,
             backend: None,
-            attempts: 0,
+            attempts: Arc::default(),
         }
     }
 
@@ -358,7 +360,7 @@ impl Logged {
             backend: up
                 .zip(self.backend)
                 .map(|(u, i)| (&*u.labels[i], u.authorities[i].0.as_str())),
-            attempts: self.attempts,
+            attempts: self.attempts.load(Relaxed),
             bytes_in: self.bytes_in,
             bytes_out,
             duration,

@@ -246,6 +246,9 @@ async fn a_client_that_leaves_before_the_answer_is_logged_as_499() {
     assert_eq!(v["status"], 499, "{v}");
     assert_eq!(v["path"], "/gone", "{v}");
     assert_eq!(v["upstream"], "app", "{v}");
+    // It was sent to the backend, which had not answered: no backend answered.
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert_eq!(v["backend"], serde_json::Value::Null, "{v}");
     assert_eq!(v["client"], me.to_string(), "{v}");
     let us = v["duration_us"].as_u64().unwrap();
     assert!((300_000..2_000_000).contains(&us), "{v}");
@@ -288,6 +291,7 @@ async fn an_h2_stream_reset_before_the_answer_is_logged_as_499() {
     assert_eq!(all.len(), 1, "{}", logs.text());
     assert_eq!(all[0]["status"], 499, "{}", all[0]);
     assert_eq!(all[0]["path"], "/reset", "{}", all[0]);
+    assert_eq!(all[0]["attempts"], 1, "{}", all[0]);
     // The connection is still there for the next request.
     assert!(c.ready().await.is_ok());
     assert_eq!(
