@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
@@ -70,9 +70,35 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// The `[server]` settings the process started with: those a reload cannot
     /// change ([`restart_settings`]) keep these values until a restart.
-    pub(crate) running: ServerConfig,
+    pub(crate) running: Running,
     /// The last reload attempt (none yet: `None`), for /status and the status page.
     pub(crate) last_reload: Mutex<Option<LastReload>>,
+}
+
+/// The `[server]` settings the process started with (it derefs to them), and the
+/// addresses its listeners are bound to.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) config: ServerConfig,
+    /// Set by `Server::bind` once bound (a port 0 shows here as the port picked);
+    /// unset for a `Proxy` without a server.
+    pub(crate) bound: OnceLock<BoundAddrs>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = ServerConfig;
+    fn deref(&self) -> &ServerConfig {
+        &self.config
+    }
+}
+
+/// The addresses `Server::bind` bound, for `/status` `listeners`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BoundAddrs {
+    pub(crate) listen: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) tls_listen: Option<SocketAddr>,
+    pub(crate) redirect_listen: Option<SocketAddr>,
 }
 
 /// When the last reload was attempted and how it ended.
@@ -268,7 +294,10 @@ impl Proxy {
             .is_some()
             .then(|| Arc::new(FleetStatus::default()));
         let running_cluster = config.cluster.clone();
-        let running = config.server.clone();
+        let running = Running {
+            config: config.server.clone(),
+            bound: OnceLock::new(),
+        };
         let state = build_state(config, None, &BTreeMap::new())?;
         let shared = Arc::new(Shared {
             running,

@@ -1,6 +1,6 @@
 //! The `/status` fields the status page needs beyond the counters: last check, rise/fall progress, ejection time left, retry budget, hash key, last reload, listeners.
-use crate::config::{HealthConfig, ServerConfig};
-use crate::state::LastReload;
+use crate::config::HealthConfig;
+use crate::state::{BoundAddrs, LastReload, Running};
 use crate::upstream::Upstream;
 use ringleader_balancer::{Backend, Health};
 use serde_json::{json, Value};
@@ -81,14 +81,20 @@ pub(crate) fn last_reload(last: Option<&LastReload>) -> Value {
     })
 }
 
-/// The listeners the process started with (a reload does not move them; an address
-/// configured with port 0 shows as such).
-pub(crate) fn listeners(running: &ServerConfig) -> Value {
+/// The listeners the process started with (a reload does not move them): the bound
+/// addresses when known (a port 0 shows as the port picked), else as configured.
+pub(crate) fn listeners(running: &Running) -> Value {
+    let b = running.bound.get().copied().unwrap_or(BoundAddrs {
+        listen: running.listen,
+        admin: running.admin,
+        tls_listen: running.tls_listen,
+        redirect_listen: running.redirect_listen,
+    });
     json!({
-        "listen": running.listen.to_string(),
-        "admin": running.admin.to_string(),
-        "tls_listen": running.tls_listen.map(|a| a.to_string()),
-        "redirect_listen": running.redirect_listen.map(|a| a.to_string()),
+        "listen": b.listen.to_string(),
+        "admin": b.admin.to_string(),
+        "tls_listen": b.tls_listen.map(|a| a.to_string()),
+        "redirect_listen": b.redirect_listen.map(|a| a.to_string()),
     })
 }
 
@@ -245,10 +251,28 @@ mod tests {
             "t.toml",
         )
         .unwrap();
+        let running = Running {
+            config: cfg.server.clone(),
+            bound: std::sync::OnceLock::new(),
+        };
         assert_eq!(
-            listeners(&cfg.server),
+            listeners(&running),
             json!({ "listen": "127.0.0.1:8080", "admin": "127.0.0.1:9090",
                     "tls_listen": null, "redirect_listen": null })
+        );
+        running
+            .bound
+            .set(BoundAddrs {
+                listen: "127.0.0.1:40001".parse().unwrap(),
+                admin: "127.0.0.1:40002".parse().unwrap(),
+                tls_listen: None,
+                redirect_listen: Some("127.0.0.1:40003".parse().unwrap()),
+            })
+            .unwrap();
+        assert_eq!(
+            listeners(&running),
+            json!({ "listen": "127.0.0.1:40001", "admin": "127.0.0.1:40002",
+                    "tls_listen": null, "redirect_listen": "127.0.0.1:40003" })
         );
         let app = Upstream::build("app", &cfg.upstreams["app"], None).unwrap();
         let rr = Upstream::build("rr", &cfg.upstreams["rr"], None).unwrap();

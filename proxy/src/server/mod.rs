@@ -213,6 +213,13 @@ impl Server {
             .unwrap_or(443);
         let cluster = config.cluster.clone();
         let proxy = Proxy::new(config)?;
+        // The first and only set: this Proxy was just made.
+        let _ = proxy.shared.running.bound.set(crate::state::BoundAddrs {
+            listen: proxy_addr,
+            admin: admin_addr,
+            tls_listen: tls_addr,
+            redirect_listen: redirect_addr,
+        });
         let fleet_task = match cluster {
             Some(c) => {
                 let (tx, mut rx) = watch::channel(fleet::Startup::Pending);
