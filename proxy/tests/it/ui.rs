@@ -672,6 +672,88 @@ async fn the_status_page_shows_a_backend_going_down_live_in_a_real_browser() {
     drop(chromium);
 }
 
+/// How many key boxes the page shows, and the sparkline histories it keeps.
+const KEYBOXES: &str = "[document.querySelectorAll('.keybox').length, ewmaHistory.size]";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switching_to_or_from_consistent_hash_adds_or_drops_the_key_box_live() {
+    let Some(mut chromium) = Chromium::start() else {
+        return;
+    };
+    let b = named_backends(&[("api-1", 0), ("api-2", 0), ("api-3", 0)]).await;
+    let s = start(hashed_three(&b)).await;
+    let admin = s.admin_addr();
+    let url = chromium.devtools_url().await;
+    let entries = |b: &[DemoBackend]| -> Vec<String> {
+        b.iter()
+            .map(|b| format!("{{ addr = \"{}\", name = \"{}\" }}", b.addr(), b.name()))
+            .collect()
+    };
+    let mut page = block_in_place(|| {
+        let mut page = Page::open(&url);
+        page.call(
+            "Page.navigate",
+            json!({ "url": format!("http://{admin}/") }),
+        );
+        page.eval_until(KEYBOXES, Duration::from_secs(20), "one key box", |v| {
+            *v == json!([1, 3])
+        });
+        page.eval("performance.setResourceTimingBufferSize(100000); window.__ringleaderMark = 17");
+        // A lookup, so the box keeps its answer current on every poll.
+        page.eval(
+            "(() => { const s = document.querySelector('section[data-upstream=\"app\"]'); \
+             s.querySelector('input.key').value = 'user-1'; \
+             s.querySelector('.keybox button').click(); })()",
+        );
+        page.eval_until(
+            "document.querySelector('.keybox .owner')?.textContent ?? null",
+            Duration::from_secs(10),
+            "the key box's owner",
+            |v| v.is_string(),
+        );
+        page
+    });
+
+    // Round robin over two of the three: the box goes, and so does api-3's history.
+    s.proxy()
+        .reload(config_of("", &entries(&b[..2]), "", ""))
+        .unwrap();
+    block_in_place(|| {
+        page.eval_until(KEYBOXES, Duration::from_secs(10), "no key box", |v| {
+            *v == json!([0, 2])
+        });
+        // No more /ring lookups (they would get 404) while /status polls go on.
+        const COUNTS: &str =
+            "['/ring', '/status'].map(p => performance.getEntriesByType('resource')\
+             .filter(e => new URL(e.name).pathname === p).length)";
+        let before = page.eval(COUNTS);
+        page.eval_until(COUNTS, Duration::from_secs(10), "three more polls", |v| {
+            v[1].as_u64().unwrap() >= before[1].as_u64().unwrap() + 3
+        });
+        assert_eq!(
+            page.eval(COUNTS)[0],
+            before[0],
+            "no /ring lookups after the switch"
+        );
+    });
+
+    // Back to consistent_hash over the three: the box comes back.
+    s.proxy().reload(hashed_three(&b)).unwrap();
+    block_in_place(|| {
+        page.eval_until(KEYBOXES, Duration::from_secs(10), "the key box back", |v| {
+            *v == json!([1, 3])
+        });
+        assert_eq!(
+            page.eval("window.__ringleaderMark"),
+            17,
+            "the page was not reloaded"
+        );
+        page.close_browser();
+    });
+    drop(page);
+    drop(chromium);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_checks_counting_towards_fall() {
     let b = named_backends(&[("alpha", 0)]).await;
