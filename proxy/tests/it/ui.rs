@@ -672,8 +672,10 @@ async fn the_status_page_shows_a_backend_going_down_live_in_a_real_browser() {
     drop(chromium);
 }
 
-/// How many key boxes the page shows, and the sparkline histories it keeps.
-const KEYBOXES: &str = "[document.querySelectorAll('.keybox').length, ewmaHistory.size]";
+/// How many key boxes the page shows, and the sparkline histories it keeps (null
+/// until the page's script has run).
+const KEYBOXES: &str = "typeof ewmaHistory === 'undefined' ? null \
+    : [document.querySelectorAll('.keybox').length, ewmaHistory.size]";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_switching_to_or_from_consistent_hash_adds_or_drops_the_key_box_live() {
