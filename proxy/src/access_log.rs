@@ -43,9 +43,12 @@ pub(crate) fn count_attempt() {
 pub(crate) struct Entry<'a> {
     /// When the request's head arrived.
     pub start: SystemTime,
-    pub request_id: &'a HeaderValue,
-    pub method: &'a Method,
-    /// Path only: the query is left out (it may carry secrets).
+    /// `None` for an answer hyper or the server wrote itself (no request was read).
+    pub request_id: Option<&'a HeaderValue>,
+    /// `None` for an answer hyper or the server wrote itself (no request was read).
+    pub method: Option<&'a Method>,
+    /// Path only: the query is left out (it may carry secrets). Empty for an answer
+    /// hyper or the server wrote itself.
     pub path: &'a str,
     /// The host it was routed by (the absolute-form authority, else `Host`).
     pub host: Option<&'a str>,
@@ -66,14 +69,35 @@ pub(crate) struct Entry<'a> {
 }
 
 impl Entry<'_> {
+    /// The entry of an answer hyper or the server wrote itself to a request head it
+    /// could not read (hyper's 400 for a malformed head, its 431, the 414 in its
+    /// place): no request ID, method or path.
+    pub(crate) fn unread(status: u16, client: SocketAddr) -> Entry<'static> {
+        Entry {
+            start: SystemTime::now(),
+            request_id: None,
+            method: None,
+            path: "",
+            host: None,
+            status,
+            upstream: None,
+            backend: None,
+            attempts: 0,
+            bytes_in: None,
+            bytes_out: Some(0),
+            duration: Duration::ZERO,
+            client,
+        }
+    }
+
     /// The JSON object of this entry (one line, no trailing newline), fields in the
     /// documented order.
     pub(crate) fn json(&self) -> String {
         #[derive(serde::Serialize)]
         struct Line<'a> {
             time: String,
-            request_id: std::borrow::Cow<'a, str>,
-            method: &'a str,
+            request_id: Option<std::borrow::Cow<'a, str>>,
+            method: Option<&'a str>,
             path: &'a str,
             host: Option<&'a str>,
             status: u16,
@@ -89,8 +113,10 @@ impl Entry<'_> {
         let line = Line {
             // RFC 3339 in UTC, with microseconds.
             time: humantime::format_rfc3339_micros(self.start).to_string(),
-            request_id: String::from_utf8_lossy(self.request_id.as_bytes()),
-            method: self.method.as_str(),
+            request_id: self
+                .request_id
+                .map(|id| String::from_utf8_lossy(id.as_bytes())),
+            method: self.method.map(Method::as_str),
             path: self.path,
             host: self.host,
             status: self.status,
@@ -113,14 +139,14 @@ impl Entry<'_> {
             AccessLog::Json => tracing::info!(target: TARGET, "{}", self.json()),
             AccessLog::Text => tracing::info!(
                 target: TARGET,
-                method = %self.method,
+                method = %self.method.map_or("-", Method::as_str),
                 path = %self.path,
                 status = self.status,
                 upstream = %self.upstream.unwrap_or("-"),
                 backend = self.backend.map_or("-", |b| b.0),
                 addr = self.backend.map_or("-", |b| b.1),
                 latency_us = u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX),
-                request_id = self.request_id.to_str().unwrap_or("-"),
+                request_id = self.request_id.and_then(|id| id.to_str().ok()).unwrap_or("-"),
                 attempts = self.attempts,
                 client = %self.client,
             ),
@@ -152,8 +178,8 @@ mod tests {
         let id = HeaderValue::from_static("42");
         let e = Entry {
             start: SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
-            request_id: &id,
-            method: &Method::PUT,
+            request_id: Some(&id),
+            method: Some(&Method::PUT),
             path: "/a\"b",
             host: Some("example.com"),
             status: 201,
@@ -184,6 +210,22 @@ mod tests {
             "{}",
             e.json()
         );
+    }
+
+    #[test]
+    fn an_unread_request_has_no_id_method_or_path() {
+        let e = Entry::unread(400, "127.0.0.1:4000".parse().unwrap());
+        let v: serde_json::Value = serde_json::from_str(&e.json()).unwrap();
+        assert_eq!(
+            (&v["request_id"], &v["method"], &v["path"], &v["status"]),
+            (
+                &serde_json::Value::Null,
+                &serde_json::Value::Null,
+                &serde_json::json!(""),
+                &serde_json::json!(400)
+            )
+        );
+        assert_eq!(v["client"], "127.0.0.1:4000");
     }
 
     #[tokio::test]

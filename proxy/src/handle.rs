@@ -351,8 +351,8 @@ impl Logged {
             start: SystemTime::now()
                 .checked_sub(duration)
                 .unwrap_or(UNIX_EPOCH),
-            request_id: &self.request_id,
-            method: &self.method,
+            request_id: Some(&self.request_id),
+            method: Some(&self.method),
             path: &self.path,
             host: self.host.as_ref().and_then(|h| h.to_str().ok()),
             status,

@@ -212,6 +212,13 @@ impl Metrics {
         self.latency.observe(latency);
     }
 
+    /// Count a response hyper or the server wrote itself to a request head it could
+    /// not read (no request latency to observe).
+    pub(crate) fn count_unread(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.responses[class].fetch_add(1, Relaxed);
+    }
+
     /// Responses counted so far in status class `class` (1..=5).
     pub fn responses_in_class(&self, class: usize) -> u64 {
         self.responses[class.clamp(1, 5) - 1].load(Relaxed)

@@ -1,6 +1,8 @@
-//! The client's connection (TCP or TLS) as hyper sees it: a request line too long for hyper's buffer is answered 414, not 431.
+//! The client's connection (TCP or TLS) as hyper sees it: a request line too long for hyper's buffer is answered 414, not 431, and the status of an answer hyper writes itself is kept.
 use crate::error::Error;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -23,6 +25,10 @@ pub(super) struct ClientIo<S> {
     /// The 414 being written in place of hyper's 431, how much of it is out, and
     /// how many bytes of hyper's to report written once it is all out.
     replacing: Option<(Vec<u8>, usize, usize)>,
+    /// The status of the last answer written that the handler did not make (no
+    /// `x-request-id`): hyper's own 400 or 431 to a head it could not parse, or
+    /// the 414 in place of its 431. 0: none. Read once the connection ends.
+    own_answer: Arc<AtomicU16>,
 }
 
 impl<S: AsyncWrite + Unpin> ClientIo<S> {
@@ -32,6 +38,21 @@ impl<S: AsyncWrite + Unpin> ClientIo<S> {
             since_lf: 0,
             buf_size,
             replacing: None,
+            own_answer: Arc::default(),
+        }
+    }
+
+    /// Where the status of an answer the handler did not make is kept (see
+    /// `own_answer`), to read once hyper is done with the connection.
+    pub(super) fn own_answer(&self) -> Arc<AtomicU16> {
+        self.own_answer.clone()
+    }
+
+    /// Keep the status of `head` when it is an error answer without `x-request-id`
+    /// (every answer of the proxy's handler carries one; hyper's own do not).
+    fn note(&self, head: &[u8]) {
+        if let Some(status) = own_error_status(head) {
+            self.own_answer.store(status, Relaxed);
         }
     }
 
@@ -51,6 +72,7 @@ impl<S: AsyncWrite + Unpin> ClientIo<S> {
             status.canonical_reason().unwrap_or(""),
         );
         self.replacing = Some((out.into_bytes(), 0, hypers));
+        self.own_answer.store(status.as_u16(), Relaxed);
     }
 
     fn poll_replace(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
@@ -69,6 +91,16 @@ impl<S: AsyncWrite + Unpin> ClientIo<S> {
         self.since_lf = 0;
         Poll::Ready(Ok(hypers))
     }
+}
+
+/// The status of `head` if it is the head of a 4xx or 5xx answer with no
+/// `x-request-id` (checked only for writes that start like an error's status line).
+fn own_error_status(head: &[u8]) -> Option<u16> {
+    let code = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    if !matches!(code[0], b'4' | b'5') || head.windows(12).any(|w| w == b"x-request-id") {
+        return None;
+    }
+    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 /// Position of the last `\n` in `b`. Body bytes pass through here too, so the
@@ -115,6 +147,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         if this.replacing.is_some() {
             return this.poll_replace(cx);
         }
+        this.note(buf);
         Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
@@ -131,6 +164,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         }
         if this.replacing.is_some() {
             return this.poll_replace(cx);
+        }
+        if let Some(head) = bufs.first() {
+            this.note(head);
         }
         Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
@@ -163,5 +199,16 @@ mod tests {
             assert_eq!(last_lf(&v), Some(at), "{at}");
         }
         assert_eq!(last_lf(&vec![b'x'; 1000]), None);
+    }
+
+    #[test]
+    fn own_error_answers_are_told_from_the_handlers() {
+        let hypers = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(own_error_status(hypers), Some(400));
+        let handlers = b"HTTP/1.1 404 Not Found\r\nx-request-id: 1\r\n\r\n";
+        assert_eq!(own_error_status(handlers), None);
+        assert_eq!(own_error_status(b"HTTP/1.1 200 OK\r\n\r\n"), None);
+        assert_eq!(own_error_status(b"HTTP/1.1 4"), None);
+        assert_eq!(own_error_status(b"body bytes"), None);
     }
 }

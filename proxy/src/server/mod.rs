@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::fleet;
 use crate::handle::handle;
 use crate::headers::Scheme;
+use crate::metrics::Metrics;
 use crate::response::ProxyBody;
 use crate::state::Proxy;
 use crate::tls::{self, Certs};
@@ -485,7 +486,8 @@ async fn accept_loop(
                             if h2 {
                                 serve_h2(&conns, io, svc, first_by, stop, peer).await;
                             } else {
-                                serve_h1(&conns, io, svc, stop, peer).await;
+                                let m = Some(&proxy.shared.metrics);
+                                serve_h1(&conns, io, svc, stop, peer, m).await;
                             }
                         }
                         Ok(None) => {}
@@ -494,11 +496,12 @@ async fn accept_loop(
                 }
                 (Kind::Redirect(port), _) => {
                     let svc = redirect::Redirect::new(port);
-                    serve_plain(&conns, stream, svc, first_by, stop, peer).await;
+                    serve_plain(&conns, stream, svc, first_by, stop, peer, None).await;
                 }
                 _ => {
                     let svc = ProxyService::new(&proxy, peer, Scheme::Http);
-                    serve_plain(&conns, stream, svc, first_by, stop, peer).await;
+                    let m = Some(&proxy.shared.metrics);
+                    serve_plain(&conns, stream, svc, first_by, stop, peer, m).await;
                 }
             }
             proxy.shared.metrics.connections_open.fetch_sub(1, Relaxed);
@@ -549,6 +552,7 @@ async fn tls_handshake(
 /// an HTTP/1.1 head then has hyper's header read timeout from when it was told
 /// (most clients tell with their first byte: only a head starting like the
 /// preface, `PRI * HTTP/2.0...`, waits any longer).
+/// `metrics`: see [`serve_h1`].
 async fn serve_plain<S>(
     conns: &Conns,
     mut stream: TcpStream,
@@ -556,6 +560,7 @@ async fn serve_plain<S>(
     first_by: Instant,
     stop: watch::Receiver<bool>,
     peer: SocketAddr,
+    metrics: Option<&Metrics>,
 ) where
     S: hyper::service::Service<
             Request<Incoming>,
@@ -586,19 +591,25 @@ async fn serve_plain<S>(
     let io = ClientIo::new(Rewind::new(stream, pre), conns.buf_size);
     match proto {
         Proto::H2 => serve_h2(conns, io, svc, first_by, stop, peer).await,
-        Proto::Http1 => serve_h1(conns, io, svc, stop, peer).await,
+        Proto::Http1 => serve_h1(conns, io, svc, stop, peer, metrics).await,
     }
 }
 
 /// Serve one HTTP/1.1 connection (with upgrades) until it ends, or until
 /// shutdown (then `Connection: close` after the current request). hyper's header
 /// read timeout bounds the wait for each request head, the first one included.
+///
+/// A head hyper cannot parse gets hyper's own answer (400, 431; or the 414
+/// [`ClientIo`] writes in place of its 431), which the handler never sees: with
+/// `metrics` (the proxy's listeners) it is counted in the responses by class and,
+/// with the access log on, logged with no request ID, method or path.
 async fn serve_h1<I, S>(
     conns: &Conns,
     io: ClientIo<I>,
     svc: S,
     mut stop: watch::Receiver<bool>,
     peer: SocketAddr,
+    metrics: Option<&Metrics>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -609,6 +620,7 @@ async fn serve_h1<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let own_answer = io.own_answer();
     let conn = conns
         .http1
         .serve_connection(TokioIo::new(io), svc)
@@ -623,6 +635,13 @@ async fn serve_h1<I, S>(
     };
     if let Err(e) = res {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        // hyper answers a parse error itself (and only then writes an answer the
+        // handler did not make); ClientIo saw which status went out.
+        let status = own_answer.load(Relaxed);
+        if let (true, Some(m), 400..=599) = (e.is_parse(), metrics, status) {
+            m.count_unread(status);
+            crate::access_log::Entry::unread(status, peer).emit(conns.config.server.access_log);
+        }
     }
 }
 

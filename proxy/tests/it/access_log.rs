@@ -299,3 +299,68 @@ async fn an_h2_stream_reset_before_the_answer_is_logged_as_499() {
         1
     );
 }
+
+/// Send `raw` from a socket of our own and read until the proxy closes (or resets:
+/// it may close with bytes of ours unread); our address and what came back.
+async fn send_raw(proxy: SocketAddr, raw: &[u8]) -> (SocketAddr, String) {
+    let mut tcp = TcpStream::connect(proxy).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    // A reset before all of it is written is an answer too.
+    let _ = tcp.write_all(raw).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await;
+    (me, String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn answers_hyper_writes_itself_are_logged_and_counted() {
+    let (logs, _guard) = Logs::capture();
+    let b = backends(1).await;
+    let s = proxy("\"json\"", b[0].addr()).await;
+    let admin = s.admin_addr();
+    const FOUR_XX: &str = "ringleader_http_responses_total{code=\"4xx\"}";
+    assert_eq!(metric(admin, FOUR_XX).await, 0);
+
+    // A malformed request line: hyper's own 400, never seen by the handler.
+    let (me, got) = send_raw(s.proxy_addr(), b"GARBAGE\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
+    wait_until(Duration::from_secs(10), "the 400's access line", || async {
+        !access_objects(&logs).is_empty()
+    })
+    .await;
+    let all = access_objects(&logs);
+    assert_eq!(all.len(), 1, "{}", logs.text());
+    let v = &all[0];
+    assert_eq!(
+        (&v["status"], &v["method"], &v["path"], &v["request_id"]),
+        (
+            &serde_json::json!(400),
+            &serde_json::Value::Null,
+            &serde_json::json!(""),
+            &serde_json::Value::Null
+        ),
+        "{v}"
+    );
+    assert_eq!(v["client"], me.to_string());
+    assert_eq!(v["upstream"], serde_json::Value::Null);
+    assert_eq!(metric(admin, FOUR_XX).await, 1);
+
+    // A 70 KB request line outgrows hyper's read buffer: the 414 in place of its 431.
+    let mut long = b"GET /".to_vec();
+    long.resize(70_000, b'a');
+    long.extend_from_slice(b" HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    let (me, _) = send_raw(s.proxy_addr(), &long).await;
+    wait_until(Duration::from_secs(10), "the 414's access line", || async {
+        access_objects(&logs).len() == 2
+    })
+    .await;
+    let v = &access_objects(&logs)[1];
+    assert_eq!(
+        (&v["status"], &v["method"]),
+        (&serde_json::json!(414), &serde_json::Value::Null),
+        "{v}"
+    );
+    assert_eq!(v["client"], me.to_string());
+    assert_eq!(metric(admin, FOUR_XX).await, 2);
+    assert_eq!(b[0].requests(), 0);
+}
