@@ -57,20 +57,26 @@ fn addr_in(line: &str, key: &str) -> SocketAddr {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_access_lines_are_bare_in_both_log_formats() {
-    let b = backends(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("ringleader.toml");
+/// A config in `dir` with free listeners, one worker, `access_log = "json"` and
+/// one backend named alpha at `addr`; its path.
+fn json_access_config(dir: &std::path::Path, addr: std::net::SocketAddr) -> std::path::PathBuf {
+    let cfg = dir.join("ringleader.toml");
     std::fs::write(
         &cfg,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = 1\n\
-             access_log = \"json\"\n[upstream.app]\nbackends = [{{ addr = \"{}\", name = \"alpha\" }}]\n",
-            b[0].addr()
+             access_log = \"json\"\n[upstream.app]\nbackends = [{{ addr = \"{addr}\", name = \"alpha\" }}]\n"
         ),
     )
     .unwrap();
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_lines_are_bare_in_both_log_formats() {
+    let b = backends(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = json_access_config(dir.path(), b[0].addr());
     for format in ["text", "json"] {
         let spawned = now();
         let mut child = Command::new(BIN)
@@ -178,16 +184,7 @@ fn listening_ports(pid: u32) -> Vec<u16> {
 async fn the_access_log_is_written_under_log_warn() {
     let b = backends(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("ringleader.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = 1\n\
-             access_log = \"json\"\n[upstream.app]\nbackends = [{{ addr = \"{}\", name = \"alpha\" }}]\n",
-            b[0].addr()
-        ),
-    )
-    .unwrap();
+    let cfg = json_access_config(dir.path(), b[0].addr());
     let mut child = Command::new(BIN)
         .args(["--log", "warn", "serve", "-c"])
         .arg(&cfg)
