@@ -7,36 +7,10 @@
 use crate::config::AccessLog;
 use http::{HeaderMap, HeaderValue, Method};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The target of access log events.
 pub(crate) const TARGET: &str = "ringleader::access";
-
-tokio::task_local! {
-    /// Attempts made for the request the current task serves (see [`count_attempt`]).
-    static ATTEMPTS: Arc<AtomicU32>;
-}
-
-/// Run `f` (the forwarding of one request) counting its attempts in `counter` (see
-/// [`count_attempt`]); without a counter, nothing is counted. The counter is shared so
-/// that a request whose client leaves mid-way is still logged with its attempts.
-pub(crate) async fn counting_attempts<F: std::future::Future>(
-    counter: Option<Arc<AtomicU32>>,
-    f: F,
-) -> F::Output {
-    match counter {
-        Some(c) => ATTEMPTS.scope(c, f).await,
-        None => f.await,
-    }
-}
-
-/// Count one attempt (a send to a backend) of the request being forwarded; nothing
-/// outside [`counting_attempts`].
-pub(crate) fn count_attempt() {
-    let _ = ATTEMPTS.try_with(|c| c.fetch_add(1, Relaxed));
-}
 
 /// What the access log says about one request.
 #[derive(Debug)]
@@ -226,20 +200,6 @@ mod tests {
             )
         );
         assert_eq!(v["client"], "127.0.0.1:4000");
-    }
-
-    #[tokio::test]
-    async fn attempts_are_counted_per_task() {
-        count_attempt(); // outside a scope: ignored
-        let n = Arc::new(AtomicU32::new(0));
-        counting_attempts(Some(n.clone()), async {
-            count_attempt();
-            count_attempt();
-        })
-        .await;
-        assert_eq!(n.load(Relaxed), 2);
-        counting_attempts(None, async { count_attempt() }).await;
-        assert_eq!(n.load(Relaxed), 2);
     }
 
     #[test]

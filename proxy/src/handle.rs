@@ -1,5 +1,5 @@
 //! The request handler: check and route a client's request, forward it, and shape the answer.
-use crate::access_log::{self, counting_attempts};
+use crate::access_log;
 use crate::config::AccessLog;
 use crate::error::{Error, Result};
 use crate::forward::forward;
@@ -150,12 +150,8 @@ pub(crate) async fn handle(
                     &req_id,
                 ));
             }
-            let attempts = outcome.logged.as_ref().map(|l| l.attempts.clone());
-            let res = counting_attempts(
-                attempts,
-                forward(&up, parts, body, peer, request_timeout, m),
-            )
-            .await;
+            let attempts = outcome.logged.as_ref().map(|l| &l.attempts);
+            let res = forward(&up, parts, body, peer, request_timeout, m, attempts).await;
             if let Ok((r, i, _)) = &res {
                 m.backend_responses
                     .with(&up.name, &up.authorities[*i].0, |c| {
@@ -298,8 +294,8 @@ struct Logged {
     upstream: Option<Arc<Upstream>>,
     /// Index of the backend that answered, in the upstream.
     backend: Option<usize>,
-    /// Sends to backends so far (counted by `forward` through `counting_attempts`).
-    attempts: Arc<AtomicU32>,
+    /// Sends to backends so far (counted by `forward`).
+    attempts: AtomicU32,
 }
 
 impl Logged {
@@ -320,7 +316,7 @@ impl Logged {
             bytes_in: access_log::declared_length(&parts.headers, no_body),
             upstream,
             backend: None,
-            attempts: Arc::default(),
+            attempts: AtomicU32::new(0),
         }
     }
 

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use ringleader_balancer::RequestCtx;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -205,6 +205,9 @@ impl EjectionWatch {
 /// A request carrying `Upgrade` (forwarded as an upgrade by the handler) is
 /// retried on another backend only when its connection could not be opened: once
 /// sent, a backend may have switched protocols, so it is never sent again.
+///
+/// Each send to a backend adds one to `attempts` (the access log's count, shared
+/// so that a request whose client leaves mid-way is still logged with it).
 pub(crate) async fn forward(
     up: &Upstream,
     mut parts: Parts,
@@ -212,6 +215,7 @@ pub(crate) async fn forward(
     peer: SocketAddr,
     request_timeout: Duration,
     metrics: &Metrics,
+    attempts: Option<&AtomicU32>,
 ) -> Result<Answer, Error> {
     // No backends (a cluster-fed upstream without members): 503.
     let Some(lb) = up.lb.as_deref() else {
@@ -289,7 +293,9 @@ pub(crate) async fn forward(
             break;
         };
         tries += 1;
-        crate::access_log::count_attempt();
+        if let Some(a) = attempts {
+            a.fetch_add(1, Relaxed);
+        }
 
         if name_backend {
             if let Ok(v) = HeaderValue::from_str(up.authorities[idx].1.as_str()) {

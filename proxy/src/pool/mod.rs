@@ -244,9 +244,10 @@ impl BackendConns {
         if let Some((target, conn)) = &self.h2 {
             // HTTP/2 has no Upgrade (RFC 9113 §8.6): the handler never forwards one to it.
             let body = h2::h2_body(body);
-            let resp = conn
-                .send(target, self.connect_timeout, (method, uri, headers), body)
-                .await?;
+            // Boxed: its connect and handshake make this future several KB, which
+            // every HTTP/1.1 request's future would otherwise carry (and move).
+            let send = conn.send(target, self.connect_timeout, (method, uri, headers), body);
+            let resp = Box::pin(send).await?;
             return Ok(resp.map(BackendBody::h2));
         }
         if upgrade {
