@@ -482,23 +482,10 @@ impl Proxy {
     fn pending_for(&self, config: &Config) -> Vec<PendingRestart> {
         let mut pending = restart_settings(&self.shared.running, &config.server);
         if config.cluster != self.shared.running_cluster {
-            let show = |c: &Option<ClusterConfig>| match c {
-                None => "none".to_string(),
-                Some(c) => format!(
-                    "{} namespace {} lease_ttl {}",
-                    c.endpoints
-                        .iter()
-                        .map(|e| e.get_ref().as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    c.namespace.get_ref(),
-                    humantime::format_duration(c.lease_ttl)
-                ),
-            };
             pending.push(PendingRestart {
                 setting: "cluster",
-                running: show(&self.shared.running_cluster),
-                configured: show(&config.cluster),
+                running: describe_cluster(&self.shared.running_cluster),
+                configured: describe_cluster(&config.cluster),
             });
         }
         pending
@@ -583,6 +570,26 @@ impl Proxy {
     }
 }
 
+/// `[cluster]` as `restart_required` shows it: every setting a reload does not apply.
+fn describe_cluster(c: &Option<ClusterConfig>) -> String {
+    match c {
+        None => "none".to_string(),
+        Some(c) => format!(
+            "{} namespace {} lease_ttl {} health_quorum {}",
+            c.endpoints
+                .iter()
+                .map(|e| e.get_ref().as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            c.namespace.get_ref(),
+            humantime::format_duration(c.lease_ttl),
+            c.health_quorum
+                .as_ref()
+                .map_or_else(|| "majority".to_string(), |q| q.get_ref().to_string()),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,5 +634,30 @@ mod tests {
                 "server.shutdown_grace 30s -> 1s 500ms",
             ]
         );
+    }
+
+    #[test]
+    fn a_changed_health_quorum_shows_in_the_cluster_restart_line() {
+        let cluster = |quorum: &str| {
+            let text = format!(
+                "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\n{quorum}\n\
+                 [upstream.app]\nbackends = [{{ addr = \"127.0.0.1:1\" }}]\n"
+            );
+            crate::Config::from_toml_str(&text, "t.toml")
+                .unwrap()
+                .cluster
+        };
+        let majority = cluster("");
+        let two = cluster("health_quorum = 2");
+        assert_ne!(majority, two, "a reload compares the whole [cluster]");
+        assert_eq!(
+            describe_cluster(&majority),
+            "http://127.0.0.1:2379 namespace default lease_ttl 10s health_quorum majority"
+        );
+        assert_eq!(
+            describe_cluster(&two),
+            "http://127.0.0.1:2379 namespace default lease_ttl 10s health_quorum 2"
+        );
+        assert_eq!(describe_cluster(&None), "none");
     }
 }
