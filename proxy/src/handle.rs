@@ -43,6 +43,7 @@ pub(crate) async fn handle(
     };
     let version = req.version();
     let (mut parts, body) = req.into_parts();
+    let head_request = parts.method == Method::HEAD;
     let state = proxy.shared.state.load();
     // Sized as the client sent it, before the proxy adds to it.
     let head_checked = check_head(&parts, state.config.server.max_header_bytes);
@@ -207,6 +208,7 @@ pub(crate) async fn handle(
                 _ => error_response(
                     &Error::UpstreamProtocol("unexpected 101 Switching Protocols".into()),
                     req_id,
+                    head_request,
                 ),
             }
         }
@@ -226,7 +228,7 @@ pub(crate) async fn handle(
             if grpc {
                 grpc_error_response(&e, req_id)
             } else {
-                error_response(&e, req_id)
+                error_response(&e, req_id, head_request)
             }
         }
     };
@@ -381,16 +383,21 @@ fn upgrade_requested(h: &HeaderMap, version: Version, no_body: bool) -> Option<H
     if !asked {
         return None;
     }
-    let mut values = h.get_all(UPGRADE).iter();
-    let first = values.next()?.clone();
-    match values.next() {
-        None => Some(first),
-        Some(_) => {
-            // Several field lines are one list (RFC 9110 §5.3).
-            let joined: Vec<&[u8]> = h.get_all(UPGRADE).iter().map(|v| v.as_bytes()).collect();
-            HeaderValue::from_bytes(&joined.join(&b", "[..])).ok()
-        }
+    // Several field lines are one list (RFC 9110 §5.3). `h2c` is left out: the
+    // HTTP/1.1 upgrade to cleartext HTTP/2 is deprecated (RFC 9113 §3.1), and relayed
+    // it would open a tunnel to the backend past routing and the X-Forwarded-*
+    // fields ("h2c smuggling"); h2c clients use prior knowledge, which the proxy serves.
+    let protocols: Vec<&[u8]> = h
+        .get_all(UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case(b"h2c"))
+        .collect();
+    if protocols.is_empty() {
+        return None;
     }
+    HeaderValue::from_bytes(&protocols.join(&b", "[..])).ok()
 }
 
 /// Limits and framing of a request head that hyper parsed but does not enforce.

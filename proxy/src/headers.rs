@@ -15,11 +15,13 @@ pub(crate) static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempot
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Hop-by-hop headers of RFC 9110 §7.6.1 plus the non-standard
-/// `Proxy-Connection` and `Keep-Alive`; they describe one connection and are
-/// never forwarded.
-fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+/// `Proxy-Connection` and `Keep-Alive`, and `HTTP2-Settings`, which RFC 7540 §3.2.1
+/// calls "a connection-specific header field" (it goes with `Upgrade: h2c`, which
+/// the proxy never forwards); they describe one connection and are never forwarded.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 10] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -30,6 +32,7 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
         &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
+        &HTTP2_SETTINGS,
     ]
 }
 
@@ -105,6 +108,7 @@ fn hop_index(name: &HeaderName) -> Option<usize> {
         "trailer" => 6,
         "transfer-encoding" => 7,
         "upgrade" => 8,
+        "http2-settings" => 9,
         _ => return None,
     })
 }
@@ -148,16 +152,19 @@ pub(crate) fn set_forwarded(
     scheme: Scheme,
     host: Option<HeaderValue>,
 ) {
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) if !prev.is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
+    // Several field lines are one list (RFC 9110 §5.3): every entry stays, in order.
+    let mut v = Vec::new();
+    for prev in headers.get_all(&X_FORWARDED_FOR) {
+        if !prev.is_empty() {
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
-            v.extend_from_slice(client_ip.as_bytes());
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-                .unwrap_or_else(|_| client_ip.clone())
         }
-        _ => client_ip.clone(),
+    }
+    let xff = if v.is_empty() {
+        client_ip.clone()
+    } else {
+        v.extend_from_slice(client_ip.as_bytes());
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).unwrap_or_else(|_| client_ip.clone())
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_FORWARDED_PROTO.clone(), scheme.value());
@@ -168,6 +175,26 @@ pub(crate) fn set_forwarded(
         None => {
             headers.remove(&X_FORWARDED_HOST);
         }
+    }
+}
+
+/// Join an HTTP/2 request's `cookie` fields into one, as RFC 9113 §8.2.3 asks: "If
+/// there are multiple cookie header fields after decompression, these MUST be
+/// concatenated into a single octet string using the two-octet delimiter of 0x3b,
+/// 0x20 ("; ") before being passed into a non-HTTP/2 context, such as an HTTP/1.1
+/// connection". (HTTP/2 clients such as browsers send each cookie as a field of its own.)
+pub(crate) fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
     }
 }
 

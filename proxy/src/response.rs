@@ -4,7 +4,7 @@ use crate::headers::X_REQUEST_ID;
 use crate::http1::{BackendBody, ClientError};
 use crate::pool::Checkin;
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -131,7 +131,13 @@ pub(crate) fn grpc_error_response(e: &Error, req_id: HeaderValue) -> Response<Pr
 }
 
 /// The response the proxy sends for a failure of its own (status from [`Error::status`]).
-pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBody> {
+///
+/// To a HEAD request (`head`) it has the same fields, `Content-Length` included, and no
+/// content: RFC 9110 §9.3.2, "The server SHOULD send the same header fields in response
+/// to a HEAD request as it would have sent if the request method had been GET" and
+/// "MUST NOT send content in the response". hyper leaves a body out of an HTTP/1.1
+/// answer to HEAD, but its HTTP/2 server sends what it is given.
+pub(crate) fn error_response(e: &Error, req_id: HeaderValue, head: bool) -> Response<ProxyBody> {
     let status = e.status();
     let reason = match status {
         StatusCode::SERVICE_UNAVAILABLE => "no healthy backend\n",
@@ -145,7 +151,14 @@ pub(crate) fn error_response(e: &Error, req_id: HeaderValue) -> Response<ProxyBo
         StatusCode::REQUEST_TIMEOUT => "request body timed out\n",
         _ => "proxy error\n",
     };
-    let mut r = Response::new(ProxyBody::full(reason));
+    let mut r = if head {
+        let mut r = Response::new(ProxyBody::full(Bytes::new()));
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(reason.len()));
+        r
+    } else {
+        Response::new(ProxyBody::full(reason))
+    };
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,

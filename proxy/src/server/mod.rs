@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet;
 use crate::handle::handle;
-use crate::headers::Scheme;
+use crate::headers::{self, Scheme};
 use crate::metrics::Metrics;
 use crate::response::ProxyBody;
 use crate::state::Proxy;
@@ -370,6 +370,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         if req.version() == Version::HTTP_2 {
             self.0.h2_requests.fetch_add(1, Relaxed);
+            headers::join_cookies(req.headers_mut());
             h2_to_origin_form(&mut req);
         }
         let c = self.0.clone();

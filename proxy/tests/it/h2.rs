@@ -538,3 +538,88 @@ async fn a_reload_of_the_http2_settings_applies_to_new_connections() {
     s.proxy().reload(h2c(true)).unwrap();
     assert!(h2c_answers(s.proxy_addr()).await, "h2c back on");
 }
+
+/// RFC 9110 §9.3.2: an answer to HEAD has no content, also when the proxy makes it
+/// (here a 502: the backend refuses connections). hyper's HTTP/1.1 server leaves a
+/// body out by itself, its HTTP/2 server does not: the stream must end with HEADERS.
+#[tokio::test]
+async fn the_proxys_own_answer_to_head_has_no_content_over_h2_and_http1() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let s = start(config_over("", &[dead], "", "")).await;
+    let mut h2 = RawH2::connect(s.proxy_addr()).await;
+    let authority = s.proxy_addr().to_string();
+    // :method HEAD, a literal without indexing on the static name 2 (RFC 7541 §6.2.2),
+    // then :scheme http, :path /, :authority as in `get_headers`.
+    let mut block = vec![0x02, 4];
+    block.extend_from_slice(b"HEAD");
+    block.extend([0x86, 0x84, 0x01, authority.len() as u8]);
+    block.extend_from_slice(authority.as_bytes());
+    h2.s.write_all(&frame(HEADERS, 0x1 | 0x4, 1, &block))
+        .await
+        .unwrap();
+    let mut on_stream = Vec::new();
+    loop {
+        let (kind, flags, stream, payload) = h2.next().await.expect("an answer on stream 1");
+        if stream != 1 {
+            continue;
+        }
+        on_stream.push((kind, flags, payload.len()));
+        if flags & 0x1 != 0 || kind == RST_STREAM {
+            break;
+        }
+    }
+    assert_eq!(
+        on_stream.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [HEADERS],
+        "one HEADERS frame with END_STREAM, no DATA: {on_stream:?}"
+    );
+
+    // HTTP/1.1: the same fields as to GET, Content-Length included, and no body.
+    let get = raw(
+        s.proxy_addr(),
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let head = raw(
+        s.proxy_addr(),
+        b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let length = |t: &str| {
+        t.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
+    };
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert_eq!(length(&head), length(&get), "{head}\n{get}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head:?}");
+}
+
+/// RFC 9113 §8.2.3: an HTTP/2 client's cookie fields reach an HTTP/1.1 backend
+/// joined by "; " in one field (the demo backend would join two with ", ").
+#[tokio::test]
+async fn an_h2_requests_cookie_fields_reach_an_http1_backend_as_one() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let tcp = TcpStream::connect(s.proxy_addr()).await.unwrap();
+    let mut c = h2_over(tcp).await;
+    let mut req = request(
+        "GET",
+        &format!("http://{}/echo-headers", s.proxy_addr()),
+        "",
+        "",
+    );
+    for v in ["a=1", "b=2", "c=3"] {
+        req.headers_mut()
+            .append("cookie", http::HeaderValue::from_static(v));
+    }
+    let (status, body) = answer(c.send_request(req).await).await;
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["cookie"], "a=1; b=2; c=3", "{seen}");
+}

@@ -176,3 +176,22 @@ async fn hop_by_hop_headers_are_stripped_both_ways_and_xff_appended() {
     let seen: serde_json::Value = serde_json::from_str(&a.body).unwrap();
     assert_eq!(seen["x-request-id"], "abc-1");
 }
+
+/// RFC 9110 §5.3: several `X-Forwarded-For` lines are one list; every entry is kept,
+/// in order, before the address the proxy saw.
+#[tokio::test]
+async fn repeated_x_forwarded_for_lines_are_kept_whole() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let out = raw(
+        s.proxy_addr(),
+        b"GET /echo-headers HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\
+          X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.2, 192.0.2.9\r\n\r\n",
+    )
+    .await;
+    let seen = echoed(&out);
+    assert_eq!(
+        seen["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 192.0.2.9, 127.0.0.1",
+        "{seen}"
+    );
+}

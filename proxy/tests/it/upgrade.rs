@@ -348,3 +348,58 @@ async fn an_upgrade_request_is_sent_once_and_never_retried() {
         "{up}"
     );
 }
+
+/// RFC 9113 §3.1 deprecates the HTTP/1.1 upgrade to h2c; relayed, it would open a
+/// tunnel to the backend past routing and X-Forwarded-* ("h2c smuggling"). The
+/// proxy drops `h2c` from `Upgrade` (and `HTTP2-Settings`, connection-specific per
+/// RFC 7540 §3.2.1): alone, the request goes on as a plain one; beside another
+/// protocol, only that one is asked for.
+#[tokio::test]
+async fn an_h2c_upgrade_is_never_relayed() {
+    let (addr, heads) = raw_backend(Some(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    ))
+    .await;
+    let s = start(config_over("", &[addr], "", "")).await;
+    let (text, _) = until_closed(
+        s.proxy_addr(),
+        b"GET / HTTP/1.1\r\nHost: app\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        "h2c upgrade",
+    )
+    .await;
+    // Sent as a plain request, the backend's 101 is one nobody asked for.
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    let head = heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(!head.contains("upgrade"), "{head}");
+    assert!(!head.contains("http2-settings"), "{head}");
+
+    let (addr, heads) = raw_backend(Some(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    ))
+    .await;
+    let s = start(config_over("", &[addr], "", "")).await;
+    let mut c = tokio::net::TcpStream::connect(s.proxy_addr())
+        .await
+        .unwrap();
+    c.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert_ne!(n, 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let head = heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(head.contains("upgrade: websocket\r\n"), "{head}");
+}
