@@ -10,7 +10,7 @@ use crate::pool::te_trailers;
 use crate::response::{error_response, grpc_error_response, ProxyBody};
 use crate::state::Proxy;
 use crate::upstream::Upstream;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -214,7 +214,30 @@ pub(crate) async fn handle(
         }
         Ok((resp, checkin)) => {
             let (mut rparts, rbody) = resp.into_parts();
+            // Hop-by-hop fields this answer still needs on its next hop. RFC 9110
+            // §15.5.22: "The server MUST send an Upgrade header field in a 426
+            // response" (HTTP/1.1 only: HTTP/2 has no Upgrade). `Trailer` (not
+            // hop-by-hop in RFC 9110 §7.6.1) names the trailers hyper's HTTP/1.1 server
+            // writes; only an HTTP/2 backend's body brings trailers to write.
+            let upgrade_required = (rparts.status == StatusCode::UPGRADE_REQUIRED
+                && version == Version::HTTP_11)
+                .then(|| rparts.headers.get(UPGRADE).cloned())
+                .flatten();
+            let trailer: Vec<HeaderValue> = if rbody.relays_trailers() {
+                rparts.headers.get_all(TRAILER).iter().cloned().collect()
+            } else {
+                Vec::new()
+            };
             headers::strip_hop_by_hop(&mut rparts.headers);
+            if let Some(u) = upgrade_required {
+                rparts.headers.insert(UPGRADE, u);
+                rparts
+                    .headers
+                    .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            }
+            for t in trailer {
+                rparts.headers.append(TRAILER, t);
+            }
             if !rparts.headers.contains_key(&X_REQUEST_ID) {
                 rparts.headers.insert(X_REQUEST_ID.clone(), req_id);
             }

@@ -97,6 +97,12 @@ impl BackendBody {
         BackendBody::new(State::Switched(conn), None)
     }
 
+    /// Whether trailers can come with it: an HTTP/2 backend's do; the HTTP/1.1
+    /// client reads a chunked body's trailer section and drops it.
+    pub(crate) fn relays_trailers(&self) -> bool {
+        matches!(self.state, State::H2(_))
+    }
+
     /// After a `101 Switching Protocols`: the connection, now carrying the new
     /// protocol, with any bytes of it that came behind the head. It never goes back to a pool.
     pub(crate) fn take_upgraded(&mut self) -> Option<Conn> {

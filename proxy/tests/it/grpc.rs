@@ -537,3 +537,48 @@ async fn active_checks_of_an_h2_backend_speak_http2_over_tls() {
     .await;
     assert_eq!(health_of(s.admin_addr(), b).await.as_deref(), Some("up"));
 }
+
+/// An HTTP/1.1 client asking for trailers (`TE: trailers`) gets an HTTP/2 backend's
+/// trailers after the last chunk: the backend's `Trailer` field, which names them,
+/// is kept (RFC 9110 §7.6.1 does not make it hop-by-hop), and hyper's HTTP/1.1
+/// server writes the trailers it names.
+#[tokio::test]
+async fn an_http1_client_gets_an_h2_backends_declared_trailers() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let svc =
+                hyper::service::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("x-resp", http::HeaderValue::from_static("done"));
+                    let frames: Vec<
+                        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+                    > = vec![
+                        Ok(http_body::Frame::data(bytes::Bytes::from_static(b"body"))),
+                        Ok(http_body::Frame::trailers(trailers)),
+                    ];
+                    let mut r = http::Response::new(http_body_util::StreamBody::new(
+                        tokio_stream::iter(frames),
+                    ));
+                    r.headers_mut()
+                        .insert("trailer", http::HeaderValue::from_static("x-resp"));
+                    Ok::<_, std::convert::Infallible>(r)
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    let s = start(config_over("", &[backend], "protocol = \"h2c\"", "")).await;
+    let out = raw(
+        s.proxy_addr(),
+        b"GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.contains("\r\ntrailer: x-resp\r\n"), "{out}");
+    assert!(lower.ends_with("0\r\nx-resp: done\r\n\r\n"), "{out:?}");
+}

@@ -403,3 +403,21 @@ async fn an_h2c_upgrade_is_never_relayed() {
     let head = heads.lock().unwrap()[0].to_ascii_lowercase();
     assert!(head.contains("upgrade: websocket\r\n"), "{head}");
 }
+
+/// RFC 9110 §15.5.22: "The server MUST send an Upgrade header field in a 426
+/// response": a backend's 426 reaches the client with its `Upgrade` (and the
+/// `Connection: upgrade` that goes with it, §7.8), where other answers lose both.
+#[tokio::test]
+async fn a_backends_426_keeps_its_upgrade_field() {
+    let (addr, _) = raw_backend(Some(
+        "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Content-Length: 0\r\n\r\n",
+    ))
+    .await;
+    let s = start(config_over("", &[addr], "", "")).await;
+    let (text, _) = until_closed(s.proxy_addr(), UPGRADE_REQUEST, "426").await;
+    let lower = text.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 426"), "{text}");
+    assert!(lower.contains("\r\nupgrade: websocket\r\n"), "{text}");
+    assert!(lower.contains("\r\nconnection: upgrade"), "{text}");
+}
