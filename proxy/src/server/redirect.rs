@@ -75,12 +75,19 @@ impl hyper::service::Service<Request<Incoming>> for Redirect {
                 }
             }
         }
-        .filter(|h| headers::is_valid_host(h.as_bytes()));
+        // RFC 9110 §4.2.2: "A sender MUST NOT generate an "https" URI with an empty
+        // host identifier" (`Host: ` or `Host: :8080`): a 400, as nginx answers.
+        .filter(|h| {
+            headers::is_valid_host(h.as_bytes()) && !headers::host_without_port(h).is_empty()
+        });
         let target = req
             .uri()
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
+        // The asterisk form (`OPTIONS *`, RFC 9112 §3.2.4) names no resource to
+        // redirect to: a 400, as nginx answers, not a Location ending in `*`.
+        let host = host.filter(|_| target.starts_with('/'));
         let mut res = Response::new(ProxyBody::full(bytes::Bytes::new()));
         let loc = host
             .map(|h| location(&h, self.port, &target))

@@ -498,8 +498,21 @@ async fn the_redirect_listener_sends_clients_to_https() {
             .contains(&format!("\r\nlocation: https://a.test:{port}/form\r\n")),
         "{out}"
     );
-    let out = raw(r, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
-    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    // No host, an empty one (RFC 9110 §4.2.2: no https URI with an empty host), and
+    // the asterisk form (no resource to redirect to): 400, as nginx answers.
+    for bad in [
+        &b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: :8080\r\nConnection: close\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    ] {
+        let out = raw(r, bad).await;
+        assert!(
+            out.starts_with("HTTP/1.1 400 "),
+            "{}\n{out}",
+            String::from_utf8_lossy(bad)
+        );
+    }
     assert_eq!(b[0].requests(), 0, "a redirect never reaches a backend");
     // The port named can differ from the listener's (a NAT in front).
     let s2 = bind_text(&tls_config_text(
