@@ -83,6 +83,10 @@ pub enum Error {
     /// The backend did not answer within `request_timeout`.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// No connection to the backend within `connect_timeout`: the request never
+    /// reached it (504, as nginx's `proxy_connect_timeout`; UNAVAILABLE to gRPC).
+    #[error("upstream connect timed out")]
+    UpstreamConnectTimeout,
     /// Request headers exceed `max_header_bytes`.
     #[error("request headers too large")]
     HeadersTooLarge,
@@ -115,7 +119,7 @@ impl Error {
         match self {
             Error::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamConnect(_) | Error::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
-            Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Error::UpstreamTimeout | Error::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::UriTooLong => StatusCode::URI_TOO_LONG,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -140,6 +144,7 @@ mod tests {
         assert_eq!(Error::UpstreamConnect("x".into()).status(), 502);
         assert_eq!(Error::UpstreamProtocol("x".into()).status(), 502);
         assert_eq!(Error::UpstreamTimeout.status(), 504);
+        assert_eq!(Error::UpstreamConnectTimeout.status(), 504);
         assert_eq!(Error::HeadersTooLarge.status(), 431);
         assert_eq!(Error::UriTooLong.status(), 414);
         assert_eq!(Error::NotImplemented("x").status(), 501);

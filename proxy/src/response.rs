@@ -106,6 +106,11 @@ pub(crate) fn grpc_status(e: &Error) -> (u8, &'static str) {
         Error::NoHealthyBackend => (14, "no healthy backend"),
         Error::UpstreamConnect(_) => (14, "upstream connection failed"),
         Error::UpstreamProtocol(_) => (13, "upstream protocol error"),
+        // A call that never reached a backend was not processed: UNAVAILABLE, which
+        // clients may retry ("most likely a transient condition", gRPC's status code
+        // guide), as Envoy answers a connect timeout (503 -> 14). A backend that took
+        // the call and did not answer in time is DEADLINE_EXCEEDED.
+        Error::UpstreamConnectTimeout => (14, "upstream connect timed out"),
         Error::UpstreamTimeout => (4, "upstream timed out"),
         Error::ClientTimeout => (4, "request body timed out"),
         Error::NoRoute => (12, "no route"),
@@ -185,6 +190,7 @@ mod tests {
             (Error::NoHealthyBackend, "14"),
             (Error::UpstreamConnect("refused".into()), "14"),
             (Error::UpstreamTimeout, "4"),
+            (Error::UpstreamConnectTimeout, "14"),
             (Error::NoRoute, "12"),
         ] {
             let r = grpc_error_response(&e, id.clone());

@@ -354,7 +354,7 @@ pub(crate) async fn forward(
                     if retry { "; retrying on another backend" } else { "" }
                 );
                 last_err = Some(match e {
-                    SendError::ConnectTimeout => Error::UpstreamTimeout,
+                    SendError::ConnectTimeout => Error::UpstreamConnectTimeout,
                     e if e.is_protocol() => Error::UpstreamProtocol(Box::new(e)),
                     e => Error::UpstreamConnect(Box::new(e)),
                 });

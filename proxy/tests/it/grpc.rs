@@ -582,3 +582,41 @@ async fn an_http1_client_gets_an_h2_backends_declared_trailers() {
     assert!(lower.contains("\r\ntrailer: x-resp\r\n"), "{out}");
     assert!(lower.ends_with("0\r\nx-resp: done\r\n\r\n"), "{out:?}");
 }
+
+/// A call whose backend never takes its connection (an accept queue kept full, so
+/// the kernel drops the SYN) fails UNAVAILABLE after `connect_timeout`: it reached no
+/// backend, so a client may retry it. DEADLINE_EXCEEDED is for a backend that took
+/// the call and did not answer.
+#[tokio::test]
+async fn a_connect_timeout_is_unavailable_to_grpc() {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = sock.listen(0).unwrap();
+    let addr = l.local_addr().unwrap();
+    // Never accepted: connect until one does not complete.
+    let mut held = Vec::new();
+    loop {
+        let c = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        match c {
+            Ok(Ok(s)) if held.len() < 64 => held.push(s),
+            Ok(Ok(_)) => panic!("the accept queue never filled"),
+            _ => break,
+        }
+    }
+    let s = start(config_over(
+        "",
+        &[addr],
+        "protocol = \"h2c\"\nconnect_timeout = \"200ms\"",
+        "",
+    ))
+    .await;
+    let mut c = grpc_client(s.proxy_addr()).await;
+    let st = say(&mut c, "hi").await.expect_err("no connection");
+    assert_eq!(st.code(), Code::Unavailable, "{st:?}");
+    assert_eq!(st.message(), "upstream connect timed out");
+    drop(l);
+}
