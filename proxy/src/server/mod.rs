@@ -129,7 +129,15 @@ impl Conns {
         http2
             .timer(TokioTimer::new())
             .max_concurrent_streams(h2.max_concurrent_streams)
-            .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+            // Twice `max_header_bytes`, so that the handler's own check of the head
+            // (by the same measure as for HTTP/1.1) answers a head over the limit: a
+            // 431 with X-Request-Id, or RESOURCE_EXHAUSTED to a gRPC call, where the h2
+            // crate would answer a bare 431 itself. HTTP/2 counts 32 bytes more per
+            // field (RFC 9113 §6.5.2, RFC 7541 §4.1); the setting is advisory, and a
+            // server "can send an HTTP 431" for a block it will not handle (§10.5.1).
+            .max_header_list_size(
+                u32::try_from(s.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+            )
             .keep_alive_interval(
                 (!h2.keepalive_interval.is_zero()).then_some(h2.keepalive_interval),
             )

@@ -620,3 +620,37 @@ async fn a_connect_timeout_is_unavailable_to_grpc() {
     assert_eq!(st.message(), "upstream connect timed out");
     drop(l);
 }
+
+/// Metadata over `max_header_bytes` is RESOURCE_EXHAUSTED (8) to a gRPC call, as
+/// docs/proxy.md says, not a bare 431 (which a gRPC client reads as UNKNOWN): the
+/// proxy's own check of the head answers, not the h2 crate's header list limit.
+#[tokio::test]
+async fn metadata_over_the_head_limit_is_resource_exhausted() {
+    let b = grpc_backend("g0", Arc::new(AtomicU64::new(1))).await;
+    let s = start(config_over(
+        "max_header_bytes = 8192",
+        &[b],
+        "protocol = \"h2c\"",
+        "",
+    ))
+    .await;
+    let mut c = grpc_client(s.proxy_addr()).await;
+    c.ready().await.unwrap();
+    let mut req = Request::new(Say {
+        text: "hi".into(),
+        count: 0,
+    });
+    let big = "x".repeat(9000);
+    req.metadata_mut().insert("x-big", big.parse().unwrap());
+    let st = c
+        .unary(
+            req,
+            PathAndQuery::from_static("/test.Echo/Say"),
+            ProstCodec::<Say, Say>::default(),
+        )
+        .await
+        .expect_err("over the limit");
+    assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
+    // Within it, the call goes through.
+    assert_eq!(say(&mut c, "ok").await.unwrap().text, "ok from g0");
+}
