@@ -2,6 +2,7 @@
 //! limits, keep-alive and graceful drain), the HTTPS redirect, and the admin listener.
 mod client_io;
 mod redirect;
+mod resets;
 mod sniff;
 
 use crate::admin;
@@ -353,6 +354,8 @@ struct ClientConn {
     scheme: Scheme,
     /// HTTP/2 requests on this connection so far.
     h2_requests: AtomicU64,
+    /// Those the client reset before their answers.
+    h2_resets: resets::PrematureResets,
 }
 
 impl ProxyService {
@@ -365,6 +368,7 @@ impl ProxyService {
             peer_ip,
             scheme,
             h2_requests: AtomicU64::new(0),
+            h2_resets: resets::PrematureResets::default(),
         }))
     }
 }
@@ -381,19 +385,37 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
             headers::join_cookies(req.headers_mut());
             h2_to_origin_form(&mut req);
         }
+        let h2 = req.version() == Version::HTTP_2;
         let c = self.0.clone();
-        Box::pin(async move { Ok(handle(&c.proxy, req, c.peer, &c.peer_ip, c.scheme).await) })
+        Box::pin(async move {
+            let answering = h2.then(|| c.h2_resets.answering(&c.h2_requests));
+            let resp = handle(&c.proxy, req, c.peer, &c.peer_ip, c.scheme).await;
+            if let Some(a) = answering {
+                a.answered();
+            }
+            Ok(resp)
+        })
     }
 }
 
 /// A service whose HTTP/2 requests are counted (for the idle check of [`serve_h2`]).
 pub(super) trait Watched {
     fn h2_requests(&self) -> u64;
+
+    /// Resolves when the client reset too many streams before their answers
+    /// (never, for a service that does not count them).
+    fn abusive(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        std::future::pending()
+    }
 }
 
 impl Watched for ProxyService {
     fn h2_requests(&self) -> u64 {
         self.0.h2_requests.load(Relaxed)
+    }
+
+    fn abusive(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        self.0.h2_resets.abusive()
     }
 }
 
@@ -685,9 +707,21 @@ async fn serve_h2<I, S>(
     tokio::pin!(deadline);
     let mut watching = true;
     let mut seen = 0;
+    let abusive = watch.abusive();
+    tokio::pin!(abusive);
+    let mut calm = true;
     let res = loop {
         tokio::select! {
             r = conn.as_mut() => break r,
+            _ = &mut abusive, if calm => {
+                tracing::warn!(
+                    %peer,
+                    "HTTP/2 client reset most of its streams before their answers (rapid reset): GOAWAY"
+                );
+                conn.as_mut().graceful_shutdown();
+                calm = false;
+                watching = false;
+            }
             _ = &mut deadline, if watching => {
                 let n = watch.h2_requests();
                 if n == 0 {

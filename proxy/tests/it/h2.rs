@@ -625,3 +625,41 @@ async fn an_h2_requests_cookie_fields_reach_an_http1_backend_as_one() {
     let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(seen["cookie"], "a=1; b=2; c=3", "{seen}");
 }
+
+/// Rapid reset paced so that the proxy takes up every stream (each reset once its
+/// request reached the backend, where hyper's bound on resets of streams not yet
+/// taken up never fires): once more than half of 100 streams were reset before
+/// their answers, the connection gets GOAWAY, and the proxy serves everyone else.
+#[tokio::test]
+async fn paced_rapid_reset_gets_goaway_by_the_hundredth_stream() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let mut h2 = RawH2::connect(s.proxy_addr()).await;
+    let authority = s.proxy_addr().to_string();
+    let path = b"/slow?ms=60000";
+    let backend = &b[0];
+    for i in 0..100u32 {
+        let id = 2 * i + 1;
+        // :method GET, :scheme http, :path as a literal on the static name 4, :authority.
+        let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+        block.extend_from_slice(path);
+        block.extend([0x01, authority.len() as u8]);
+        block.extend_from_slice(authority.as_bytes());
+        h2.s.write_all(&frame(HEADERS, 0x1 | 0x4, id, &block))
+            .await
+            .unwrap();
+        let want = u64::from(i) + 1;
+        wait_until(
+            Duration::from_secs(10),
+            "the request reaches the backend",
+            || async move { backend.requests() >= want },
+        )
+        .await;
+        h2.s.write_all(&frame(RST_STREAM, 0, id, &8u32.to_be_bytes()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(h2.until_goaway().await, Some(0), "a graceful GOAWAY");
+    assert_eq!(b[0].requests(), 100);
+    assert_eq!(get(&client(), s.proxy_addr(), "/").await.status, 200);
+}
