@@ -725,7 +725,12 @@ async fn serve_h2<I, S>(
             _ = &mut deadline, if watching => {
                 let n = watch.h2_requests();
                 if n == 0 {
-                    tracing::debug!(%peer, "no request within the header read timeout: closed");
+                    // RFC 9113 §6.8: endpoints "SHOULD always send a GOAWAY frame before
+                    // closing a connection". A client that does not answer the ping of
+                    // the graceful shutdown is cut off after a second.
+                    tracing::debug!(%peer, "no request within the header read timeout: GOAWAY");
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
                     return;
                 }
                 if n == seen {

@@ -663,3 +663,20 @@ async fn paced_rapid_reset_gets_goaway_by_the_hundredth_stream() {
     assert_eq!(b[0].requests(), 100);
     assert_eq!(get(&client(), s.proxy_addr(), "/").await.status, 200);
 }
+
+/// RFC 9113 §6.8: a connection that opens no stream within the header read timeout
+/// is closed with a GOAWAY first (a bare close reads as a failure to gRPC clients
+/// that connect ahead of their first call).
+#[tokio::test]
+async fn a_connection_without_a_stream_gets_goaway_before_it_is_closed() {
+    let b = backends(1).await;
+    let s = start(config(
+        "header_read_timeout = \"200ms\"",
+        &[(&b[0], 1)],
+        "",
+        "",
+    ))
+    .await;
+    let mut h2 = RawH2::connect(s.proxy_addr()).await;
+    assert_eq!(h2.until_goaway().await, Some(0), "GOAWAY NO_ERROR");
+}
