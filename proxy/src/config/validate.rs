@@ -351,11 +351,15 @@ fn validate_listeners(ctx: &Ctx<'_>, s: &ServerConfig) -> Result<()> {
     let now = std::time::SystemTime::now();
     for t in &s.tls {
         if let Err(problem) = tls::load_entry(&t.files(), &provider, now) {
-            let span = if problem.path() == t.key.get_ref().as_path() {
-                t.key.span()
-            } else {
-                t.cert.span()
+            // By the kind of problem: `cert` and `key` may name one file.
+            let key = match problem {
+                tls::CertProblem::Read(..) => {
+                    problem.path() == t.key.get_ref().as_path()
+                        && problem.path() != t.cert.get_ref().as_path()
+                }
+                _ => problem.is_key(),
             };
+            let span = if key { t.key.span() } else { t.cert.span() };
             return Err(ctx.err(Some(span), problem.to_string()));
         }
     }

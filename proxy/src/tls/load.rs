@@ -37,6 +37,15 @@ pub(crate) enum CertProblem {
 }
 
 impl CertProblem {
+    /// Whether the problem is the key's (else the certificate's): where a config
+    /// error points when one file holds both.
+    pub(crate) fn is_key(&self) -> bool {
+        matches!(
+            self,
+            CertProblem::KeyPem(..) | CertProblem::KeyKind(..) | CertProblem::Mismatch { .. }
+        )
+    }
+
     /// The file the problem is in.
     pub(crate) fn path(&self) -> &Path {
         match self {
@@ -57,8 +66,19 @@ fn rfc3339(t: SystemTime) -> humantime::Rfc3339Timestamp {
 }
 
 fn pem_reason(e: &rustls_pki_types::pem::Error, what: &str) -> String {
+    use rustls_pki_types::pem::Error as Pem;
+    // The markers as text: the crate's own message shows them as lists of bytes.
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
     match e {
-        rustls_pki_types::pem::Error::NoItemsFound => format!("holds no {what} PEM block"),
+        Pem::NoItemsFound => format!("holds no {what} PEM block"),
+        Pem::MissingSectionEnd { end_marker } => format!(
+            "is not valid PEM (a block does not end: no line \"-----END {}-----\")",
+            text(end_marker)
+        ),
+        Pem::IllegalSectionStart { line } => format!(
+            "is not valid PEM (a block starts with an invalid line {:?})",
+            text(line)
+        ),
         other => format!("is not valid PEM ({other})"),
     }
 }

@@ -532,3 +532,67 @@ async fn the_redirect_listener_sends_clients_to_https() {
         "{out}"
     );
 }
+
+/// `check` on a PEM file cut short names the missing end line as text; with the
+/// certificate and key in one file, a certificate problem points at `cert`'s line
+/// and a key problem at `key`'s (the file alone cannot tell them apart).
+#[tokio::test]
+async fn check_names_a_cut_pem_block_and_the_right_line_of_a_combined_file() {
+    let pki = Pki::new();
+    let good = pki.leaf("good", &["a.test"]);
+    let other = pki.leaf("other", &["a.test"]);
+    let expired = pki.leaf_dated("expired", &["a.test"], Some([(2019, 1, 1), (2020, 1, 1)]));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let write = |name: &str, text: String| {
+        let p = pki.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let entry = |cert: &Path, key: &Path| {
+        format!(
+            "[[server.tls]]\ncert = {:?}\nkey = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    let check = |tls: String| {
+        let text = tls_config_text("", &["127.0.0.1:9".parse().unwrap()], &tls);
+        let err = Config::from_toml_str(&text, "check.toml")
+            .unwrap_err()
+            .to_string();
+        let line_of = |field: &str| {
+            1 + text
+                .lines()
+                .position(|l| l.starts_with(field))
+                .unwrap_or_else(|| panic!("{field} in {text}"))
+        };
+        (err, line_of("cert = "), line_of("key = "))
+    };
+
+    let full = read(&good.cert);
+    let cut = write(
+        "cut.pem",
+        full[..full.find("-----END").unwrap()].to_string(),
+    );
+    let (err, _, _) = check(entry(&cut, &good.key));
+    assert!(
+        err.contains("no line \"-----END CERTIFICATE-----\""),
+        "{err}"
+    );
+
+    let both = write(
+        "expired-both.pem",
+        read(&expired.cert) + &read(&expired.key),
+    );
+    let (err, cert_line, _) = check(entry(&both, &both));
+    assert!(err.contains("expired on 2020-01-01"), "{err}");
+    assert!(
+        err.starts_with(&format!("check.toml:{cert_line}:")),
+        "{err}"
+    );
+
+    let mismatched = write("mismatched-both.pem", read(&good.cert) + &read(&other.key));
+    let (err, _, key_line) = check(entry(&mismatched, &mismatched));
+    assert!(err.contains("does not match certificate"), "{err}");
+    assert!(err.starts_with(&format!("check.toml:{key_line}:")), "{err}");
+}
