@@ -16,22 +16,35 @@ impl Config {
             s.listen, s.admin
         );
         let h2 = &s.http2;
-        let _ = writeln!(
-            out,
-            "HTTP/2: {}; {} streams per connection, PING every {} (timeout {})",
-            if h2.cleartext {
-                "over TLS (ALPN h2) and h2c on the plain listener"
-            } else {
-                "over TLS (ALPN h2) only; the plain listener speaks HTTP/1.1"
-            },
-            h2.max_concurrent_streams,
-            if h2.keepalive_interval.is_zero() {
-                "never".to_string()
-            } else {
-                humantime::format_duration(h2.keepalive_interval).to_string()
-            },
-            humantime::format_duration(h2.keepalive_timeout)
-        );
+        // HTTP/2 is offered by ALPN on the TLS listener and, with `cleartext`, by prior
+        // knowledge on the plain one: without either it is not served at all.
+        let served = match (s.tls_listen.is_some(), h2.cleartext) {
+            (true, true) => Some("over TLS (ALPN h2) and h2c on the plain listener"),
+            (true, false) => Some("over TLS (ALPN h2) only; the plain listener speaks HTTP/1.1"),
+            (false, true) => Some("h2c (prior knowledge) on the plain listener; no TLS listener"),
+            (false, false) => None,
+        };
+        match served {
+            Some(how) => {
+                let _ = writeln!(
+                    out,
+                    "HTTP/2: {how}; {} streams per connection, PING every {} (timeout {})",
+                    h2.max_concurrent_streams,
+                    if h2.keepalive_interval.is_zero() {
+                        "never".to_string()
+                    } else {
+                        humantime::format_duration(h2.keepalive_interval).to_string()
+                    },
+                    humantime::format_duration(h2.keepalive_timeout)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "HTTP/2: not served (no tls_listen, and [server.http2] cleartext = false): HTTP/1.1 only"
+                );
+            }
+        }
         if let Some(tls) = s.tls_listen {
             let _ = writeln!(
                 out,
@@ -364,7 +377,7 @@ mod tests {
         let c = parse(MIN).unwrap();
         let d = c.describe();
         assert!(
-            d.contains("HTTP/2: over TLS (ALPN h2) and h2c on the plain listener; 100 streams per connection, PING every 30s (timeout 10s)"),
+            d.contains("HTTP/2: h2c (prior knowledge) on the plain listener; no TLS listener; 100 streams per connection, PING every 30s (timeout 10s)"),
             "{d}"
         );
         assert!(!d.contains("HTTPS on"), "{d}");
@@ -374,13 +387,40 @@ mod tests {
         .unwrap();
         let d = c.describe();
         assert!(
-            d.contains("HTTP/2: over TLS (ALPN h2) only; the plain listener speaks HTTP/1.1; 8 streams per connection, PING every never"),
+            d.contains("HTTP/2: not served (no tls_listen, and [server.http2] cleartext = false): HTTP/1.1 only\n"),
             "{d}"
         );
         let again =
             Config::from_toml_str(&d[d.find("# resolved config").unwrap()..], "r.toml").unwrap();
         assert!(!again.server.http2.cleartext);
         assert_eq!(again.server.http2.max_concurrent_streams, 8);
+    }
+
+    /// What `check` says about HTTP/2 follows the listeners: TLS (ALPN h2) only where a
+    /// TLS listener exists, h2c only with `cleartext`, and "not served" with neither.
+    #[test]
+    fn http2_is_described_by_the_listeners_that_serve_it() {
+        let line = |tls: bool, cleartext: bool| {
+            let mut c = parse(MIN).unwrap();
+            c.server.tls_listen = tls.then(|| "127.0.0.1:8443".parse().unwrap());
+            c.server.http2.cleartext = cleartext;
+            let d = c.describe();
+            let l = d.lines().find(|l| l.starts_with("HTTP/2: ")).unwrap();
+            l.split(';').next().unwrap().to_string()
+        };
+        assert_eq!(
+            line(true, true),
+            "HTTP/2: over TLS (ALPN h2) and h2c on the plain listener"
+        );
+        assert_eq!(line(true, false), "HTTP/2: over TLS (ALPN h2) only");
+        assert_eq!(
+            line(false, true),
+            "HTTP/2: h2c (prior knowledge) on the plain listener"
+        );
+        assert_eq!(
+            line(false, false),
+            "HTTP/2: not served (no tls_listen, and [server.http2] cleartext = false): HTTP/1.1 only"
+        );
     }
 
     #[test]
