@@ -865,24 +865,6 @@ impl Ctx<'_> {
             message: message.into(),
         }
     }
-
-    /// Position of a table header such as `[server]` (best effort, for errors on
-    /// defaulted fields).
-    fn table_span(&self, header: &str) -> Option<std::ops::Range<usize>> {
-        self.src.find(header).map(|i| i..i + header.len())
-    }
-
-    /// Position of `[cluster]` (best effort, for errors on defaulted fields).
-    fn cluster_span(&self) -> Option<std::ops::Range<usize>> {
-        let needle = "[cluster]";
-        self.src.find(needle).map(|i| i..i + needle.len())
-    }
-
-    /// Position of `[upstream.NAME]` (best effort, for errors on defaulted fields).
-    fn upstream_span(&self, name: &str) -> Option<std::ops::Range<usize>> {
-        let needle = format!("[upstream.{name}");
-        self.src.find(&needle).map(|i| i..i + needle.len())
-    }
 }
 
 impl Config {

@@ -8,8 +8,62 @@ use crate::error::Result;
 use crate::headers::host_without_port;
 use crate::tls;
 use ringleader_balancer::StrategyKind;
+use std::ops::Range;
 use std::time::Duration;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+
+impl Ctx<'_> {
+    /// Where the value at `path` is written: keys from the top of the file, an
+    /// array's element by its index (`["route", "0", "host"]`); `None` when the
+    /// file does not write it. The text is parsed again (it parsed once already),
+    /// which costs only when an error is being made.
+    fn value_at(&self, path: &[&str]) -> Option<Range<usize>> {
+        match self.locate(path)? {
+            (span, true) => Some(span),
+            (_, false) => None,
+        }
+    }
+
+    /// Where to point an error about the value at `path`: the value itself, or
+    /// when it is defaulted the nearest table on its path that the file writes
+    /// (the `[upstream.app.health]` header, or `passive` of `passive.rise = 1`).
+    fn at(&self, path: &[&str]) -> Option<Range<usize>> {
+        self.locate(path).map(|(span, _)| span)
+    }
+
+    /// The span of the deepest value along `path` the file writes, and whether
+    /// that is the whole path.
+    fn locate(&self, path: &[&str]) -> Option<(Range<usize>, bool)> {
+        let doc = DeTable::parse(self.src).ok()?;
+        let mut table: &DeTable<'_> = doc.get_ref();
+        let mut found: Option<Range<usize>> = None;
+        let mut steps = path.iter().peekable();
+        while let Some(key) = steps.next() {
+            let Some(mut value) = table.get(*key) else {
+                return found.map(|s| (s, false));
+            };
+            // An array of tables: the next step is an index.
+            while let DeValue::Array(items) = value.get_ref() {
+                let Some(item) = steps
+                    .peek()
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| items.get(i))
+                else {
+                    break;
+                };
+                steps.next();
+                value = item;
+            }
+            found = Some(value.span());
+            match value.get_ref() {
+                DeValue::Table(t) => table = t,
+                _ => return found.map(|s| (s, steps.peek().is_none())),
+            }
+        }
+        found.map(|s| (s, true))
+    }
+}
 
 impl Config {
     /// The checks serde cannot make: ranges, references between tables, and the
@@ -18,14 +72,20 @@ impl Config {
     pub(super) fn validate(&mut self, ctx: &Ctx<'_>) -> Result<()> {
         let s = &self.server;
         if s.max_header_bytes < 256 {
-            return Err(ctx.err(None, "server.max_header_bytes must be at least 256"));
+            return Err(ctx.err(
+                ctx.at(&["server", "max_header_bytes"]),
+                "server.max_header_bytes must be at least 256",
+            ));
         }
         if s.max_connections == 0 || s.max_connections > 1_000_000 {
-            return Err(ctx.err(None, "server.max_connections must be between 1 and 1000000"));
+            return Err(ctx.err(
+                ctx.at(&["server", "max_connections"]),
+                "server.max_connections must be between 1 and 1000000",
+            ));
         }
         if s.workers > 1024 {
             return Err(ctx.err(
-                None,
+                ctx.at(&["server", "workers"]),
                 "server.workers must be at most 1024 (0 = one per core)",
             ));
         }
@@ -34,7 +94,10 @@ impl Config {
             ("request_timeout", s.request_timeout),
         ] {
             if d.is_zero() {
-                return Err(ctx.err(None, format!("server.{what} must be greater than zero")));
+                return Err(ctx.err(
+                    ctx.at(&["server", what]),
+                    format!("server.{what} must be greater than zero"),
+                ));
             }
         }
         validate_listeners(ctx, s)?;
@@ -85,7 +148,8 @@ impl Config {
                 ));
             }
         }
-        for route in &mut self.routes {
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            let nth = i.to_string();
             let up = route.upstream.get_ref();
             if !self.upstreams.contains_key(up) {
                 return Err(ctx.err(
@@ -95,7 +159,7 @@ impl Config {
             }
             if !route.path_prefix.starts_with('/') {
                 return Err(ctx.err(
-                    Some(route.upstream.span()),
+                    ctx.at(&["route", &nth, "path_prefix"]),
                     format!("path_prefix {:?} must start with '/'", route.path_prefix),
                 ));
             }
@@ -103,7 +167,7 @@ impl Config {
                 let host = host_without_port(h).to_ascii_lowercase();
                 if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
                     return Err(ctx.err(
-                        Some(route.upstream.span()),
+                        ctx.at(&["route", &nth, "host"]),
                         format!("route host {h:?} is not a host name"),
                     ));
                 }
@@ -115,6 +179,12 @@ impl Config {
 }
 
 fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<()> {
+    // Where a key of this upstream is (its table's header when the key is defaulted).
+    let at = |path: &[&str]| {
+        let mut full = vec!["upstream", name];
+        full.extend_from_slice(path);
+        ctx.at(&full)
+    };
     if let Some(k) = &up.hash_key {
         if up.strategy != StrategyKind::ConsistentHash {
             return Err(ctx.err(
@@ -133,7 +203,7 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
     }
     if up.backends.is_empty() && up.backends_from.is_none() {
         return Err(ctx.err(
-            ctx.upstream_span(name),
+            at(&[]),
             format!(
                 "upstream {name:?} has no backends: list them (backends = [...]) \
                  or take them from etcd (backends_from = \"cluster\")"
@@ -142,13 +212,13 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
     }
     if up.idle_timeout.is_zero() {
         return Err(ctx.err(
-            ctx.upstream_span(name),
+            at(&["idle_timeout"]),
             "idle_timeout must be greater than zero",
         ));
     }
     if up.connect_timeout.is_zero() {
         return Err(ctx.err(
-            ctx.upstream_span(name),
+            at(&["connect_timeout"]),
             "connect_timeout must be greater than zero",
         ));
     }
@@ -177,7 +247,7 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
     if let Some(h) = &up.health {
         if h.grpc && !up.protocol.is_h2() {
             return Err(ctx.err(
-                ctx.upstream_span(name),
+                at(&["health", "grpc"]),
                 format!(
                     "upstream {name:?}: health.grpc needs protocol = \"h2c\" or \"h2\" \
                      (gRPC runs over HTTP/2), not \"{}\"",
@@ -187,63 +257,77 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
         }
         if !h.path.starts_with('/') {
             return Err(ctx.err(
-                ctx.upstream_span(name),
+                at(&["health", "path"]),
                 format!("health path {:?} must start with '/'", h.path),
             ));
         }
-        if h.rise == 0 || h.fall == 0 {
-            return Err(ctx.err(
-                ctx.upstream_span(name),
-                "health rise and fall must be at least 1",
-            ));
+        for (what, n) in [("rise", h.rise), ("fall", h.fall)] {
+            if n == 0 {
+                return Err(ctx.err(
+                    at(&["health", what]),
+                    format!("health.{what} must be at least 1"),
+                ));
+            }
         }
-        if h.interval.is_zero() || h.timeout.is_zero() {
-            return Err(ctx.err(
-                ctx.upstream_span(name),
-                "health interval and timeout must be greater than zero",
-            ));
+        for (what, d) in [
+            ("interval", h.interval),
+            ("timeout", h.timeout),
+            ("min_std_dev", h.min_std_dev),
+            ("confirm_interval", h.confirm_interval),
+        ] {
+            if d.is_zero() {
+                return Err(ctx.err(
+                    at(&["health", what]),
+                    format!("health.{what} must be greater than zero"),
+                ));
+            }
         }
         if !(h.phi_threshold.is_finite() && h.phi_threshold > 0.0) {
             return Err(ctx.err(
-                ctx.upstream_span(name),
+                at(&["health", "phi_threshold"]),
                 format!(
                     "health.phi_threshold must be a number greater than zero, not {}",
                     h.phi_threshold
                 ),
             ));
         }
-        if h.min_std_dev.is_zero() || h.confirm_interval.is_zero() {
-            return Err(ctx.err(
-                ctx.upstream_span(name),
-                "health.min_std_dev and confirm_interval must be greater than zero",
-            ));
-        }
         if h.confirm > 16 {
-            return Err(ctx.err(ctx.upstream_span(name), "health.confirm must be at most 16"));
+            return Err(ctx.err(
+                at(&["health", "confirm"]),
+                "health.confirm must be at most 16",
+            ));
         }
     }
     let p = &up.passive;
     if p.max_ejection_percent > 100 {
         return Err(ctx.err(
-            ctx.upstream_span(name),
+            at(&["passive", "max_ejection_percent"]),
             "passive.max_ejection_percent must be at most 100",
         ));
     }
     if p.max_ejection_time < p.ejection_time {
+        // At max_ejection_time when the file sets it, else at the ejection_time that
+        // exceeds its default.
+        let span = ctx
+            .value_at(&["upstream", name, "passive", "max_ejection_time"])
+            .or_else(|| at(&["passive", "ejection_time"]));
         return Err(ctx.err(
-            ctx.upstream_span(name),
+            span,
             "passive.max_ejection_time must be at least ejection_time",
         ));
     }
     let r = &up.retry;
     if r.budget_percent > 100 {
         return Err(ctx.err(
-            ctx.upstream_span(name),
+            at(&["retry", "budget_percent"]),
             "retry.budget_percent must be at most 100",
         ));
     }
     if r.attempts > 16 {
-        return Err(ctx.err(ctx.upstream_span(name), "retry.attempts must be at most 16"));
+        return Err(ctx.err(
+            at(&["retry", "attempts"]),
+            "retry.attempts must be at most 16",
+        ));
     }
     Ok(())
 }
@@ -254,18 +338,16 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
 /// a bad PEM, a key that is not the certificate's, or a certificate outside its
 /// dates is an error naming the file).
 fn validate_listeners(ctx: &Ctx<'_>, s: &ServerConfig) -> Result<()> {
-    let server = ctx.table_span("[server]");
-    let tls_table = ctx.table_span("[[server.tls]]").or(server.clone());
     match (s.tls_listen, s.tls.is_empty()) {
         (Some(_), true) => {
             return Err(ctx.err(
-                server,
+                ctx.at(&["server", "tls_listen"]),
                 "server.tls_listen needs certificates: add a [[server.tls]] entry with cert and key",
             ))
         }
         (None, false) => {
             return Err(ctx.err(
-                tls_table,
+                ctx.at(&["server", "tls"]),
                 "[[server.tls]] certificates need a TLS listener: set server.tls_listen (e.g. \"0.0.0.0:443\")",
             ))
         }
@@ -273,13 +355,13 @@ fn validate_listeners(ctx: &Ctx<'_>, s: &ServerConfig) -> Result<()> {
     }
     if s.redirect_listen.is_some() && s.tls_listen.is_none() {
         return Err(ctx.err(
-            server,
+            ctx.at(&["server", "redirect_listen"]),
             "server.redirect_listen redirects to HTTPS: it needs server.tls_listen",
         ));
     }
     if s.redirect_port.is_some() && s.redirect_listen.is_none() {
         return Err(ctx.err(
-            server,
+            ctx.at(&["server", "redirect_port"]),
             "server.redirect_port only applies with server.redirect_listen",
         ));
     }
@@ -293,8 +375,12 @@ fn validate_listeners(ctx: &Ctx<'_>, s: &ServerConfig) -> Result<()> {
         for (b, y) in &listeners[i + 1..] {
             if let (Some(x), Some(y)) = (x, y) {
                 if x == y && x.port() != 0 {
+                    // At the second of the two, unless only the first is written.
+                    let span = ctx
+                        .value_at(&["server", b])
+                        .or_else(|| ctx.at(&["server", a]));
                     return Err(ctx.err(
-                        server,
+                        span,
                         format!("server.{a} and server.{b} are the same address {x}"),
                     ));
                 }
@@ -304,13 +390,13 @@ fn validate_listeners(ctx: &Ctx<'_>, s: &ServerConfig) -> Result<()> {
     let h2 = &s.http2;
     if h2.max_concurrent_streams == 0 {
         return Err(ctx.err(
-            server,
+            ctx.at(&["server", "http2", "max_concurrent_streams"]),
             "server.http2.max_concurrent_streams must be at least 1",
         ));
     }
     if h2.keepalive_timeout.is_zero() {
         return Err(ctx.err(
-            server,
+            ctx.at(&["server", "http2", "keepalive_timeout"]),
             "server.http2.keepalive_timeout must be greater than zero",
         ));
     }
@@ -393,7 +479,7 @@ fn validate_protocol(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
     }
     if up.tls_ca.is_none() {
         return Err(ctx.err(
-            ctx.upstream_span(name),
+            ctx.at(&["upstream", name, "protocol"]),
             format!(
                 "upstream {name:?} has protocol = \"h2\" but no tls_ca: name the PEM file of \
                  the CA that signs the backends' certificates"
@@ -538,7 +624,7 @@ const LEASE_TTL: std::ops::RangeInclusive<Duration> =
 fn validate_cluster(ctx: &Ctx<'_>, c: &ClusterConfig) -> Result<()> {
     if c.endpoints.is_empty() {
         return Err(ctx.err(
-            ctx.cluster_span(),
+            ctx.at(&["cluster", "endpoints"]),
             "cluster.endpoints is empty: list at least one etcd URL, e.g. \"http://127.0.0.1:2379\"",
         ));
     }
@@ -572,11 +658,8 @@ fn validate_cluster(ctx: &Ctx<'_>, c: &ClusterConfig) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if !ns_ok {
-        let span = Some(c.namespace.span())
-            .filter(|s| s.end > 0)
-            .or_else(|| ctx.cluster_span());
         return Err(ctx.err(
-            span,
+            ctx.at(&["cluster", "namespace"]),
             format!(
                 "cluster namespace {ns:?} must be 1 to 64 characters of letters, digits and . _ -"
             ),
@@ -592,7 +675,7 @@ fn validate_cluster(ctx: &Ctx<'_>, c: &ClusterConfig) -> Result<()> {
     }
     if !LEASE_TTL.contains(&c.lease_ttl) || c.lease_ttl.subsec_nanos() != 0 {
         return Err(ctx.err(
-            ctx.cluster_span(),
+            ctx.at(&["cluster", "lease_ttl"]),
             format!(
                 "cluster.lease_ttl {} must be whole seconds from 1s to 1h (etcd grants leases in seconds)",
                 humantime::format_duration(c.lease_ttl)
@@ -726,7 +809,7 @@ mod tests {
         for (text, at, msg) in [
             (
                 "[cluster]\nendpoints = []\n".to_string(),
-                "t.toml:1:1: ",
+                "t.toml:2:13: ",
                 "cluster.endpoints is empty",
             ),
             (
@@ -767,17 +850,17 @@ mod tests {
             ),
             (
                 format!("{CLUSTER}lease_ttl = \"500ms\"\n"),
-                "t.toml:1:1: ",
+                "t.toml:3:13: ",
                 "cluster.lease_ttl 500ms must be whole seconds from 1s to 1h",
             ),
             (
                 format!("{CLUSTER}lease_ttl = \"1s 500ms\"\n"),
-                "t.toml:1:1: ",
+                "t.toml:3:13: ",
                 "must be whole seconds",
             ),
             (
                 format!("{CLUSTER}lease_ttl = \"2h\"\n"),
-                "t.toml:1:1: ",
+                "t.toml:3:13: ",
                 "from 1s to 1h",
             ),
             (
@@ -892,7 +975,7 @@ mod protocol_tests {
     #[test]
     fn protocol_errors_are_located() {
         for (extra, at, msg) in [
-            ("protocol = \"h2\"\n", "t.toml:1:1: ", "has protocol = \"h2\" but no tls_ca"),
+            ("protocol = \"h2\"\n", "t.toml:3:12: ", "has protocol = \"h2\" but no tls_ca"),
             ("tls_ca = \"ca.pem\"\n", "t.toml:3:10: ", "tls_ca only applies to protocol = \"h2\""),
             (
                 "protocol = \"h2c\"\ntls_server_name = \"x\"\n",
@@ -906,7 +989,7 @@ mod protocol_tests {
             ),
             (
                 "[upstream.app.health]\ngrpc = true\n",
-                "t.toml:1:1: ",
+                "t.toml:4:8: ",
                 "health.grpc needs protocol = \"h2c\" or \"h2\" (gRPC runs over HTTP/2), not \"http1\"",
             ),
         ] {
@@ -1002,7 +1085,7 @@ mod listener_tests {
         for (server, want) in [
             (
                 "tls_listen = \"127.0.0.1:8443\"",
-                "t.toml:1:1: server.tls_listen needs certificates",
+                "t.toml:2:14: server.tls_listen needs certificates",
             ),
             (
                 CERT,
@@ -1175,5 +1258,130 @@ mod field_tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("t.toml:3:") && e.contains("at least 1"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod value_location_tests {
+    use crate::config::{line_col, Config};
+
+    const UP: &str = "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9101\" }]\n";
+
+    /// `t.toml:LINE:COL: ` of `value` in the first line of `text` that holds `line`.
+    fn position(text: &str, line: &str, value: &str) -> String {
+        let start = text.find(line).expect("the line is in the text");
+        let offset = start + line.find(value).expect("the value is on the line");
+        let (l, c) = line_col(text, offset);
+        format!("t.toml:{l}:{c}: ")
+    }
+
+    #[test]
+    fn value_errors_point_at_the_value_not_its_table() {
+        let two_routes = format!(
+            "{UP}[[route]]\nupstream = \"app\"\npath_prefix = \"/a\"\n\
+             [[route]]\nupstream = \"app\"\npath_prefix = \"b\"\n"
+        );
+        for (text, line, value, msg) in [
+            (
+                format!("{UP}[upstream.app.health]\npath = \"/\"\ninterval = \"0s\"\n"),
+                "interval = \"0s\"",
+                "\"0s\"",
+                "health.interval must be greater than zero",
+            ),
+            (
+                format!("{UP}[upstream.app.health]\nfall = 2\nrise = 0\n"),
+                "rise = 0",
+                "0",
+                "health.rise must be at least 1",
+            ),
+            (
+                format!("{UP}health.fall = 0\n"),
+                "health.fall = 0",
+                "0",
+                "health.fall must be at least 1",
+            ),
+            (
+                format!("[server]\nworkers = 2\nmax_header_bytes = 0\n{UP}"),
+                "max_header_bytes = 0",
+                "0",
+                "server.max_header_bytes must be at least 256",
+            ),
+            (
+                format!("[server]\nworkers = 2\nrequest_timeout = \"0s\"\n{UP}"),
+                "request_timeout = \"0s\"",
+                "\"0s\"",
+                "server.request_timeout must be greater than zero",
+            ),
+            (
+                format!("server.max_connections = 0\n{UP}"),
+                "max_connections = 0",
+                "0",
+                "server.max_connections must be between 1 and 1000000",
+            ),
+            (
+                format!("[server.http2]\ncleartext = true\nmax_concurrent_streams = 0\n{UP}"),
+                "max_concurrent_streams = 0",
+                "0",
+                "max_concurrent_streams must be at least 1",
+            ),
+            (
+                format!(
+                    "{UP}[upstream.app.passive]\nejection_time = \"10s\"\nmax_ejection_time = \"5s\"\n"
+                ),
+                "max_ejection_time = \"5s\"",
+                "\"5s\"",
+                "passive.max_ejection_time must be at least ejection_time",
+            ),
+            (
+                // Only ejection_time is written: it is the one past the default cap.
+                format!("{UP}[upstream.app.passive]\nconsecutive_failures = 3\nejection_time = \"1h\"\n"),
+                "ejection_time = \"1h\"",
+                "\"1h\"",
+                "passive.max_ejection_time must be at least ejection_time",
+            ),
+            (
+                format!("{UP}idle_timeout = \"0s\"\n"),
+                "idle_timeout = \"0s\"",
+                "\"0s\"",
+                "idle_timeout must be greater than zero",
+            ),
+            (
+                format!("{UP}[upstream.app.retry]\nattempts = 17\n"),
+                "attempts = 17",
+                "17",
+                "retry.attempts must be at most 16",
+            ),
+            (
+                // The second route, not the first.
+                two_routes.clone(),
+                "path_prefix = \"b\"",
+                "\"b\"",
+                "path_prefix \"b\" must start with '/'",
+            ),
+            (
+                "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"2h\"\n\
+                 [upstream.app]\nbackends_from = \"cluster\"\n"
+                    .to_string(),
+                "lease_ttl = \"2h\"",
+                "\"2h\"",
+                "cluster.lease_ttl 2h must be whole seconds",
+            ),
+            (
+                // A defaulted key is located at its own table's header, not at the
+                // first header that begins the same way ([upstream.apple]).
+                "[upstream.apple]\nbackends = [{ addr = \"x:1\" }]\n[upstream.app]\nstrategy = \"random\"\n"
+                    .to_string(),
+                "[upstream.app]",
+                "[upstream.app]",
+                "upstream \"app\" has no backends",
+            ),
+        ] {
+            let err = Config::from_toml_str(&text, "t.toml")
+                .unwrap_err()
+                .to_string();
+            let at = position(&text, line, value);
+            assert!(err.starts_with(&at), "{text}\nwant {at}, got: {err}");
+            assert!(err.contains(msg), "{text}\n{err}");
+        }
     }
 }
