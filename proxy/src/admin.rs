@@ -2,7 +2,7 @@
 use crate::response::ProxyBody;
 use crate::state::Proxy;
 use crate::status_fields;
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 /// The methods every admin resource allows (the `Allow` of a 405).
@@ -64,8 +64,11 @@ pub(crate) fn handle<B>(proxy: &Proxy, req: &Request<B>) -> Response<ProxyBody> 
 fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    // Live values, never cached; read as what they say they are (as the status page).
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r
 }
 

@@ -97,6 +97,9 @@ pub enum Error {
     /// other than chunked).
     #[error("not implemented: {0}")]
     NotImplemented(&'static str),
+    /// The proxy does not forward this method (TRACE).
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(&'static str),
     /// The request is malformed (bad Host, absolute-form URI for a foreign host, ...).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -123,6 +126,7 @@ impl Error {
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::UriTooLong => StatusCode::URI_TOO_LONG,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::BadRequest(_) | Error::ClientBody(_) => StatusCode::BAD_REQUEST,
             Error::NoRoute => StatusCode::NOT_FOUND,
             Error::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -148,6 +152,7 @@ mod tests {
         assert_eq!(Error::HeadersTooLarge.status(), 431);
         assert_eq!(Error::UriTooLong.status(), 414);
         assert_eq!(Error::NotImplemented("x").status(), 501);
+        assert_eq!(Error::MethodNotAllowed("TRACE").status(), 405);
         assert_eq!(Error::BadRequest("x").status(), 400);
         assert_eq!(Error::NoRoute.status(), 404);
         assert_eq!(Error::ClientTimeout.status(), 408);

@@ -7,10 +7,12 @@ use crate::forward::tunnel::{self, Tunnel};
 use crate::headers::{self, X_REQUEST_ID};
 use crate::metrics::Metrics;
 use crate::pool::te_trailers;
-use crate::response::{error_response, grpc_error_response, ProxyBody};
+use crate::response::{error_response, grpc_error_response, options_response, ProxyBody};
 use crate::state::Proxy;
 use crate::upstream::Upstream;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_TYPE, EXPECT, HOST, MAX_FORWARDS, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -44,6 +46,16 @@ pub(crate) async fn handle(
     let version = req.version();
     let (mut parts, body) = req.into_parts();
     let head_request = parts.method == Method::HEAD;
+    // An HTTP/1.0 client keeps its connection only when the answer says
+    // `Connection: keep-alive` (RFC 9112 §9.3 and Appendix C.2.2); the backend's is
+    // hop-by-hop and stripped, so the proxy says it for itself.
+    let keep_alive_10 = version == Version::HTTP_10
+        && parts
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"));
     let state = proxy.shared.state.load();
     // Sized as the client sent it, before the proxy adds to it.
     let head_checked = check_head(&parts, state.config.server.max_header_bytes);
@@ -74,6 +86,23 @@ pub(crate) async fn handle(
         if parts.method == Method::CONNECT {
             return Err(Error::BadRequest("CONNECT is not supported"));
         }
+        // TRACE echoes the request back, cookies and credentials included (RFC 9110
+        // §9.3.8 warns of it): never forwarded, 405 as nginx answers.
+        if parts.method == Method::TRACE {
+            return Err(Error::MethodNotAllowed("TRACE"));
+        }
+        // RFC 9112 §3.2: a request target other than CONNECT's is the origin form
+        // (`/path`) or the absolute form (`http://host/path`); the authority form is
+        // CONNECT's (§3.2.3) and the asterisk form (`OPTIONS *`, §3.2.4) asks about
+        // the server, which a proxy cannot answer for its backends: 400, as nginx.
+        let uri = &parts.uri;
+        let origin_form =
+            uri.scheme().is_none() && uri.authority().is_none() && uri.path().starts_with('/');
+        let absolute_form =
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some();
+        if !origin_form && !absolute_form {
+            return Err(Error::BadRequest("invalid request target"));
+        }
         // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
         // to any HTTP/1.1 request message that lacks a Host header field and to any
         // request message that contains more than one Host header field line or a
@@ -91,7 +120,6 @@ pub(crate) async fn handle(
             }
             None => None,
         };
-        let absolute = parts.uri.authority().is_some();
         let host = match parts.uri.authority() {
             Some(a) => {
                 // RFC 9110 §4.2.4: a recipient SHOULD treat userinfo in an http(s)
@@ -105,9 +133,7 @@ pub(crate) async fn handle(
             None => host_field,
         };
         let host = host.map(headers::host_without_port);
-        let route = state
-            .route(host, parts.uri.path(), absolute)
-            .ok_or(Error::NoRoute)?;
+        let route = state.route(host, parts.uri.path()).ok_or(Error::NoRoute)?;
         Ok(route.upstream.clone())
     })();
     drop(state);
@@ -124,6 +150,28 @@ pub(crate) async fn handle(
                 }
             }
             headers::strip_request_hop_by_hop(&mut parts.headers);
+            // hyper answered a `100-continue` expectation when the body was first read;
+            // sent on, it would have the backend expect to answer it too (nginx drops it).
+            parts.headers.remove(EXPECT);
+            // RFC 9110 §7.6.2: Max-Forwards counts down at each hop for OPTIONS (TRACE is
+            // refused above); at 0 the proxy answers as the final recipient.
+            if parts.method == Method::OPTIONS {
+                match max_forwards(&parts.headers) {
+                    Some(0) => {
+                        if access_log.is_on() {
+                            let no_body = body.is_end_stream();
+                            outcome.logged = Some(Logged::new(&parts, no_body, None, &req_id));
+                        }
+                        let resp = options_response(req_id);
+                        outcome.answered(&resp);
+                        return resp;
+                    }
+                    Some(n) => {
+                        parts.headers.insert(MAX_FORWARDS, HeaderValue::from(n - 1));
+                    }
+                    None => {}
+                }
+            }
             if up.config.protocol.is_h2() {
                 // RFC 9113 §8.2.2: TE may be sent in HTTP/2, with "trailers" only.
                 // (HTTP/2 has no Upgrade: an upgrade request goes on without it.)
@@ -255,8 +303,22 @@ pub(crate) async fn handle(
             }
         }
     };
+    let mut resp = resp;
+    if keep_alive_10 && !resp.headers().contains_key(CONNECTION) {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
     outcome.answered(&resp);
     resp
+}
+
+/// `Max-Forwards` as a number (RFC 9110 §7.6.2: `1*DIGIT`); `None` when absent or not one.
+fn max_forwards(h: &HeaderMap) -> Option<u64> {
+    let v = h.get(MAX_FORWARDS)?.to_str().ok()?;
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
 }
 
 /// nginx's status for a request whose client closed the connection before the

@@ -65,10 +65,15 @@ fn strip(headers: &mut HeaderMap, keep_proxy_owned: bool) {
     // carry none; most responses carry only `Connection: keep-alive`.
     let hop = fixed_hop_by_hop();
     let mut present = 0u16;
+    let mut disguised = false;
     for k in headers.keys() {
         if let Some(i) = hop_index(k) {
             present |= 1 << i;
         }
+        disguised |= keep_proxy_owned && k.as_str().contains('_');
+    }
+    if disguised {
+        remove_disguised(headers);
     }
     if present == 0 {
         return;
@@ -93,6 +98,38 @@ fn strip(headers: &mut HeaderMap, keep_proxy_owned: bool) {
         if present & (1 << i) != 0 {
             headers.remove(name);
         }
+    }
+}
+
+/// Remove a client's fields whose names, with `_` read as `-`, are fields the proxy
+/// sets or frames by (`X_Forwarded_For`, `Transfer_Encoding`, ...): CGI, WSGI and PHP
+/// backends map both characters to one name, so such a field would pose as the
+/// proxy's own (nginx drops every name with `_` by default, `underscores_in_headers`;
+/// other names with `_` pass here).
+fn remove_disguised(headers: &mut HeaderMap) {
+    let disguised: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            n.contains('_')
+                && matches!(
+                    n.replace('_', "-").as_str(),
+                    "x-forwarded-for"
+                        | "x-forwarded-proto"
+                        | "x-forwarded-host"
+                        | "x-request-id"
+                        | "x-real-ip"
+                        | "forwarded"
+                        | "host"
+                        | "content-length"
+                        | "transfer-encoding"
+                        | "connection"
+                )
+        })
+        .cloned()
+        .collect();
+    for name in disguised {
+        headers.remove(name);
     }
 }
 
@@ -212,7 +249,8 @@ pub(crate) fn is_valid_host(v: &[u8]) -> bool {
         }
         match &v[end + 1..] {
             [] => return true,
-            [b':', port @ ..] => (&[][..], port),
+            // The literal was checked: nothing of the host is left to check.
+            [b':', port @ ..] => return port.iter().all(u8::is_ascii_digit),
             _ => return false,
         }
     } else {
@@ -221,7 +259,9 @@ pub(crate) fn is_valid_host(v: &[u8]) -> bool {
             None => (v, &[][..]),
         }
     };
-    port.iter().all(u8::is_ascii_digit) && is_reg_name(host)
+    // RFC 9110 §4.2.1: an http URI "with an empty host identifier" is invalid, and a
+    // recipient "MUST reject it" (nginx answers 400 to `Host:` and `Host: :80`).
+    !host.is_empty() && port.iter().all(u8::is_ascii_digit) && is_reg_name(host)
 }
 
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
@@ -423,11 +463,12 @@ mod tests {
             "xn--bcher-kva.example",
             "a%2Db",
             "!$&'()*+,;=-._~",
-            "",
         ] {
             assert!(is_valid_host(ok.as_bytes()), "{ok:?}");
         }
         for bad in [
+            "",
+            ":80",
             "a b",
             " a",
             "a/b",

@@ -4,7 +4,7 @@ use crate::headers::X_REQUEST_ID;
 use crate::http1::{BackendBody, ClientError};
 use crate::pool::Checkin;
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -114,7 +114,7 @@ pub(crate) fn grpc_status(e: &Error) -> (u8, &'static str) {
         Error::UpstreamTimeout => (4, "upstream timed out"),
         Error::ClientTimeout => (4, "request body timed out"),
         Error::NoRoute => (12, "no route"),
-        Error::NotImplemented(_) => (12, "not implemented"),
+        Error::NotImplemented(_) | Error::MethodNotAllowed(_) => (12, "not implemented"),
         Error::HeadersTooLarge | Error::UriTooLong => (8, "request headers too large"),
         Error::ClientBody(_) => (1, "request body failed"),
         _ => (13, "proxy error"),
@@ -131,6 +131,22 @@ pub(crate) fn grpc_error_response(e: &Error, req_id: HeaderValue) -> Response<Pr
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     h.insert("grpc-status", HeaderValue::from(u16::from(code)));
     h.insert("grpc-message", HeaderValue::from_static(message));
+    h.insert(X_REQUEST_ID.clone(), req_id);
+    r
+}
+
+/// The methods the proxy forwards (the `Allow` of its 405 and of its answer to
+/// `OPTIONS` with `Max-Forwards: 0`); TRACE and CONNECT are not among them.
+pub(crate) const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// The proxy's own answer to `OPTIONS` with `Max-Forwards: 0` (RFC 9110 §7.6.2: the
+/// recipient "MUST NOT forward the request; instead, the recipient MUST respond as
+/// the final recipient"): 200, `Allow`, no content.
+pub(crate) fn options_response(req_id: HeaderValue) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(Bytes::new()));
+    let h = r.headers_mut();
+    h.insert(ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
+    h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     h.insert(X_REQUEST_ID.clone(), req_id);
     r
 }
@@ -154,6 +170,7 @@ pub(crate) fn error_response(e: &Error, req_id: HeaderValue, head: bool) -> Resp
         StatusCode::BAD_REQUEST => "bad request\n",
         StatusCode::NOT_FOUND => "no route\n",
         StatusCode::REQUEST_TIMEOUT => "request body timed out\n",
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed\n",
         _ => "proxy error\n",
     };
     let mut r = if head {
@@ -170,6 +187,11 @@ pub(crate) fn error_response(e: &Error, req_id: HeaderValue, head: bool) -> Resp
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r.headers_mut().insert(X_REQUEST_ID.clone(), req_id);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110 §15.5.6: a 405 "MUST generate an Allow header field".
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
+    }
     if matches!(status.as_u16(), 400 | 414 | 431 | 501) {
         // The request's head or framing was not understood: nothing after it on
         // this connection can be trusted to start a request.

@@ -35,12 +35,15 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn route(&self, host: Option<&str>, path: &str, absolute: bool) -> Option<&Route> {
+    /// The route for a request to `host` (the absolute-form authority, else `Host`)
+    /// and `path`. An absolute-form request is routed as its host would be in
+    /// `Host`: RFC 9112 §3.2.2, "A server MUST accept the absolute-form in requests";
+    /// it goes to a configured upstream either way, never to the host it names.
+    pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
             let host_ok = match &r.host {
                 Some(h) => host.is_some_and(|x| x.eq_ignore_ascii_case(h)),
-                // An absolute-form request must name a host a route serves explicitly.
-                None => !absolute,
+                None => true,
             };
             host_ok && path.starts_with(&*r.prefix)
         })

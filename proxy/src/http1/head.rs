@@ -171,6 +171,13 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Cl
     for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
         *span = (at(h.name.as_bytes()), at(h.value));
     }
+    // The backend's reason phrase where it is not the standard one for its code (a
+    // code without one, as 499 or 599, or other words): passed on, as nginx does;
+    // hyper's server writes it (`hyper::ext::ReasonPhrase`), else its own.
+    let reason = res
+        .reason
+        .filter(|r| !r.is_empty() && Some(*r) != status.canonical_reason())
+        .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes().to_vec()).ok());
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(n);
     for &((ns, nl), (vs, vl)) in &spans[..n] {
@@ -238,6 +245,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Cl
     parts.status = status;
     parts.version = version;
     parts.headers = headers;
+    if let Some(r) = reason {
+        parts.extensions.insert(r);
+    }
     Ok(Some(Head {
         parts,
         framing,

@@ -215,6 +215,9 @@ impl Metrics {
     /// Count a response hyper or the server wrote itself to a request head it could
     /// not read (no request latency to observe).
     pub(crate) fn count_unread(&self, status: u16) {
+        // A request too (one that could not be read), so that requests_total is never
+        // below the responses.
+        self.requests.fetch_add(1, Relaxed);
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.responses[class].fetch_add(1, Relaxed);
     }

@@ -344,6 +344,8 @@ async fn answers_hyper_writes_itself_are_logged_and_counted() {
     assert_eq!(v["client"], me.to_string());
     assert_eq!(v["upstream"], serde_json::Value::Null);
     assert_eq!(metric(admin, FOUR_XX).await, 1);
+    // It was a request too: requests_total is never below the responses.
+    assert_eq!(metric(admin, "ringleader_requests_total").await, 1);
 
     // A 70 KB request line outgrows hyper's read buffer: the 414 in place of its 431.
     let mut long = b"GET /".to_vec();

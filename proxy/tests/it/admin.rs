@@ -125,3 +125,16 @@ async fn admin_answers_head_and_its_405_names_the_allowed_methods() {
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     assert!(v["error"].is_string(), "{v}");
 }
+
+/// /status and /metrics are live values: never cached, never sniffed (as the page).
+#[tokio::test]
+async fn admin_answers_are_not_cached_or_sniffed() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    for path in ["/status", "/metrics"] {
+        let a = get(&client(), s.admin_addr(), path).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.headers["cache-control"], "no-store", "{path}");
+        assert_eq!(a.headers["x-content-type-options"], "nosniff", "{path}");
+    }
+}

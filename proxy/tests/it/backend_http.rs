@@ -84,6 +84,10 @@ fn answer_for(method: &str, target: &str) -> (Vec<u8>, After) {
             keep,
         ),
         "/nocontent" => (b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), keep),
+        "/reason" => (
+            b"HTTP/1.1 599 Network Read Timeout\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            keep,
+        ),
         "/garbage" => (b"SMTP ready\r\n\r\n".to_vec(), keep),
         "/conflict" => (
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(),
@@ -549,4 +553,21 @@ async fn a_pooled_connection_closed_unanswered_is_resent_once_for_idempotent_req
         );
         assert_eq!(failures(s.admin_addr(), &b).await, 1);
     }
+}
+
+/// A backend's reason phrase reaches the client where it is not the standard one
+/// (a code with none, as 599), as nginx passes it; hyper would write none.
+#[tokio::test]
+async fn a_backends_own_reason_phrase_is_passed_on() {
+    let b = RawBackend::start().await;
+    let s = start(proxy_config(&b, "", "")).await;
+    let out = raw(
+        s.proxy_addr(),
+        b"GET /reason HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 599 Network Read Timeout\r\n"),
+        "{out}"
+    );
 }

@@ -1,5 +1,7 @@
 //! Request and response headers: Host validation, X-Forwarded-*, X-Request-Id, and hop-by-hop stripping both ways.
 use crate::common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The JSON body of a raw `/echo-headers` answer (the headers the backend got).
 fn echoed(out: &str) -> serde_json::Value {
@@ -194,4 +196,99 @@ async fn repeated_x_forwarded_for_lines_are_kept_whole() {
         seen["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 192.0.2.9, 127.0.0.1",
         "{seen}"
     );
+}
+
+/// A client's field whose name, with `_` read as `-`, is one the proxy sets or frames
+/// by never reaches the backend (CGI, WSGI and PHP map both to one name); other
+/// names with `_` pass.
+#[tokio::test]
+async fn underscore_twins_of_the_proxys_fields_are_dropped() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let out = raw(
+        s.proxy_addr(),
+        b"GET /echo-headers HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\
+          X_Forwarded_For: 6.6.6.6\r\nX_Request_Id: forged\r\nTransfer_Encoding: chunked\r\n\
+          X_Custom: kept\r\n\r\n",
+    )
+    .await;
+    let seen = echoed(&out);
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "{seen}");
+    assert!(seen.get("x_forwarded_for").is_none(), "{seen}");
+    assert!(seen.get("x_request_id").is_none(), "{seen}");
+    assert!(seen.get("transfer_encoding").is_none(), "{seen}");
+    assert_eq!(seen["x_custom"], "kept", "{seen}");
+}
+
+/// hyper answers `Expect: 100-continue` itself when the body is read; the backend
+/// gets the body without the expectation (as nginx sends it).
+#[tokio::test]
+async fn an_expectation_the_proxy_met_is_not_sent_on() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let out = raw(
+        s.proxy_addr(),
+        b"POST /echo-headers HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\
+          Expect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .await;
+    // The interim 100, then the answer.
+    let out = out
+        .strip_prefix("HTTP/1.1 100 Continue\r\n\r\n")
+        .unwrap_or(&out);
+    let seen = echoed(out);
+    assert!(seen.get("expect").is_none(), "{seen}");
+    assert_eq!(seen["content-length"], "2", "{seen}");
+}
+
+/// An HTTP/1.0 client that asks for keep-alive keeps its connection: the answer
+/// says `Connection: keep-alive` (RFC 9112 Appendix C.2.2), and a second request on
+/// the same connection is answered.
+#[tokio::test]
+async fn an_http10_keep_alive_connection_is_kept() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let mut c = tokio::net::TcpStream::connect(s.proxy_addr())
+        .await
+        .unwrap();
+    for i in 0..2 {
+        c.write_all(b"GET / HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head, then the body of its Content-Length.
+        let done = |g: &[u8]| {
+            let t = String::from_utf8_lossy(g);
+            let Some(end) = t.find("\r\n\r\n") else {
+                return false;
+            };
+            let len: usize = t[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a Content-Length");
+            g.len() >= end + 4 + len
+        };
+        while !done(&got) {
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
+            assert_ne!(
+                n,
+                0,
+                "request {i}: closed after {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.0 200"), "{text}");
+        assert!(text.contains("\r\nconnection: keep-alive\r\n"), "{text}");
+    }
+    assert_eq!(b[0].requests(), 2);
 }

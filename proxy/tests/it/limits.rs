@@ -214,3 +214,91 @@ async fn absolute_form_for_an_unserved_host_is_never_forwarded() {
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
     assert_eq!(b[0].requests(), 1);
 }
+
+/// RFC 9112 §3.2.2: "A server MUST accept the absolute-form in requests": with a
+/// route for any host, `GET http://host/p` is served as `GET /p` with `Host: host`
+/// (it still goes to the configured upstream, never to the host it names).
+#[tokio::test]
+async fn absolute_form_is_served_by_a_route_for_any_host() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let out = raw(
+        s.proxy_addr(),
+        b"GET http://anything.test/echo-headers HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let seen: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(seen["host"], "anything.test", "{seen}");
+}
+
+/// Request targets a proxy cannot forward get 400, as nginx answers: the authority
+/// form outside CONNECT (RFC 9112 §3.2.3), the asterisk form (§3.2.4), a relative
+/// path, an empty host (RFC 9110 §4.2.1); none reaches the backend.
+#[tokio::test]
+async fn targets_and_hosts_that_cannot_be_forwarded_are_400() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    for req in [
+        &b"GET x.test:80 HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n"[..],
+        b"GET echo HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: :80\r\nConnection: close\r\n\r\n",
+    ] {
+        let out = raw(s.proxy_addr(), req).await;
+        assert!(
+            out.starts_with("HTTP/1.1 400"),
+            "{}\n{out}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    assert_eq!(b[0].requests(), 0);
+}
+
+/// TRACE is never forwarded (it would echo cookies and credentials back): 405 with
+/// `Allow`, as nginx answers. OPTIONS counts `Max-Forwards` down (RFC 9110 §7.6.2)
+/// and at 0 is answered by the proxy itself.
+#[tokio::test]
+async fn trace_is_refused_and_options_counts_max_forwards_down() {
+    let b = backends(1).await;
+    let s = start(config("", &[(&b[0], 1)], "", "")).await;
+    let out = raw(
+        s.proxy_addr(),
+        b"TRACE / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+    let allow = |t: &str| {
+        t.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("allow: ")
+                .map(str::to_string)
+        })
+    };
+    assert!(
+        allow(&out).is_some_and(|a| a.contains("get") && !a.contains("trace")),
+        "{out}"
+    );
+
+    let out = raw(
+        s.proxy_addr(),
+        b"OPTIONS /x HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(allow(&out).is_some(), "{out}");
+    assert_eq!(b[0].requests(), 0, "neither reached the backend");
+
+    let out = raw(
+        s.proxy_addr(),
+        b"OPTIONS /echo-headers HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let seen: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(seen["max-forwards"], "4", "{seen}");
+}
