@@ -48,7 +48,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the proxy (SIGHUP reloads, SIGTERM drains).
+    /// Run the proxy (SIGHUP reloads, SIGTERM drains, a second SIGTERM stops at once).
     Serve(serve::ServeArgs),
     /// Validate a config file and print what it means.
     Check(serve::CheckArgs),

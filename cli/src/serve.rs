@@ -8,8 +8,16 @@ use std::time::Duration;
 /// The config file `serve` and `check` read without `-c`, in the current directory.
 pub const DEFAULT_CONFIG: &str = "ringleader.toml";
 
+/// `ringleader serve --help`'s closing paragraph: the signals.
+const SIGNALS_HELP: &str = "\
+Signals: SIGHUP reloads the config file (an invalid one is logged and the old one keeps
+serving). SIGTERM or SIGINT stops accepting and drains open requests for up to
+server.shutdown_grace, then exits with status 0; a second SIGTERM or SIGINT during the
+drain ends it at once: open connections are dropped and the exit status is 1.";
+
 /// Arguments of `ringleader serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = SIGNALS_HELP)]
 pub struct ServeArgs {
     /// Config file (TOML) [default: ./ringleader.toml].
     #[arg(short, long, value_name = "FILE")]
@@ -191,6 +199,10 @@ impl Signals {
 }
 
 /// Serve until SIGTERM/SIGINT; SIGHUP reloads `config_path` with `overrides` applied.
+///
+/// The first SIGTERM or SIGINT drains for up to `shutdown_grace`; a second one during the
+/// drain ends it at once ([`DrainCutShort`]): an operator who pressed Ctrl-C twice, or a
+/// supervisor that escalates, does not wait out a request that never ends.
 async fn run_until_signal(
     signals: Signals,
     server: Server,
@@ -198,25 +210,24 @@ async fn run_until_signal(
     overrides: Overrides,
 ) -> Result<(), CliError> {
     #[cfg(unix)]
-    {
-        let Signals {
-            mut hup,
-            mut term,
-            mut int,
-        } = signals;
-        loop {
-            tokio::select! {
-                _ = hup.recv() => match config_path {
-                    Some(p) => {
-                        tracing::info!(config = %p.display(), "SIGHUP: reloading");
-                        // Errors are logged by reload_file; the old config keeps serving.
-                        let _ = server.proxy().reload_file_with(p, |c| overrides.apply(c));
-                    }
-                    None => tracing::warn!("SIGHUP ignored: no config file to reload"),
-                },
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-            }
+    let Signals {
+        mut hup,
+        mut term,
+        mut int,
+    } = signals;
+    #[cfg(unix)]
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match config_path {
+                Some(p) => {
+                    tracing::info!(config = %p.display(), "SIGHUP: reloading");
+                    // Errors are logged by reload_file; the old config keeps serving.
+                    let _ = server.proxy().reload_file_with(p, |c| overrides.apply(c));
+                }
+                None => tracing::warn!("SIGHUP ignored: no config file to reload"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
         }
     }
     #[cfg(not(unix))]
@@ -225,10 +236,53 @@ async fn run_until_signal(
         tokio::signal::ctrl_c().await?;
     }
     let grace = server.proxy().config().server.shutdown_grace;
-    tracing::info!(grace = %humantime::format_duration(grace), "shutting down: no new connections, draining");
-    server.shutdown().await;
-    Ok(())
+    tracing::info!(
+        grace = %humantime::format_duration(grace),
+        "shutting down: no new connections, draining (a second SIGTERM or SIGINT ends the drain at once)"
+    );
+    #[cfg(unix)]
+    let second = async {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    };
+    #[cfg(not(unix))]
+    let second = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    };
+    tokio::select! {
+        () = server.shutdown() => Ok(()),
+        signal = second => {
+            tracing::warn!(
+                signal,
+                "second signal during the drain: drain cut short, open connections dropped"
+            );
+            Err(DrainCutShort { signal }.into())
+        }
+    }
 }
+
+/// A second SIGTERM or SIGINT ended the drain before `shutdown_grace`: the connections
+/// still open were dropped, so the process exits with status 1.
+#[derive(Debug)]
+pub struct DrainCutShort {
+    /// The signal that cut it short.
+    pub signal: &'static str,
+}
+
+impl std::fmt::Display for DrainCutShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "shutdown drain cut short by a second {}: connections still open were dropped",
+            self.signal
+        )
+    }
+}
+
+impl std::error::Error for DrainCutShort {}
 
 /// Run `ringleader check`.
 pub fn check(args: CheckArgs) -> Result<(), CliError> {

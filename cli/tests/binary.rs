@@ -455,3 +455,117 @@ async fn serve_listen_and_admin_overrides_hold_across_sighup() {
     assert!(exit.success(), "exit status {exit}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A second signal during the drain ends it at once: with `shutdown_grace = "30s"` and a
+/// request stuck on a backend that never answers, SIGTERM starts the drain, SIGINT ends it,
+/// and the process exits with status 1 and a WARN, long before the grace is out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_cuts_the_drain_short() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The backend reads a request head and never answers it.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = silent.local_addr().unwrap();
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = silent.accept().await {
+            let tx = got_tx.clone();
+            held.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(());
+                // Hold the connection open, silent, until the proxy drops it.
+                let _ = s.read(&mut buf).await;
+            }));
+        }
+    });
+    let dir = temp_dir("serve-second-signal");
+    let cfg = dir.join("ringleader.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nworkers = 1\nshutdown_grace = \"30s\"\n\
+             [upstream.app]\nbackends = [{{ addr = \"{backend}\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log", "info", "serve", "-c"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stderr = child.stderr.take().unwrap();
+    let pid = child.id().to_string();
+    let mut child = KillOnDrop(Some(child));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(strip_ansi(&line));
+        }
+    });
+    let line = wait_for_log(&lines, "ringleader is serving").await;
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A request in flight: it reached the backend, which will never answer it.
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(format!("GET /stuck HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
+        .await
+        .expect("the request did not reach the backend")
+        .unwrap();
+
+    let kill = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let started = std::time::Instant::now();
+    kill("-TERM");
+    // The drain has begun (signals sent before it could be taken for one).
+    wait_for_log(&lines, "shutting down").await;
+    assert!(
+        child.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "serve exited on the first signal with a request in flight: {:?}",
+        lines.lock().unwrap()
+    );
+    kill("-INT");
+    // Well before the 30 s grace: 10 s at most.
+    let mut status = None;
+    wait_until(
+        Duration::from_secs(10),
+        "serve to exit on the second signal",
+        || {
+            status = child.0.as_mut().unwrap().try_wait().unwrap();
+            std::future::ready(status.is_some())
+        },
+    )
+    .await;
+    let status = status.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(status.code(), Some(1), "exit status {status}");
+    let warn = wait_for_log(&lines, "second signal during the drain").await;
+    assert!(warn.contains("WARN"), "{warn}");
+    assert!(warn.contains("SIGINT"), "{warn}");
+    child.0.take();
+    drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
+}
