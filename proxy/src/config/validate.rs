@@ -111,6 +111,14 @@ impl Config {
             ));
         }
         for (name, up) in &self.upstreams {
+            // An upstream's name goes where a backend's does (status, metrics, log
+            // lines, `check`'s output, etcd keys): the same rule, at its header.
+            if let Some(why) = backend_name_problem(name) {
+                return Err(ctx.err(
+                    ctx.at(&["upstream", name]),
+                    format!("upstream name {name:?} {why}"),
+                ));
+            }
             if let Some(from) = &up.backends_from {
                 if !up.backends.is_empty() {
                     return Err(ctx.err(
@@ -163,9 +171,23 @@ impl Config {
                     format!("path_prefix {:?} must start with '/'", route.path_prefix),
                 ));
             }
+            if !is_request_path(&route.path_prefix) {
+                return Err(ctx.err(
+                    ctx.at(&["route", &nth, "path_prefix"]),
+                    format!(
+                        "path_prefix {:?} is not a request path (no spaces, quotes or control characters)",
+                        route.path_prefix
+                    ),
+                ));
+            }
             if let Some(h) = &mut route.host {
                 let host = host_without_port(h).to_ascii_lowercase();
-                if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
+                let bad = |b: u8| {
+                    b.is_ascii_whitespace()
+                        || b.is_ascii_control()
+                        || matches!(b, b'/' | b'"' | b'\\')
+                };
+                if host.is_empty() || host.bytes().any(bad) {
                     return Err(ctx.err(
                         ctx.at(&["route", &nth, "host"]),
                         format!("route host {h:?} is not a host name"),
@@ -259,6 +281,15 @@ fn validate_upstream(ctx: &Ctx<'_>, name: &str, up: &UpstreamConfig) -> Result<(
             return Err(ctx.err(
                 at(&["health", "path"]),
                 format!("health path {:?} must start with '/'", h.path),
+            ));
+        }
+        if !is_request_path(&h.path) {
+            return Err(ctx.err(
+                at(&["health", "path"]),
+                format!(
+                    "health path {:?} is not a request path (no spaces, quotes or control characters)",
+                    h.path
+                ),
             ));
         }
         for (what, n) in [("rise", h.rise), ("fall", h.fall)] {
@@ -591,11 +622,19 @@ pub(crate) fn is_host_port(addr: &str) -> bool {
         .is_some()
 }
 
+/// Whether `path` can be a request's path (and query): the `http` crate parses it
+/// (so a health check can send it: no spaces or control characters), and it holds no
+/// `"` or `\\`, which would need quoting in log lines and `check`'s output.
+fn is_request_path(path: &str) -> bool {
+    path.parse::<http::uri::PathAndQuery>().is_ok() && !path.contains(['"', '\\'])
+}
+
 /// The longest backend name accepted.
 const MAX_BACKEND_NAME: usize = 64;
 
 /// A backend name goes into metric label values and log fields: non-empty, short,
 /// and only `[A-Za-z0-9._:-]`, so it needs no quoting anywhere. `None` when it is fine.
+/// Upstream names follow the same rule, for the same reasons.
 pub(crate) fn backend_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("must not be empty")
@@ -1267,10 +1306,10 @@ mod value_location_tests {
 
     const UP: &str = "[upstream.app]\nbackends = [{ addr = \"127.0.0.1:9101\" }]\n";
 
-    /// `t.toml:LINE:COL: ` of `value` in the first line of `text` that holds `line`.
+    /// `t.toml:LINE:COL: ` of `value`, the first one from where `line` first is in `text`.
     fn position(text: &str, line: &str, value: &str) -> String {
         let start = text.find(line).expect("the line is in the text");
-        let offset = start + line.find(value).expect("the value is on the line");
+        let offset = start + text[start..].find(value).expect("the value follows");
         let (l, c) = line_col(text, offset);
         format!("t.toml:{l}:{c}: ")
     }
@@ -1383,5 +1422,84 @@ mod value_location_tests {
             assert!(err.starts_with(&at), "{text}\nwant {at}, got: {err}");
             assert!(err.contains(msg), "{text}\n{err}");
         }
+    }
+
+    #[test]
+    fn names_and_paths_that_would_break_logs_are_rejected_where_written() {
+        let route = |field: &str| format!("{UP}[[route]]\nupstream = \"app\"\n{field}\n");
+        for (text, line, value, msg) in [
+            (
+                "[upstream.\"nl\\nup\"]\nbackends = [{ addr = \"x:1\" }]\n".to_string(),
+                "[upstream.",
+                "[upstream.",
+                "upstream name \"nl\\nup\" may hold only letters, digits and . _ : -",
+            ),
+            (
+                "[server]\nworkers = 1\n[upstream.\"ha\\\"sh\\\\up\"]\nbackends = [{ addr = \"x:1\" }]\n"
+                    .to_string(),
+                "[upstream.",
+                "[upstream.",
+                "upstream name \"ha\\\"sh\\\\up\" may hold only",
+            ),
+            (
+                "[upstream.\"\"]\nbackends = [{ addr = \"x:1\" }]\n".to_string(),
+                "[upstream.",
+                "[upstream.",
+                "upstream name \"\" must not be empty",
+            ),
+            (
+                // Inline: at the table that the name opens.
+                "upstream = { \"a b\" = { backends = [{ addr = \"x:1\" }] } }\n".to_string(),
+                "{ backends",
+                "{ backends",
+                "upstream name \"a b\" may hold only",
+            ),
+            (
+                route("host = \"a\\u0001b.test\""),
+                "host = ",
+                "\"a",
+                "route host \"a\\u{1}b.test\" is not a host name",
+            ),
+            (
+                route("host = \"a\\\"b.test\""),
+                "host = ",
+                "\"a",
+                "is not a host name",
+            ),
+            (
+                route("path_prefix = \"/a b\""),
+                "path_prefix = ",
+                "\"/a b\"",
+                "path_prefix \"/a b\" is not a request path",
+            ),
+            (
+                format!("{UP}[upstream.app.health]\npath = \"/h\\r\\nX: y\"\n"),
+                "path = ",
+                "\"/h",
+                "health path \"/h\\r\\nX: y\" is not a request path",
+            ),
+            (
+                format!("{UP}[upstream.app.health]\npath = \"/h\\\\z\"\n"),
+                "path = ",
+                "\"/h",
+                "is not a request path",
+            ),
+        ] {
+            let err = Config::from_toml_str(&text, "t.toml")
+                .unwrap_err()
+                .to_string();
+            let at = position(&text, line, value);
+            assert!(err.starts_with(&at), "{text}\nwant {at}, got: {err}");
+            assert!(err.contains(msg), "{text}\n{err}");
+        }
+        // The names and paths users write still pass.
+        let c = Config::from_toml_str(
+            "[upstream.\"api-v2.eu_1:x\"]\nbackends = [{ addr = \"x:1\" }]\n\
+             [upstream.\"api-v2.eu_1:x\".health]\npath = \"/healthz?full=1\"\n\
+             [[route]]\nhost = \"[::1]:8080\"\npath_prefix = \"/api/v2%20x\"\nupstream = \"api-v2.eu_1:x\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.routes[0].host.as_deref(), Some("[::1]"));
     }
 }
