@@ -42,7 +42,10 @@ impl EtcdArgs {
         };
         let endpoints = normalise_endpoints(&given);
         if endpoints.is_empty() {
-            return Err(format!("no etcd endpoint: pass --etcd URL or set {ETCD_ENV}").into());
+            return Err(crate::usage(
+                "--etcd",
+                format!("no etcd endpoint: pass --etcd URL or set {ETCD_ENV}"),
+            ));
         }
         Ok(endpoints)
     }
@@ -52,7 +55,7 @@ impl EtcdArgs {
         let config = ClusterConfig::new(self.endpoints()?).with_namespace(self.namespace.clone());
         config
             .validate()
-            .map_err(|e| format!("--etcd/--namespace: {}", chain(&e)))?;
+            .map_err(|e| crate::usage("--etcd/--namespace", chain(&e)))?;
         Ok(config)
     }
 }
@@ -168,14 +171,20 @@ fn is_host_port(addr: &str) -> bool {
 
 fn register(args: RegisterArgs) -> Result<(), CliError> {
     if !is_host_port(&args.addr) {
-        return Err(format!("--addr {:?} is not host:port", args.addr).into());
+        return Err(crate::usage(
+            "--addr",
+            format!("{:?} is not host:port", args.addr),
+        ));
     }
     if args.upstream.is_empty() || args.upstream.contains('/') {
-        return Err("--upstream must be non-empty and contain no '/'".into());
+        return Err(crate::usage(
+            "--upstream",
+            "must be non-empty and contain no '/'",
+        ));
     }
     let id = args.id.clone().unwrap_or_else(|| args.addr.clone());
     if id.is_empty() || id.contains('/') {
-        return Err("--id must be non-empty and contain no '/'".into());
+        return Err(crate::usage("--id", "must be non-empty and contain no '/'"));
     }
     let config = args.etcd.config()?;
     let spec = BackendSpec {

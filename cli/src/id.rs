@@ -26,12 +26,12 @@ const RESERVE_AHEAD: Duration = Duration::from_millis(500);
 #[derive(Debug, clap::Args)]
 pub struct IdArgs {
     /// How many IDs to print, one per line.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub count: u64,
     /// Worker id stamped into the IDs [default: $RINGLEADER_WORKER_ID]. Required unless
     /// --etcd leases one: processes issuing IDs at the same time need distinct worker ids,
     /// or their IDs collide.
-    #[arg(long, conflicts_with_all = ["etcd", "namespace"])]
+    #[arg(long, conflicts_with_all = ["etcd", "namespace"], allow_negative_numbers = true)]
     pub worker: Option<u32>,
     /// With --etcd: lease a free worker id from etcd for the run (released at the end, so
     /// parallel runs never print the same ID); no --worker and no high-water file.
@@ -126,6 +126,14 @@ fn leases_from_etcd(args: &IdArgs) -> bool {
 /// The worker id from `--worker`, else `RINGLEADER_WORKER_ID`; an error when neither is given.
 fn worker(args: &IdArgs) -> Result<WorkerId, CliError> {
     match args.worker {
+        Some(w) if w > args.layout.layout().max_worker() => Err(crate::usage(
+            "--worker",
+            format!(
+                "{w} is out of range: --layout {} allows 0..={}",
+                args.layout.name(),
+                args.layout.layout().max_worker()
+            ),
+        )),
         Some(w) => Ok(WorkerId::new(w)),
         None => WorkerId::from_env_if_set()?.ok_or_else(|| {
             format!(
@@ -524,7 +532,12 @@ mod tests {
         let err = output(&["--worker", "1024", "--no-state"])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("worker id 1024 is out of range"), "{err}");
+        assert!(
+            err.contains(
+                "invalid --worker: 1024 is out of range: --layout twitter allows 0..=1023"
+            ),
+            "{err}"
+        );
         let err = output(&["--layout", "js-safe", "--decode", "9007199254740992"])
             .unwrap_err()
             .to_string();

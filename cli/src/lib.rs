@@ -28,6 +28,50 @@ pub mod sim;
 /// Error type of a subcommand: anything displayable, reported by `main` on stderr.
 pub type CliError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A bad value on the command line that clap's parser let through (out of the range a
+/// simulator accepts, an unknown name): a usage error, so the binary exits with status 2,
+/// as for clap's own errors, and the message names the flag.
+#[derive(Debug)]
+pub struct UsageError {
+    /// The flag, e.g. `--nodes`.
+    pub flag: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid {}: {}", self.flag, self.message)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] for `flag`, as a [`CliError`].
+pub fn usage(flag: &'static str, message: impl std::fmt::Display) -> CliError {
+    Box::new(UsageError {
+        flag,
+        message: message.to_string(),
+    })
+}
+
+/// The exit status for a failed command: 2 for a bad argument ([`UsageError`]), 1 for
+/// anything else (a runtime failure).
+///
+/// ```
+/// let bad = ringleader_cli::usage("--nodes", "at least 1 node is needed");
+/// assert_eq!(bad.to_string(), "invalid --nodes: at least 1 node is needed");
+/// assert_eq!(ringleader_cli::exit_code(&bad), 2);
+/// assert_eq!(ringleader_cli::exit_code(&"connection refused".into()), 1);
+/// ```
+pub fn exit_code(err: &CliError) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        2
+    } else {
+        1
+    }
+}
+
 /// `ringleader`: HTTP reverse proxy, Snowflake IDs, sharding and balancing simulators.
 #[derive(Debug, Parser)]
 #[command(name = "ringleader", version, about, long_about = None, after_long_help = EXIT_HELP)]
@@ -66,7 +110,8 @@ pub enum Command {
 
 /// `ringleader --help`'s closing paragraph: exit statuses.
 const EXIT_HELP: &str = "\
-Exit status: 0 on success, 1 on an error (reported on stderr), 2 on bad arguments.
+Exit status: 0 on success, 1 on an error (reported on stderr), 2 on bad arguments (an
+unknown flag, or a value out of range: the message names the flag).
 A closed standard output (`ringleader id --count 1000000 | head -3`) ends a command quietly
 with status 0, as if it had finished: the reader chose to stop, nothing failed.";
 

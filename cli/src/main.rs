@@ -22,7 +22,8 @@ fn main() -> std::process::ExitCode {
                 // Not eprintln!: a closed stderr must not turn an error into a panic.
                 let _ = writeln!(std::io::stderr(), "ringleader: {err}");
             }
-            std::process::ExitCode::FAILURE
+            // 2 for a bad argument (as clap's own errors), 1 for a runtime failure.
+            std::process::ExitCode::from(ringleader_cli::exit_code(&err))
         }
     }
 }

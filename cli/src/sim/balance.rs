@@ -1,6 +1,6 @@
 //! `ringleader sim balance`: latency simulation of balancing strategies (table or JSON; optional SVG plot).
 use super::plot;
-use crate::CliError;
+use crate::{usage, CliError};
 use ringleader_balancer::sim::{simulate, Scenario};
 use ringleader_balancer::StrategyKind;
 use std::path::PathBuf;
@@ -19,13 +19,13 @@ pub struct BalanceArgs {
     #[arg(long, value_delimiter = ',')]
     pub strategies: Vec<String>,
     /// Seed of every random draw (same seed, same result).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
     /// Virtual seconds of arrivals, at most 3600 (slow periods scale along).
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
     pub duration: f64,
     /// Bounded-load epsilon for consistent_hash (e.g. 0.25); plain consistent hashing if absent.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub bounded_load: Option<f64>,
     /// Also write an SVG plot to this file: latency percentiles and backend shares per strategy.
     #[arg(long, value_name = "FILE")]
@@ -36,14 +36,19 @@ pub struct BalanceArgs {
 pub fn run(args: BalanceArgs) -> Result<(), CliError> {
     let format = args.format.as_str();
     if !matches!(format, "table" | "json") {
-        return Err(format!("unknown --format `{format}`: expected table or json").into());
+        return Err(usage(
+            "--format",
+            format!("unknown `{format}`: expected table or json"),
+        ));
     }
     if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3_600.0) {
-        return Err(format!(
-            "--duration must be more than 0 and at most 3600 seconds, got {}",
-            args.duration
-        )
-        .into());
+        return Err(usage(
+            "--duration",
+            format!(
+                "must be more than 0 and at most 3600 seconds, got {}",
+                args.duration
+            ),
+        ));
     }
     let strategies = if args.strategies.is_empty() {
         StrategyKind::ALL.to_vec()
@@ -51,13 +56,22 @@ pub fn run(args: BalanceArgs) -> Result<(), CliError> {
         args.strategies
             .iter()
             .map(|s| s.parse::<StrategyKind>())
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage("--strategies", e))?
     };
-    let mut scenario = Scenario::by_name(&args.scenario)?
+    let mut scenario = Scenario::by_name(&args.scenario)
+        .map_err(|e| usage("--scenario", e))?
         .with_duration(Duration::from_secs_f64(args.duration))
         .with_seed(args.seed);
     scenario.config.bounded_load = args.bounded_load;
-    scenario.config.validate()?;
+    // Of the settings checked here only bounded_load comes from the command line.
+    scenario.config.validate().map_err(|e| match e {
+        ringleader_balancer::Error::InvalidConfig {
+            field: "bounded_load",
+            reason,
+        } => usage("--bounded-load", reason),
+        other => other.into(),
+    })?;
     let report = simulate(&scenario, &strategies)?;
     // The plot first: `ringleader sim balance --svg p.svg | head` still writes it.
     if let Some(path) = &args.svg {

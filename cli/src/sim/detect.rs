@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use ringleader_balancer::detector::sim::{self, Report, Scenario, SimConfig};
 
-use crate::CliError;
+use crate::{usage, CliError};
 
 /// Arguments of `ringleader sim detect`.
 #[derive(Debug, clap::Args)]
@@ -13,13 +13,13 @@ pub struct DetectArgs {
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Hours of healthy simulated time per scenario (false suspicions and downs per hour).
-    #[arg(long, default_value_t = 48.0)]
+    #[arg(long, default_value_t = 48.0, allow_negative_numbers = true)]
     pub hours: f64,
     /// Crash trials per scenario (time to detect), half refusing connections, half silent.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, allow_negative_numbers = true)]
     pub trials: u32,
     /// Seed of every random draw (same seed, same result).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
     /// Scenario of the comparison against rise/fall's defaults, and of the plot.
     #[arg(long, default_value = "mixed")]
@@ -36,19 +36,27 @@ pub struct DetectArgs {
 pub fn run(args: DetectArgs) -> Result<(), CliError> {
     let format = args.format.as_str();
     if !matches!(format, "table" | "json") {
-        return Err(format!("unknown --format `{format}`: expected table or json").into());
+        return Err(usage(
+            "--format",
+            format!("unknown `{format}`: expected table or json"),
+        ));
     }
     if args.trials > 100_000 {
-        return Err(format!("--trials must be at most 100000, got {}", args.trials).into());
+        return Err(usage(
+            "--trials",
+            format!("must be at most 100000, got {}", args.trials),
+        ));
     }
-    let goal_scenario = Scenario::by_name(&args.goal_scenario)?;
+    let goal_scenario =
+        Scenario::by_name(&args.goal_scenario).map_err(|e| scenario_error("--goal-scenario", e))?;
     let mut scenarios = if args.scenarios.is_empty() {
         Scenario::ALL.to_vec()
     } else {
         args.scenarios
             .iter()
             .map(|s| Scenario::by_name(s))
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| scenario_error("--scenarios", e))?
     };
     if !scenarios.contains(&goal_scenario) {
         scenarios.push(goal_scenario);
@@ -61,7 +69,14 @@ pub fn run(args: DetectArgs) -> Result<(), CliError> {
         goal_scenario,
         ..SimConfig::default()
     };
-    let report = sim::simulate(&config)?;
+    let report = sim::simulate(&config).map_err(|e| match e {
+        // The simulator checks `hours` first; its other settings are not the command line's.
+        ringleader_balancer::Error::InvalidConfig {
+            field: "hours",
+            reason,
+        } => usage("--hours", reason),
+        other => other.into(),
+    })?;
     if let Some(path) = &args.svg {
         write_svg(&report, goal_scenario, path)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -71,6 +86,15 @@ pub fn run(args: DetectArgs) -> Result<(), CliError> {
         _ => report.to_table(),
     };
     crate::out::stdout(|out| Ok(out.write_all(text.as_bytes())?))
+}
+
+/// A usage error for `flag` from the simulator's complaint about a scenario name, with its
+/// reason alone (its own label is the field's name, `scenario`).
+fn scenario_error(flag: &'static str, e: ringleader_balancer::Error) -> CliError {
+    match e {
+        ringleader_balancer::Error::InvalidConfig { reason, .. } => usage(flag, reason),
+        other => usage(flag, other),
+    }
 }
 
 /// A fixed colour per curve.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use ringleader_ring::sim::{self, Algorithm, Event, KeyDistribution, SimConfig, SwitchConfig};
 
 use super::plot;
-use crate::CliError;
+use crate::{usage, CliError};
 
 /// Output format of `ringleader sim reshard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,25 +28,25 @@ pub enum Format {
 #[derive(Debug, clap::Args)]
 pub struct ReshardArgs {
     /// Nodes before the change (named node-0, node-1, ...; weight 1).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     pub nodes: usize,
     /// Add this many nodes in one step.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub add: Option<usize>,
     /// Remove this many nodes in one step (victims picked by the seeded RNG).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub remove: Option<usize>,
     /// Change a node's weight, e.g. `--weight 3=2` sets node-3 to weight 2 (repeatable).
     #[arg(long, value_name = "NODE=WEIGHT", value_parser = parse_weight)]
     pub weight: Vec<(u32, u32)>,
     /// Grow one node at a time up to this many nodes (one step per node).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub grow_to: Option<usize>,
     /// Shrink one node at a time down to this many nodes (one step per node).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub shrink_to: Option<usize>,
     /// Keys (uniform) or requests drawn (zipf).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, allow_negative_numbers = true)]
     pub keys: usize,
     /// Switch placement instead of resizing: the placement in use now (nginx, ketama,
     /// redis or any of the algorithms), compared with each of `--to`.
@@ -60,19 +60,19 @@ pub struct ReshardArgs {
     #[arg(long, default_value = "all")]
     pub algorithms: String,
     /// Ring virtual nodes per unit of weight.
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = 160, allow_negative_numbers = true)]
     pub vnodes: u32,
     /// Slot count for `slots`.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, allow_negative_numbers = true)]
     pub slots: usize,
     /// Target ranges per node for `range`.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true)]
     pub ranges_per_node: usize,
     /// Key distribution: `uniform`, `zipf` (s = 1.1) or `zipf:<s>`.
     #[arg(long, default_value = "uniform")]
     pub distribution: String,
     /// RNG seed (Zipf draws, removal victims).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -127,9 +127,13 @@ impl ReshardArgs {
         if events.is_empty() {
             events.push(Event::Add(1));
         }
-        let distribution: KeyDistribution = self.distribution.parse()?;
+        let distribution: KeyDistribution = self
+            .distribution
+            .parse()
+            .map_err(|e| flag_error("--distribution", e))?;
         let config = SimConfig {
-            algorithms: Algorithm::parse_list(&self.algorithms)?,
+            algorithms: Algorithm::parse_list(&self.algorithms)
+                .map_err(|e| flag_error("--algorithms", e))?,
             nodes: self.nodes,
             keys: self.keys,
             vnodes: self.vnodes,
@@ -140,7 +144,7 @@ impl ReshardArgs {
             seed: self.seed,
             measure_time: !self.no_timing,
         };
-        config.validate()?;
+        config.validate().map_err(settings_error)?;
         Ok(config)
     }
 }
@@ -156,16 +160,19 @@ impl ReshardArgs {
             || self.grow_to.is_some()
             || self.shrink_to.is_some()
         {
-            return Err("--from compares placements over the same nodes: \
-                        --add, --remove, --grow-to and --shrink-to do not apply (--weight does)"
-                .into());
+            return Err(usage(
+                "--from",
+                "compares placements over the same nodes: \
+                 --add, --remove, --grow-to and --shrink-to do not apply (--weight does)",
+            ));
         }
         if self.plot.is_some() {
-            return Err("--plot is not available with --from".into());
+            return Err(usage("--plot", "--plot is not available with --from"));
         }
         let config = SwitchConfig {
-            from: from.trim().parse()?,
-            to: Algorithm::parse_list(self.to.as_deref().unwrap_or("ring"))?,
+            from: from.trim().parse().map_err(|e| flag_error("--from", e))?,
+            to: Algorithm::parse_list(self.to.as_deref().unwrap_or("ring"))
+                .map_err(|e| flag_error("--to", e))?,
             nodes: self.nodes,
             weights: self.weight.clone(),
             keys: self.keys,
@@ -175,15 +182,62 @@ impl ReshardArgs {
             ranges_per_node: self.ranges_per_node,
             seed: self.seed,
         };
-        config.validate()?;
+        config.validate().map_err(settings_error)?;
         Ok(Some(config))
+    }
+}
+
+/// A usage error for `flag` from the simulator's complaint `e`: its reason alone when it
+/// has one (the simulator's own label is its field's name, not the flag's).
+fn flag_error(flag: &'static str, e: ringleader_ring::Error) -> CliError {
+    match e {
+        ringleader_ring::Error::InvalidParameter { reason, .. } => usage(flag, reason),
+        other => usage(flag, other),
+    }
+}
+
+/// The flag behind a simulator error about its settings or events, if it is one: those are
+/// bad arguments (exit status 2), anything else a runtime failure.
+fn flag_of(e: &ringleader_ring::Error) -> Option<&'static str> {
+    use ringleader_ring::Error as E;
+    Some(match e {
+        E::InvalidParameter { what, reason } => match *what {
+            "nodes" => "--nodes",
+            "keys" => "--keys",
+            "algorithms" => "--algorithms",
+            "ranges per node" => "--ranges-per-node",
+            "distribution" => "--distribution",
+            "to" => "--to",
+            // The events' reasons start with the event: "grow to 5: ...", "add 0: ...".
+            "event" => [
+                ("grow to", "--grow-to"),
+                ("shrink to", "--shrink-to"),
+                ("add", "--add"),
+                ("remove", "--remove"),
+            ]
+            .into_iter()
+            .find_map(|(event, flag)| reason.starts_with(event).then_some(flag))?,
+            _ => return None,
+        },
+        E::ZeroVnodes | E::TooManyPoints { .. } => "--vnodes",
+        E::InvalidSlotCount { .. } => "--slots",
+        E::UnknownNode { .. } | E::ZeroWeight { .. } => "--weight",
+        _ => return None,
+    })
+}
+
+/// `e` as a usage error naming its flag when it is about one, else as it is.
+fn settings_error(e: ringleader_ring::Error) -> CliError {
+    match flag_of(&e) {
+        Some(flag) => flag_error(flag, e),
+        None => e.into(),
     }
 }
 
 /// Run `ringleader sim reshard`.
 pub fn run(args: ReshardArgs) -> Result<(), CliError> {
     if let Some(config) = args.to_switch_config()? {
-        let report = sim::switch(&config)?;
+        let report = sim::switch(&config).map_err(settings_error)?;
         let text = match args.format {
             Format::Table => report.to_table(),
             Format::Json => report.to_json() + "\n",
@@ -192,7 +246,8 @@ pub fn run(args: ReshardArgs) -> Result<(), CliError> {
         return crate::out::stdout(|out| Ok(out.write_all(text.as_bytes())?));
     }
     let config = args.to_config()?;
-    let report = sim::run(&config)?;
+    // The events are checked against the cluster as it changes, while the simulation runs.
+    let report = sim::run(&config).map_err(settings_error)?;
     // The plot first: `ringleader sim reshard --plot p.svg | head` still writes it.
     if let Some(path) = &args.plot {
         plot::write_svg(&report, path)
