@@ -150,3 +150,32 @@ fn bad_arguments_are_errors() {
         assert!(!err.is_empty());
     }
 }
+
+/// No crash trials leave nothing to time: `--trials 0` is a bad argument (status 2, named),
+/// not a table of NaN; the simulator's errors are labelled by the flag, not by its field.
+#[test]
+fn zero_trials_is_refused_and_errors_name_the_flag() {
+    for (args, flag) in [
+        (&["--trials", "0"][..], "--trials"),
+        (&["--hours", "0"], "--hours"),
+        (&["--scenarios", "moon"], "--scenarios"),
+        (&["--goal-scenario", "moon"], "--goal-scenario"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["sim", "detect"])
+            .args(args)
+            .output()
+            .expect("run the binary");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}{stdout}");
+        assert!(!stdout.contains("NaN"), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains(&format!("invalid {flag}: ")),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("balancer setting"), "{args:?}: {stderr}");
+    }
+}

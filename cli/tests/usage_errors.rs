@@ -117,9 +117,14 @@ fn bad_arguments_exit_2_and_name_the_flag() {
         (&["sim", "detect", "--hours", "0"], "--hours", "more than 0"),
         (&["sim", "detect", "--hours", "-1"], "--hours", "-1"),
         (
+            &["sim", "detect", "--trials", "0"],
+            "--trials",
+            "1..=100000",
+        ),
+        (
             &["sim", "detect", "--trials", "100001"],
             "--trials",
-            "100000",
+            "1..=100000",
         ),
         (
             &["sim", "detect", "--trials", "99999999999"],

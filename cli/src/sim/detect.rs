@@ -15,7 +15,8 @@ pub struct DetectArgs {
     /// Hours of healthy simulated time per scenario (false suspicions and downs per hour).
     #[arg(long, default_value_t = 48.0, allow_negative_numbers = true)]
     pub hours: f64,
-    /// Crash trials per scenario (time to detect), half refusing connections, half silent.
+    /// Crash trials per scenario (time to detect), 1 to 100000, half refusing connections,
+    /// half silent.
     #[arg(long, default_value_t = 200, allow_negative_numbers = true)]
     pub trials: u32,
     /// Seed of every random draw (same seed, same result).
@@ -41,10 +42,11 @@ pub fn run(args: DetectArgs) -> Result<(), CliError> {
             format!("unknown `{format}`: expected table or json"),
         ));
     }
-    if args.trials > 100_000 {
+    // No trials, no time to detect: its mean and p99 would be NaN.
+    if !(1..=100_000).contains(&args.trials) {
         return Err(usage(
             "--trials",
-            format!("must be at most 100000, got {}", args.trials),
+            format!("must be within 1..=100000, got {}", args.trials),
         ));
     }
     let goal_scenario =
