@@ -215,31 +215,7 @@ async fn serve_reloads_on_sighup_and_drains_on_sigterm() {
     let dir = temp_dir("serve");
     let cfg = dir.join("ringleader.toml");
     std::fs::write(&cfg, serve_config(b[0].addr())).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--log", "info", "serve", "-c"])
-        .arg(&cfg)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stderr = child.stderr.take().unwrap();
-    let pid = child.id().to_string();
-    let mut child = KillOnDrop(Some(child));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(strip_ansi(&line));
-        }
-    });
-    let line = wait_for_log(&lines, "ringleader is serving").await;
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("listen="))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut child, lines, pid, addr) = serve(&cfg).await;
     let c = client();
     assert_eq!(get(&c, addr, "/").await.backend.as_deref(), Some("b0"));
     // One access log line per request: method, path, status, upstream, backend, latency, id.
@@ -315,6 +291,37 @@ async fn status_json(admin: SocketAddr) -> serde_json::Value {
     assert_eq!(resp.status(), 200);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&body).unwrap()
+}
+
+/// `serve -c cfg` at `--log info`, once it says it is serving: the child, its
+/// captured log lines, its pid and the address it listens on.
+async fn serve(cfg: &std::path::Path) -> (KillOnDrop, Arc<Mutex<Vec<String>>>, String, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["--log", "info", "serve", "-c"])
+        .arg(cfg)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stderr = child.stderr.take().unwrap();
+    let pid = child.id().to_string();
+    let child = KillOnDrop(Some(child));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(strip_ansi(&line));
+        }
+    });
+    let line = wait_for_log(&lines, "ringleader is serving").await;
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, lines, pid, addr)
 }
 
 /// A child process killed (and reaped) if a failing test drops it still running.
@@ -495,31 +502,7 @@ async fn a_second_signal_cuts_the_drain_short() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--log", "info", "serve", "-c"])
-        .arg(&cfg)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stderr = child.stderr.take().unwrap();
-    let pid = child.id().to_string();
-    let mut child = KillOnDrop(Some(child));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(strip_ansi(&line));
-        }
-    });
-    let line = wait_for_log(&lines, "ringleader is serving").await;
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("listen="))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut child, lines, pid, addr) = serve(&cfg).await;
     // A request in flight: it reached the backend, which will never answer it.
     let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
     client
