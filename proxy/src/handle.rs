@@ -50,12 +50,7 @@ pub(crate) async fn handle(
     // `Connection: keep-alive` (RFC 9112 §9.3 and Appendix C.2.2); the backend's is
     // hop-by-hop and stripped, so the proxy says it for itself.
     let keep_alive_10 = version == Version::HTTP_10
-        && parts
-            .headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"));
+        && headers::has_token(&parts.headers, &CONNECTION, b"keep-alive");
     let state = proxy.shared.state.load();
     // Sized as the client sent it, before the proxy adds to it.
     let head_checked = check_head(&parts, state.config.server.max_header_bytes);
@@ -460,12 +455,7 @@ fn upgrade_requested(h: &HeaderMap, version: Version, no_body: bool) -> Option<H
     if version != Version::HTTP_11 || !no_body {
         return None;
     }
-    let asked = h
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
-    if !asked {
+    if !headers::has_token(h, &CONNECTION, b"upgrade") {
         return None;
     }
     // Several field lines are one list (RFC 9110 §5.3). `h2c` is left out: the

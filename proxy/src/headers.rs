@@ -36,6 +36,16 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 10] {
     ]
 }
 
+/// Whether a field `name` of `headers` lists `token` (ASCII case-insensitive), its
+/// field lines read as one comma-separated list (RFC 9110 §5.3, §5.6.1).
+pub(crate) fn has_token(headers: &HeaderMap, name: &HeaderName, token: &[u8]) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
 /// Remove hop-by-hop headers, including every header the `Connection`
 /// header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
