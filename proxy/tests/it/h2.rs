@@ -195,6 +195,19 @@ fn get_headers(stream: u32, authority: &str) -> Vec<u8> {
     frame(HEADERS, 0x1 | 0x4, stream, &block)
 }
 
+/// HEADERS for `method` `path` at `authority`, END_STREAM | END_HEADERS: each field a
+/// literal without indexing on its static-table name (RFC 7541 §6.2.2: indices 2
+/// :method, 4 :path, 1 :authority), :scheme http indexed (6). Values under 128 bytes.
+fn request_headers(stream: u32, method: &str, path: &str, authority: &str) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (index, value) in [(0x02, method), (0x04, path), (0x01, authority)] {
+        block.extend([index, value.len() as u8]);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block.push(0x86);
+    frame(HEADERS, 0x1 | 0x4, stream, &block)
+}
+
 impl RawH2 {
     /// Connect and send the preface and an empty SETTINGS.
     async fn connect(addr: SocketAddr) -> RawH2 {
@@ -553,13 +566,7 @@ async fn the_proxys_own_answer_to_head_has_no_content_over_h2_and_http1() {
     let s = start(config_over("", &[dead], "", "")).await;
     let mut h2 = RawH2::connect(s.proxy_addr()).await;
     let authority = s.proxy_addr().to_string();
-    // :method HEAD, a literal without indexing on the static name 2 (RFC 7541 §6.2.2),
-    // then :scheme http, :path /, :authority as in `get_headers`.
-    let mut block = vec![0x02, 4];
-    block.extend_from_slice(b"HEAD");
-    block.extend([0x86, 0x84, 0x01, authority.len() as u8]);
-    block.extend_from_slice(authority.as_bytes());
-    h2.s.write_all(&frame(HEADERS, 0x1 | 0x4, 1, &block))
+    h2.s.write_all(&request_headers(1, "HEAD", "/", &authority))
         .await
         .unwrap();
     let mut on_stream = Vec::new();
@@ -636,16 +643,11 @@ async fn paced_rapid_reset_gets_goaway_by_the_hundredth_stream() {
     let s = start(config("", &[(&b[0], 1)], "", "")).await;
     let mut h2 = RawH2::connect(s.proxy_addr()).await;
     let authority = s.proxy_addr().to_string();
-    let path = b"/slow?ms=60000";
+    let path = "/slow?ms=60000";
     let backend = &b[0];
     for i in 0..100u32 {
         let id = 2 * i + 1;
-        // :method GET, :scheme http, :path as a literal on the static name 4, :authority.
-        let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
-        block.extend_from_slice(path);
-        block.extend([0x01, authority.len() as u8]);
-        block.extend_from_slice(authority.as_bytes());
-        h2.s.write_all(&frame(HEADERS, 0x1 | 0x4, id, &block))
+        h2.s.write_all(&request_headers(id, "GET", path, &authority))
             .await
             .unwrap();
         let want = u64::from(i) + 1;
