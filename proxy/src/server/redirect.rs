@@ -75,11 +75,9 @@ impl hyper::service::Service<Request<Incoming>> for Redirect {
                 }
             }
         }
-        // RFC 9110 §4.2.2: "A sender MUST NOT generate an "https" URI with an empty
-        // host identifier" (`Host: ` or `Host: :8080`): a 400, as nginx answers.
-        .filter(|h| {
-            headers::is_valid_host(h.as_bytes()) && !headers::host_without_port(h).is_empty()
-        });
+        // Never an empty host (`Host: `, `Host: :8080`): RFC 9110 §4.2.2, "A sender
+        // MUST NOT generate an "https" URI with an empty host identifier"; a 400.
+        .filter(|h| headers::is_valid_host(h.as_bytes()));
         let target = req
             .uri()
             .path_and_query()
