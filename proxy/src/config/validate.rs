@@ -1314,6 +1314,16 @@ mod value_location_tests {
         format!("t.toml:{l}:{c}: ")
     }
 
+    /// `text` is refused with `msg`, located at `value` (see [`position`]).
+    fn assert_located(text: &str, line: &str, value: &str, msg: &str) {
+        let err = Config::from_toml_str(text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        let at = position(text, line, value);
+        assert!(err.starts_with(&at), "{text}\nwant {at}, got: {err}");
+        assert!(err.contains(msg), "{text}\n{err}");
+    }
+
     #[test]
     fn value_errors_point_at_the_value_not_its_table() {
         let two_routes = format!(
@@ -1415,12 +1425,7 @@ mod value_location_tests {
                 "upstream \"app\" has no backends",
             ),
         ] {
-            let err = Config::from_toml_str(&text, "t.toml")
-                .unwrap_err()
-                .to_string();
-            let at = position(&text, line, value);
-            assert!(err.starts_with(&at), "{text}\nwant {at}, got: {err}");
-            assert!(err.contains(msg), "{text}\n{err}");
+            assert_located(&text, line, value, msg);
         }
     }
 
@@ -1485,12 +1490,7 @@ mod value_location_tests {
                 "is not a request path",
             ),
         ] {
-            let err = Config::from_toml_str(&text, "t.toml")
-                .unwrap_err()
-                .to_string();
-            let at = position(&text, line, value);
-            assert!(err.starts_with(&at), "{text}\nwant {at}, got: {err}");
-            assert!(err.contains(msg), "{text}\n{err}");
+            assert_located(&text, line, value, msg);
         }
         // The names and paths users write still pass.
         let c = Config::from_toml_str(
