@@ -712,7 +712,13 @@ mod tests {
             .unwrap(),
         );
         let verdicts = Arc::new(Verdicts::default());
-        let t = Target {
+        let t = test_target(&lb, addr, &verdicts);
+        (lb, verdicts, tokio::spawn(check_loop(t, Arc::new(h))))
+    }
+
+    /// The check target of backend `addr` in upstream `app` of `lb` (HTTP/1.1, 1 s to connect).
+    fn test_target(lb: &Arc<Balancer>, addr: &str, verdicts: &Arc<Verdicts>) -> Target {
+        Target {
             lb: lb.clone(),
             id: addr.to_string(),
             label: addr.into(),
@@ -720,8 +726,7 @@ mod tests {
             h2: None,
             connect_timeout: Duration::from_secs(1),
             verdicts: verdicts.clone(),
-        };
-        (lb, verdicts, tokio::spawn(check_loop(t, Arc::new(h))))
+        }
     }
 
     /// Wait (5 s at most) until this proxy's verdict on `addr` is `down`.
@@ -824,15 +829,7 @@ mod tests {
             Arc::new(Verdicts::default()),
         );
         verdicts.set_own("app", &addr, true);
-        let t = Target {
-            lb: lb.clone(),
-            id: addr.clone(),
-            label: addr.as_str().into(),
-            upstream: "app".into(),
-            h2: None,
-            connect_timeout: Duration::from_secs(1),
-            verdicts: verdicts.clone(),
-        };
+        let t = test_target(&lb, &addr, &verdicts);
         let task = tokio::spawn(check_loop(t, Arc::new(h)));
         first.await.unwrap();
         // Wait for a later, refused check.
@@ -906,15 +903,7 @@ mod tests {
         lb.report_check(&addr, false);
         lb.report_check(&addr, false);
         let verdicts = Arc::new(Verdicts::default());
-        let t = Target {
-            lb: lb.clone(),
-            id: addr.clone(),
-            label: addr.as_str().into(),
-            upstream: "app".into(),
-            h2: None,
-            connect_timeout: Duration::from_secs(1),
-            verdicts: verdicts.clone(),
-        };
+        let t = test_target(&lb, &addr, &verdicts);
         // The next check comes 2 s after the first: only one is seen here.
         let h = HealthConfig {
             interval: Duration::from_secs(2),
