@@ -23,6 +23,30 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `ringleader <global> serve -c cfg` without colours: the child and the stderr
+/// lines it writes, gathered as they come.
+fn serve(global: &[&str], cfg: &std::path::Path) -> (KillOnDrop, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(BIN)
+        .args(global)
+        .args(["serve", "-c"])
+        .arg(cfg)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (KillOnDrop(child), lines)
+}
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -79,24 +103,7 @@ async fn json_access_lines_are_bare_in_both_log_formats() {
     let cfg = json_access_config(dir.path(), b[0].addr());
     for format in ["text", "json"] {
         let spawned = now();
-        let mut child = Command::new(BIN)
-            .args(["--log", "info", "--log-format", format, "serve", "-c"])
-            .arg(&cfg)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let _child = KillOnDrop(child);
-        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (_child, lines) = serve(&["--log", "info", "--log-format", format], &cfg);
         let serving = wait_line(&lines, |l| l.contains("ringleader is serving")).await;
         let ready = now();
         let (proxy, admin) = (addr_in(&serving, "listen"), addr_in(&serving, "admin"));
@@ -185,25 +192,8 @@ async fn the_access_log_is_written_under_log_warn() {
     let b = backends(1).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = json_access_config(dir.path(), b[0].addr());
-    let mut child = Command::new(BIN)
-        .args(["--log", "warn", "serve", "-c"])
-        .arg(&cfg)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let _child = KillOnDrop(child);
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let (child, lines) = serve(&["--log", "warn"], &cfg);
+    let pid = child.0.id();
     // No "serving" line at warn: the listeners are found in /proc. The proxy's answers
     // `/` from the backend (`x-backend`), the admin's with its status page.
     let deadline = Instant::now() + Duration::from_secs(10);
