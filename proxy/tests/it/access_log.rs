@@ -184,11 +184,7 @@ async fn the_text_form_stays_key_value_fields() {
 async fn attempts_count_the_retry() {
     let (logs, _guard) = Logs::capture();
     let b = backends(1).await;
-    let gone = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let gone = closed_addr();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\naccess_log = \"json\"\n\
          [upstream.app]\nstrategy = \"round_robin\"\n\

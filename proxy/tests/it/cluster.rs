@@ -130,7 +130,7 @@ async fn three_proxies_agree_on_keys_and_follow_etcd() {
     // each committed by etcd) are part of the time, and `wrote` shows their share.
     let (mut took, mut wrote) = (Vec::new(), Vec::new());
     for i in 0..25 {
-        let extra = crate::membership::closed_addr().to_string();
+        let extra = closed_addr().to_string();
         let t0 = Instant::now();
         let reg = c
             .register_backend(

@@ -265,11 +265,7 @@ async fn unary_and_server_streaming_calls_with_trailers_reach_an_h2c_backend() {
 
 #[tokio::test]
 async fn a_grpc_call_to_a_dead_backend_gets_unavailable_not_html() {
-    // A port nothing listens on: bound, then closed.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = closed_addr();
     let s = start(config_over("", &[dead], "protocol = \"h2c\"", "")).await;
     let mut c = grpc_client(s.proxy_addr()).await;
     let st = say(&mut c, "hi").await.expect_err("no backend");

@@ -559,10 +559,7 @@ async fn a_reload_of_the_http2_settings_applies_to_new_connections() {
 /// body out by itself, its HTTP/2 server does not: the stream must end with HEADERS.
 #[tokio::test]
 async fn the_proxys_own_answer_to_head_has_no_content_over_h2_and_http1() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = closed_addr();
     let s = start(config_over("", &[dead], "", "")).await;
     let mut h2 = RawH2::connect(s.proxy_addr()).await;
     let authority = s.proxy_addr().to_string();

@@ -39,12 +39,7 @@ async fn a_failing_check_logs_backend_path_status_and_counts() {
 #[tokio::test]
 async fn a_refused_check_says_so() {
     let (logs, _guard) = Logs::capture();
-    // A port nothing listens on: bound, then closed.
-    let gone = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let gone = closed_addr();
     let s = start(config_over("", &[gone], "", FAST_HEALTH)).await;
     wait_until(Duration::from_secs(5), "the backend goes down", || async {
         health_of(s.admin_addr(), gone).await.as_deref() == Some("down")

@@ -6,14 +6,6 @@ use crate::common::*;
 use ringleader_proxy::{BackendConfig, Config, Error, Server};
 use std::net::SocketAddr;
 
-/// An address nothing listens on (bound, then closed): connections to it are refused.
-pub fn closed_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// A config whose upstream `app` takes its backends from a cluster at an address
 /// nothing listens on (the cluster is never reached: memberships are fed directly).
 pub fn cluster_config(upstream_extra: &str, tail: &str) -> Config {

@@ -78,11 +78,7 @@ fn one(sc: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
 /// name given), `edge` without checks over a refused port and a live backend.
 async fn two_upstreams() -> (Server, Vec<DemoBackend>, SocketAddr) {
     let b = backends(3).await;
-    let refused = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let refused = closed_addr();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
          [[route]]\npath_prefix = \"/edge\"\nupstream = \"edge\"\n\

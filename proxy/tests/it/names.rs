@@ -84,12 +84,7 @@ async fn status_and_metrics_show_names_and_a_rename_keeps_stats() {
 async fn an_ejection_is_logged_with_the_backends_name_and_address() {
     let (logs, _guard) = Logs::capture();
     let b = backends(1).await;
-    // A port nothing listens on: bound, then closed.
-    let gone = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let gone = closed_addr();
     let entries = vec![
         format!("{{ addr = \"{gone}\", name = \"bravo\" }}"),
         format!("{{ addr = \"{}\", name = \"alpha\" }}", b[0].addr()),

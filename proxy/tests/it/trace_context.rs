@@ -16,15 +16,6 @@ use tokio::net::{TcpListener, TcpStream};
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 const TRACESTATE: &str = "congo=t61rcWkgMzE,  rojo=00f067aa0ba902b7";
 
-/// An address nothing listens on (bound, then closed): connecting is refused.
-async fn refused_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 async fn bind_text(text: &str) -> Server {
     let cfg = Config::from_toml_str(text, "trace.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     Server::bind(cfg).await.unwrap()
@@ -47,7 +38,7 @@ fn config_text(backends: &[SocketAddr], protocol: &str) -> String {
 #[tokio::test]
 async fn trace_context_reaches_an_http1_backend_byte_identical_also_on_a_retry() {
     let b = backends(1).await;
-    let s = bind_text(&config_text(&[refused_addr().await, b[0].addr()], "http1")).await;
+    let s = bind_text(&config_text(&[closed_addr(), b[0].addr()], "http1")).await;
     let c = client();
     for _ in 0..2 {
         let a = send(
@@ -99,7 +90,7 @@ async fn h2c_trace_echo() -> SocketAddr {
 #[tokio::test]
 async fn trace_context_passes_over_http2_both_sides_also_on_a_retry() {
     let backend = h2c_trace_echo().await;
-    let s = bind_text(&config_text(&[refused_addr().await, backend], "h2c")).await;
+    let s = bind_text(&config_text(&[closed_addr(), backend], "h2c")).await;
     // HTTP/2 with prior knowledge from the client too.
     let mut c = h2_over(TcpStream::connect(s.proxy_addr()).await.unwrap()).await;
     for _ in 0..2 {

@@ -79,3 +79,11 @@ pub fn equal_three(b: &[DemoBackend], upstream_extra: &str, tail: &str) -> Confi
 pub async fn start(cfg: Config) -> Server {
     Server::bind(cfg).await.unwrap()
 }
+
+/// An address nothing listens on (bound, then closed): connections to it are refused.
+pub fn closed_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
